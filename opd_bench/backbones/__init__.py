@@ -1,0 +1,46 @@
+"""Backbones: one adapter class per model family, all implementing :class:`~.base.Backbone`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..checkpoint import CONFIG, read_config
+from ..errors import CheckpointError
+from ..paths import RELEASED_DIR
+from .base import Backbone, Condition
+from .embedded import EmbeddedBackbone
+
+
+def released_names():
+    if not RELEASED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in RELEASED_DIR.iterdir() if (p / CONFIG).is_file())
+
+
+def resolve_checkpoint(name_or_path) -> Path:
+    """A checkpoint folder from a path or a released name (``base``, ``teacher_ocr``, ...)."""
+    p = Path(str(name_or_path)).expanduser()
+    if p.exists():
+        return p
+    rel = RELEASED_DIR / str(name_or_path)
+    if "/" not in str(name_or_path) and rel.is_dir():
+        return rel
+    names = ", ".join(released_names()) or "none"
+    raise CheckpointError(f"checkpoint not found: {name_or_path} (not a folder; released names: {names})")
+
+
+def load_backbone(name_or_path, device="cpu") -> Backbone:
+    """Load any backbone checkpoint by released name or path (verifying its manifest)."""
+    path = resolve_checkpoint(name_or_path)
+    cfg = read_config(path)
+    kind = cfg.get("backbone")
+    if kind == "embedded":
+        model = EmbeddedBackbone.load(path, resolve=resolve_checkpoint)
+        if model.text_source and model.text_source.get("from") == str(path) and path.parent == RELEASED_DIR:
+            model.text_source["from"] = path.name  # portable reference for checkpoints derived from it
+    else:
+        raise CheckpointError(f"checkpoint {path}: unknown backbone {kind!r} in {CONFIG}")
+    return model.to(device)
+
+
+__all__ = ["Backbone", "Condition", "EmbeddedBackbone", "load_backbone", "resolve_checkpoint", "released_names"]

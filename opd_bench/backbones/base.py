@@ -1,0 +1,132 @@
+"""The backbone protocol: "a text-conditioned velocity model with classifier-free guidance".
+
+Both the embedded pixel-space model and the diffusers SD3/FLUX adapters implement it; samplers, methods,
+the ledger and the analyses only talk to this interface. Adding a backbone is one adapter class.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..sampler import cfg_combine
+
+
+@dataclass
+class Condition:
+    """Encoded prompts: token states [B, L, D] and pooled [B, P], plus the unconditional (empty prompt) pair
+    [1, L, D] / [1, P] used for CFG. Slicing and concatenation keep the shared unconditional part."""
+
+    states: torch.Tensor
+    pooled: torch.Tensor
+    uncond_states: torch.Tensor
+    uncond_pooled: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    def index(self, idx) -> "Condition":
+        return Condition(self.states[idx], self.pooled[idx], self.uncond_states, self.uncond_pooled)
+
+    def repeat_interleave(self, n: int) -> "Condition":
+        return Condition(self.states.repeat_interleave(n, 0), self.pooled.repeat_interleave(n, 0),
+                         self.uncond_states, self.uncond_pooled)
+
+    @staticmethod
+    def cat(conds: Sequence["Condition"]) -> "Condition":
+        c0 = conds[0]
+        return Condition(torch.cat([c.states for c in conds]), torch.cat([c.pooled for c in conds]),
+                         c0.uncond_states, c0.uncond_pooled)
+
+    def to(self, device) -> "Condition":
+        return Condition(self.states.to(device), self.pooled.to(device), self.uncond_states.to(device),
+                         self.uncond_pooled.to(device))
+
+
+class Backbone(nn.Module, ABC):
+    """A text-conditioned velocity model v(x, t, c) with CFG, in its own latent space."""
+
+    #: shape of one sample in the space the sampler runs in (pixels for the embedded model, VAE latents for SD3).
+    latent_shape: Tuple[int, ...]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prompt_cache: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ---- text ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _encode_text(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encode a batch of prompts -> (states [B, L, D], pooled [B, P])."""
+
+    def encode_prompts(self, prompts: Sequence[str], cache: Optional[bool] = None) -> Condition:
+        """Encode prompts (and the empty prompt for CFG). Cached per prompt unless text encoding is trained."""
+        cache = (not self.text_encoder_trainable()) if cache is None else cache
+        prompts = list(prompts)
+        if not cache:
+            states, pooled = self._encode_text(prompts + [""])
+            return Condition(states[:-1], pooled[:-1], states[-1:], pooled[-1:])
+        missing = sorted({p for p in prompts + [""] if p not in self._prompt_cache})
+        if missing:
+            with torch.no_grad():
+                states, pooled = self._encode_text(missing)
+            for i, p in enumerate(missing):
+                self._prompt_cache[p] = (states[i], pooled[i])
+        states = torch.stack([self._prompt_cache[p][0] for p in prompts])
+        pooled = torch.stack([self._prompt_cache[p][1] for p in prompts])
+        us, up = self._prompt_cache[""]
+        return Condition(states, pooled, us[None], up[None])
+
+    def clear_prompt_cache(self) -> None:
+        self._prompt_cache.clear()
+
+    def text_encoder_trainable(self) -> bool:
+        return False
+
+    # ---- denoiser -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """One raw (unguided) denoiser forward: velocity for a batch; ``t`` has shape [B] in [0, 1]."""
+
+    def velocity(self, x: torch.Tensor, t, cond: Condition, guidance: float) -> torch.Tensor:
+        """Guided velocity v_uncond + w (v_cond - v_uncond); one batched forward of 2B (B when w == 1)."""
+        b = x.shape[0]
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(b)
+        if guidance == 1.0:
+            return self.denoise(x, t, cond.states, cond.pooled)
+        states = torch.cat([cond.uncond_states.expand(b, *cond.uncond_states.shape[1:]), cond.states])
+        pooled = torch.cat([cond.uncond_pooled.expand(b, -1), cond.pooled])
+        v = self.denoise(torch.cat([x, x]), torch.cat([t, t]), states, pooled)
+        v_uncond, v_cond = v.chunk(2)
+        return cfg_combine(v_uncond, v_cond, guidance)
+
+    def forwards_per_velocity(self, guidance: float) -> int:
+        """Denoiser forward passes (per sample) one guided velocity costs: 2 with CFG, 1 without."""
+        return 1 if guidance == 1.0 else 2
+
+    @abstractmethod
+    def flops_per_forward(self) -> float:
+        """Analytic FLOPs of one unguided denoiser forward for ONE sample (for the budget ledger)."""
+
+    # ---- pixels <-> latent space ----------------------------------------------------------------------------
+    @abstractmethod
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode final states to images [B, 3, H, W] in [0, 1]."""
+
+    @abstractmethod
+    def from_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode images [B, 3, H, W] in [0, 1] to clean states x0 (pretraining / analyses)."""
+
+    # ---- parameters and persistence ------------------------------------------------------------------------
+    @abstractmethod
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        """The parameters RL methods optimise (the whole denoiser, or its LoRA)."""
+
+    @abstractmethod
+    def save(self, path: Path, extra_config: Optional[dict] = None) -> Path:
+        """Write a checkpoint folder (safetensors + config + manifest)."""

@@ -1,0 +1,195 @@
+"""The embedded world's text-to-image model: a pixel-space diffusers ``SD3Transformer2DModel`` (default
+32x32x3, patch 4) conditioned by a small trainable ``transformers.CLIPTextModel`` fed by open_clip's real CLIP
+BPE tokenizer. Built entirely from a config dict, so no weights are ever downloaded.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import torch
+from diffusers import SD3Transformer2DModel
+from open_clip.tokenizer import SimpleTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from ..checkpoint import checkpoint_digest, load_checkpoint, save_checkpoint
+from ..errors import CheckpointError
+from .base import Backbone
+
+KIND = "embedded_t2i"
+
+DEFAULT_ARCH = {
+    "resolution": 32,
+    "channels": 3,
+    "context_length": 24,
+    "transformer": {
+        "patch_size": 4,
+        "num_layers": 4,
+        "num_attention_heads": 4,
+        "attention_head_dim": 32,
+    },
+    "text": {
+        "hidden_size": 48,
+        "intermediate_size": 192,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    },
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class EmbeddedBackbone(Backbone):
+    """Pixel-space flow-matching T2I model; states live in [-1, 1] pixel space, shape [3, R, R]."""
+
+    def __init__(self, arch: Optional[dict] = None, train_text_encoder: bool = False):
+        super().__init__()
+        self.arch = _merge(DEFAULT_ARCH, arch or {})
+        a = self.arch
+        res, ch, tcfg, xcfg = a["resolution"], a["channels"], a["transformer"], a["text"]
+        self.tokenizer = SimpleTokenizer(context_length=a["context_length"])
+        self.text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=self.tokenizer.vocab_size,
+                hidden_size=xcfg["hidden_size"],
+                intermediate_size=xcfg["intermediate_size"],
+                num_hidden_layers=xcfg["num_hidden_layers"],
+                num_attention_heads=xcfg["num_attention_heads"],
+                max_position_embeddings=a["context_length"],
+                bos_token_id=self.tokenizer.sot_token_id,
+                eos_token_id=self.tokenizer.eot_token_id,
+                pad_token_id=0,
+            )
+        )
+        inner = tcfg["num_attention_heads"] * tcfg["attention_head_dim"]
+        self.transformer = SD3Transformer2DModel(
+            sample_size=res,
+            patch_size=tcfg["patch_size"],
+            in_channels=ch,
+            out_channels=ch,
+            num_layers=tcfg["num_layers"],
+            attention_head_dim=tcfg["attention_head_dim"],
+            num_attention_heads=tcfg["num_attention_heads"],
+            joint_attention_dim=xcfg["hidden_size"],
+            caption_projection_dim=inner,
+            pooled_projection_dim=xcfg["hidden_size"],
+            pos_embed_max_size=res // tcfg["patch_size"],
+        )
+        self.latent_shape = (ch, res, res)
+        self._train_text = train_text_encoder
+        self.text_encoder.requires_grad_(train_text_encoder)
+        #: where a transformer-only checkpoint takes its (frozen) text encoder from.
+        self.text_source: Optional[dict] = None
+
+    # ---- text ---------------------------------------------------------------------------------------------
+    def text_encoder_trainable(self) -> bool:
+        return self._train_text
+
+    def _encode_text(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        ids = self.tokenizer(prompts).to(self.device)
+        out = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long())
+        return out.last_hidden_state, out.pooler_output
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    # ---- denoiser -----------------------------------------------------------------------------------------
+    def denoise(self, x, t, states, pooled):
+        # diffusers' SD3 convention: timestep = t * 1000 (sigmas * num_train_timesteps).
+        return self.transformer(
+            hidden_states=x, encoder_hidden_states=states, pooled_projections=pooled, timestep=t * 1000.0,
+            return_dict=False,
+        )[0]
+
+    def flops_per_forward(self) -> float:
+        """2 * (matmul params) * tokens + attention (QK^T and AV: 4 * T^2 * width per layer)."""
+        a = self.arch
+        tc = a["transformer"]
+        tokens = (a["resolution"] // tc["patch_size"]) ** 2 + a["context_length"]
+        width = tc["num_attention_heads"] * tc["attention_head_dim"]
+        block_params = sum(p.numel() for p in self.transformer.transformer_blocks.parameters())
+        return float(2 * block_params * tokens + tc["num_layers"] * 4 * tokens**2 * width)
+
+    # ---- pixels -------------------------------------------------------------------------------------------
+    def to_images(self, x):
+        return ((x.clamp(-1, 1) + 1) / 2).float()
+
+    def from_images(self, images):
+        return images.to(self.device, torch.float32) * 2 - 1
+
+    # ---- parameters / persistence -------------------------------------------------------------------------
+    def trainable_parameters(self):
+        params = list(self.transformer.parameters())
+        if self._train_text:
+            params += list(self.text_encoder.parameters())
+        return params
+
+    def set_train_text_encoder(self, flag: bool) -> None:
+        self._train_text = flag
+        self.text_encoder.requires_grad_(flag)
+        self.clear_prompt_cache()
+
+    def save(self, path, extra_config: Optional[dict] = None, include_text_encoder: Optional[bool] = None) -> Path:
+        """Save the model. The frozen text encoder is stored only when it has no released source to point to
+        (teachers and students store the transformer alone and reference the base's text encoder by digest)."""
+        include = (self.text_source is None or self._train_text) if include_text_encoder is None else include_text_encoder
+        tensors = {f"transformer.{k}": v for k, v in self.transformer.state_dict().items()}
+        config = {"backbone": "embedded", "arch": self.arch}
+        if include:
+            tensors.update({f"text_encoder.{k}": v for k, v in self.text_encoder.state_dict().items()})
+            config["text_encoder"] = "included"
+        else:
+            if self.text_source is None:
+                raise CheckpointError("cannot save without the text encoder: this model has no text-encoder source")
+            config["text_encoder"] = dict(self.text_source)
+        config.update(extra_config or {})
+        return save_checkpoint(path, tensors, config, kind=KIND)
+
+    @classmethod
+    def load(cls, path, resolve=None) -> "EmbeddedBackbone":
+        """Load a checkpoint folder. ``resolve(name) -> Path`` maps a text-encoder source name to a folder."""
+        path = Path(path)
+        tensors, config = load_checkpoint(path, kind=KIND)
+        model = cls(config.get("arch"))
+        tr = {k[len("transformer."):]: v for k, v in tensors.items() if k.startswith("transformer.")}
+        _load_strict(model.transformer, tr, path, "transformer")
+        te = config.get("text_encoder")
+        if te == "included":
+            txt = {k[len("text_encoder."):]: v for k, v in tensors.items() if k.startswith("text_encoder.")}
+            _load_strict(model.text_encoder, txt, path, "text encoder")
+            model.text_source = {"from": str(path), "digest": checkpoint_digest(path)}
+        elif isinstance(te, dict) and "from" in te:
+            src = resolve(te["from"]) if resolve else Path(te["from"])
+            digest = checkpoint_digest(src)
+            if te.get("digest") and digest != te["digest"]:
+                raise CheckpointError(
+                    f"checkpoint {path} needs the text encoder of {te['from']} with digest {te['digest'][:12]}, "
+                    f"found {digest[:12]}"
+                )
+            src_t, _ = load_checkpoint(src, kind=KIND)
+            txt = {k[len("text_encoder."):]: v for k, v in src_t.items() if k.startswith("text_encoder.")}
+            _load_strict(model.text_encoder, txt, src, "text encoder")
+            model.text_source = dict(te)
+        else:
+            raise CheckpointError(f"checkpoint {path}: config.json has no valid 'text_encoder' entry")
+        model.config = config
+        return model
+
+
+def _load_strict(module, state, path, what):
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: {what} weights do not fit the architecture: {str(e)[:200]}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path}: {what} weights do not match the architecture "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})"
+        )

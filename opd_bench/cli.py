@@ -1,0 +1,216 @@
+"""The ``opd-bench`` command line (typer + rich).
+
+Bad input of any kind -- an unknown method or task, a bad config value, a missing or corrupted checkpoint,
+an empty prompt file -- prints ONE line on stderr and exits with code 2. Never a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc
+
+from .errors import UserError
+
+METHODS = ("opd", "grpo", "multi-reward", "cascade")
+BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
+
+app = typer.Typer(
+    name="opd-bench",
+    help="Multi-task RL for text-to-image diffusion: DiffusionOPD vs multi-reward and cascade RL on identical "
+    "budgets, with forgetting, interference and gradient-variance reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+world_app = typer.Typer(help="Build the embedded benchmark world: prompts, reward models, base model.", no_args_is_help=True)
+analyze_app = typer.Typer(help="Stand-alone analyses (gradient variance, interference).", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+app.add_typer(analyze_app, name="analyze")
+
+
+def not_available(what: str, issue: str) -> None:
+    raise UserError(f"{what} is not available yet in this version of opd-bench ({issue}); nothing was run")
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+
+
+def parse_methods(spec: str) -> List[str]:
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise UserError("--method: give one of " + ", ".join(METHODS))
+    for m in items:
+        if m not in METHODS:
+            raise UserError(f"unknown method {m!r} (choose from {', '.join(METHODS)})")
+    return list(dict.fromkeys(items))
+
+
+def parse_budget(spec: Optional[str]):
+    """``VALUE[:UNIT]`` -> (value, unit); unit defaults to images."""
+    if spec is None:
+        return None
+    value, _, unit = spec.partition(":")
+    unit = unit or "images"
+    try:
+        v = float(value)
+    except ValueError:
+        raise UserError(f"--budget: {value!r} is not a number (expected VALUE:UNIT, e.g. 20000:images)") from None
+    if not v > 0:
+        raise UserError(f"--budget: must be positive (got {value})")
+    if unit not in BUDGET_UNITS:
+        raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(BUDGET_UNITS)})")
+    return v, unit
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+
+@app.command()
+def run(
+    method: str = typer.Option("opd", "--method", "-m", help="Method(s), comma-separated: " + ", ".join(METHODS)),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks, e.g. ocr,geneval"),
+    budget: Optional[str] = typer.Option(None, "--budget", help="VALUE:UNIT, unit in " + ", ".join(BUDGET_UNITS)),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of seeds (0..N-1) per method"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (path or name under configs/)"),
+    set_: List[str] = typer.Option([], "--set", help="Dotted override, repeatable: --set train.lr=1e-4"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder"),
+    train_teachers: bool = typer.Option(False, "--train-teachers", help="Retrain the GRPO teachers first"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (folder under runs/)"),
+):
+    """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table."""
+    from .config import load_config
+    from .tasks import parse_tasks
+
+    methods = parse_methods(method)
+    task_list = parse_tasks(tasks)
+    b = parse_budget(budget)
+    overrides = list(set_)
+    if b:
+        overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
+    for m in methods:
+        load_config(config, overrides + [f"method={m}", f"tasks={','.join(task_list)}"])
+    if resume is not None and not resume.is_dir():
+        raise UserError(f"--resume: run folder not found: {resume}")
+    not_available("training (opd-bench run)", "issue: methods on identical budgets")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name (e.g. base)"),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for JSON and sample grids"),
+):
+    """Evaluate a checkpoint on the tasks' eval prompts (fixed seeds, ODE) and print a per-task table."""
+    from .backbones import resolve_checkpoint
+    from .checkpoint import verify_checkpoint
+    from .tasks import parse_tasks
+
+    parse_tasks(tasks)
+    verify_checkpoint(resolve_checkpoint(checkpoint))
+    not_available("evaluation (opd-bench eval)", "issue: the embedded benchmark world")
+
+
+@app.command()
+def report(
+    runs: List[Path] = typer.Argument(None, help="Run folders (default: every run under runs/)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<name>)"),
+):
+    """Render the forgetting / interference / gradient-variance report (HTML + Markdown) for runs."""
+    for r in runs or []:
+        if not r.is_dir():
+            raise UserError(f"not a run folder: {r}")
+    not_available("reports (opd-bench report)", "issue: reports")
+
+
+@app.command()
+def check(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint folder or released name"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline JSON under baselines/"),
+    record: bool = typer.Option(False, "--record", help="Write the baseline file from the checkpoint instead"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Restrict to these tasks"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report here"),
+):
+    """CI regression gate: exit 0 = pass, 1 = regression beyond noise, 2 = bad input."""
+    if baseline is not None and not record and not baseline.is_file():
+        raise UserError(f"--baseline: file not found: {baseline}")
+    not_available("regression checks (opd-bench check)", "issue: CI regression checks")
+
+
+@world_app.command("pretrain")
+def world_pretrain(
+    out: Path = typer.Option(Path("checkpoints/base"), "--out", help="Where to write the base checkpoint"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Pretrain the embedded text-to-image model on generated (caption, image) pairs."""
+    not_available("world pretraining", "issue: the embedded benchmark world")
+
+
+@analyze_app.command("variance")
+def analyze_variance(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name"),
+):
+    """Gradient variance of closed-form OPD (ODE/SDE), PPO-style OPD and GRPO at fixed parameters."""
+    not_available("the gradient-variance analysis", "issue: reports")
+
+
+@app.command()
+def version():
+    """Print the package version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+# ----------------------------------------------------------------------------------------------- entry
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Console entry point: maps every user error to one line on stderr and exit 2."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except UserError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return _exit(2, argv)
+    except click_exc.NoArgsIsHelpError:
+        return _exit(0, argv)
+    except click_exc.UsageError as e:
+        print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
+        return _exit(2, argv)
+    except typer.Exit as e:
+        return _exit(e.exit_code, argv)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return _exit(130, argv)
+    except click_exc.ClickException as e:
+        print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
+        return _exit(2, argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return _exit(130, argv)
+    return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _exit(code: int, argv) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

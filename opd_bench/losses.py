@@ -1,0 +1,107 @@
+"""Losses and advantages shared by every method (method.md sections 3-4). Pure functions of tensors."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .sampler import gaussian_kl, mean_matching, reduce_dims
+
+
+def grpo_advantages(
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    std_mode: str = "global",
+    clip: float = 5.0,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """A_i = clip((r_i - mean_group) / (std + eps), -clip, clip).
+
+    ``std_mode``: ``group`` divides by each group's std, ``global`` by the std of the whole batch
+    (Flow-GRPO's default). Stds are population stds (unbiased=False), as Flow-GRPO's numpy code.
+    """
+    rewards = rewards.to(torch.float32)
+    group_ids = torch.as_tensor(group_ids, device=rewards.device)
+    uniq, inv = torch.unique(group_ids, return_inverse=True)
+    n = torch.zeros(len(uniq), dtype=rewards.dtype, device=rewards.device).index_add_(0, inv, torch.ones_like(rewards))
+    s = torch.zeros_like(n).index_add_(0, inv, rewards)
+    mean = (s / n)[inv]
+    centred = rewards - mean
+    if std_mode == "group":
+        var = torch.zeros_like(n).index_add_(0, inv, centred**2) / n
+        std = var.sqrt()[inv]
+    elif std_mode == "global":
+        std = rewards.std(unbiased=False).expand_as(rewards)
+    else:
+        raise ValueError(f"adv_std must be 'group' or 'global', got {std_mode!r}")
+    return torch.clamp(centred / (std + eps), -clip, clip)
+
+
+def ppo_clip_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float):
+    """Per-sample clipped surrogate max(-A rho, -A clip(rho, 1 - eps, 1 + eps)); returns (loss, ratio)."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(unclipped, clipped), ratio
+
+
+def kl_to_reference(
+    mean: torch.Tensor,
+    ref_mean: torch.Tensor,
+    sigma: torch.Tensor,
+    dt: torch.Tensor,
+    denominator: str = "sigma2",
+) -> torch.Tensor:
+    """GRPO's KL penalty per sample: ||mu_theta - mu_ref||^2 / (2 D), averaged over dimensions.
+
+    ``denominator``: ``sigma2`` uses D = sigma_j^2 (Flow-GRPO drops dt), ``sigma2_dt`` the exact Gaussian
+    KL's D = s_j^2 = sigma_j^2 |dt|.
+    """
+    if denominator == "sigma2":
+        var = sigma**2
+    elif denominator == "sigma2_dt":
+        var = sigma**2 * dt.abs()
+    else:
+        raise ValueError(f"kl_denominator must be 'sigma2' or 'sigma2_dt', got {denominator!r}")
+    return gaussian_kl(mean, ref_mean, var.sqrt())
+
+
+def opd_step_loss(student_mean: torch.Tensor, teacher_mean: torch.Tensor, std: Optional[torch.Tensor]) -> torch.Tensor:
+    """DiffusionOPD's closed-form per-step loss, per sample, averaged over dimensions.
+
+    SDE (std > 0): exact Gaussian KL ||mu_S - mu_T||^2 / (2 s_j^2). ODE (std None or 0): mean matching
+    1/2 ||mu_S - mu_T||^2. The teacher mean is a fixed target (detached here).
+    """
+    teacher_mean = teacher_mean.detach()
+    if std is None or bool(torch.all(torch.as_tensor(std) == 0)):
+        return mean_matching(student_mean, teacher_mean)
+    return gaussian_kl(student_mean, teacher_mean, std)
+
+
+def ppo_opd_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    teacher_log_prob: torch.Tensor,
+    clip_range: float,
+    detach_advantage: bool = True,
+):
+    """PPO-style OPD (the ablation): per-step advantage A_j = -(log p_S(a_j) - log p_T(a_j)), the single-sample
+    estimate of -KL_j at the sampled action, in a clipped surrogate. Returns (loss, ratio).
+
+    Its gradient equals the closed-form KL gradient in expectation plus the zero-mean term KL_j grad log p(a_j).
+    With ``detach_advantage=False`` the advantage also carries gradient (as Flow-OPD's code does).
+    """
+    adv = -(log_prob - teacher_log_prob)
+    if detach_advantage:
+        adv = adv.detach()
+    return ppo_clip_loss(log_prob, old_log_prob, adv, clip_range)
+
+
+__all__ = [
+    "grpo_advantages",
+    "ppo_clip_loss",
+    "kl_to_reference",
+    "opd_step_loss",
+    "ppo_opd_loss",
+    "reduce_dims",
+]

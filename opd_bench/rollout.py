@@ -1,0 +1,68 @@
+"""Rollouts: run the guided sampler from noise, recording every visited state, the timesteps and the
+per-step log-probabilities (SDE) -- everything GRPO and DiffusionOPD need to train on the trajectory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .backbones.base import Backbone, Condition
+from .sampler import sde_step, timestep_schedule
+
+
+@dataclass
+class Rollout:
+    images: torch.Tensor          # [B, 3, H, W] in [0, 1]
+    states: torch.Tensor          # [B, N + 1, *latent]: x_0 (noise) ... x_N (final)
+    timesteps: torch.Tensor       # [N + 1]: 1 = t_0 > ... > t_N = 0
+    log_probs: Optional[torch.Tensor]  # [B, N] per-step log p(x_{j+1} | x_j); None for the ODE
+    noise_level: float
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.states[:, -1]
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+
+@torch.no_grad()
+def rollout(
+    model: Backbone,
+    cond: Condition,
+    *,
+    steps: int,
+    guidance: float,
+    noise_level: float = 0.0,
+    shift: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    logprob_reduce: str = "mean",
+    keep_states: bool = True,
+) -> Rollout:
+    """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
+
+    Randomness comes only from ``generator`` (initial noise, then per-step noise), so a rollout is
+    reproducible given the generator's seed.
+    """
+    device = model.device
+    b = len(cond)
+    ts = timestep_schedule(steps, shift, device=device)
+    x = torch.randn((b, *model.latent_shape), generator=generator, device=device)
+    states = [x] if keep_states else None
+    log_probs = []
+    for j in range(steps):
+        v = model.velocity(x, ts[j], cond, guidance)
+        step = sde_step(x, v, ts[j], ts[j + 1], noise_level, t_first=ts[1], generator=generator, reduce=logprob_reduce)
+        x = step.next
+        if keep_states:
+            states.append(x)
+        if step.log_prob is not None:
+            log_probs.append(step.log_prob)
+    return Rollout(
+        images=model.to_images(x),
+        states=torch.stack(states, 1) if keep_states else x[:, None],
+        timesteps=ts,
+        log_probs=torch.stack(log_probs, 1) if log_probs else None,
+        noise_level=noise_level,
+    )

@@ -1,0 +1,56 @@
+"""The task registry. Every module in this package that defines a ``@register_task`` class is a task:
+adding a task is adding one file here."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Dict, List
+
+from ..errors import UserError
+from .base import PromptRecord, Task, register_task, registry
+
+_loaded = False
+
+
+def _discover() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in ("base",) and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    _loaded = True
+
+
+def task_names() -> List[str]:
+    _discover()
+    return sorted(registry())
+
+
+def parse_tasks(spec) -> List[str]:
+    """``all`` or a comma list (str or list) -> validated task names in the given order."""
+    names = task_names()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [s.strip() for s in items if s and s.strip()]
+    if not items:
+        raise UserError("no tasks given (use --tasks all or a comma list, e.g. ocr,geneval)")
+    if items == ["all"]:
+        return names
+    unknown = [s for s in items if s not in names]
+    if unknown:
+        raise UserError(f"unknown task {unknown[0]!r} (available: {', '.join(names) or 'none'}, or 'all')")
+    return list(dict.fromkeys(items))
+
+
+_instances: Dict[str, Task] = {}
+
+
+def get_task(name: str) -> Task:
+    """The (cached) task instance for ``name``."""
+    parse_tasks([name])
+    if name not in _instances:
+        _instances[name] = registry()[name]()
+    return _instances[name]
+
+
+__all__ = ["Task", "PromptRecord", "register_task", "task_names", "parse_tasks", "get_task"]

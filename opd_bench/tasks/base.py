@@ -1,0 +1,52 @@
+"""The task interface. A task = train/eval prompt sets + a training reward + evaluation metrics.
+
+Images passed to tasks are float tensors [B, 3, H, W] with values in [0, 1] (CPU or GPU).
+A prompt record is a plain dict with at least the key ``"prompt"`` (str); task-specific metadata
+(e.g. GenEval's ``tag``/``include``, OCR's ``text``) rides along in the same dict.
+
+Adding a task is one file in ``opd_bench/tasks/`` that subclasses :class:`Task` and decorates it with
+``@register_task("name")``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Dict, List, Sequence
+
+import torch
+
+PromptRecord = Dict[str, Any]
+
+_REGISTRY: Dict[str, Callable[..., "Task"]] = {}
+
+
+def register_task(name: str):
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"task {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def registry() -> Dict[str, Callable[..., "Task"]]:
+    return _REGISTRY
+
+
+class Task(ABC):
+    name: str = "task"
+    #: name of the primary metric returned by :meth:`metrics` (the one reports normalise and rank).
+    primary_metric: str = "score"
+
+    @abstractmethod
+    def prompts(self, split: str) -> List[PromptRecord]:
+        """Prompt records for ``split`` in {"train", "eval"}; train and eval are disjoint."""
+
+    @abstractmethod
+    def reward(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> torch.Tensor:
+        """Training reward, shape [B], float32 (higher is better)."""
+
+    @abstractmethod
+    def metrics(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> Dict[str, torch.Tensor]:
+        """Per-sample evaluation metrics, each shape [B]; must contain ``primary_metric``."""

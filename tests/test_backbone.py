@@ -1,0 +1,91 @@
+"""The embedded backbone: a real diffusers SD3Transformer2DModel + transformers CLIPTextModel + open_clip BPE."""
+import pytest
+import torch
+
+from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.checkpoint import load_checkpoint
+from opd_bench.errors import CheckpointError
+from opd_bench.rollout import rollout
+from opd_bench.sampler import cfg_combine
+
+
+def test_default_architecture_size():
+    m = EmbeddedBackbone()
+    n = sum(p.numel() for p in m.transformer.parameters())
+    assert 1e6 <= n <= 3e6
+    assert m.latent_shape == (3, 32, 32)
+    assert m.flops_per_forward() > 2 * n  # at least 2 FLOPs per parameter per token
+
+
+def test_tokenizer_is_real_clip_bpe(tiny_model):
+    ids = tiny_model.tokenizer(["a red circle"])[0]
+    # CLIP BPE ids: <start_of_text>=49406, 'a</w>'=320, 'red</w>'=736, 'circle</w>'=7117, <end_of_text>=49407
+    assert ids[:5].tolist() == [49406, 320, 736, 7117, 49407]
+
+
+def test_prompt_encoding_is_cached_and_matches_uncached(tiny_model):
+    c1 = tiny_model.encode_prompts(["a", "b"])
+    assert set(tiny_model._prompt_cache) == {"a", "b", ""}
+    c2 = tiny_model.encode_prompts(["a", "b"], cache=False)
+    assert torch.allclose(c1.states, c2.states, atol=1e-6) and torch.allclose(c1.pooled, c2.pooled, atol=1e-6)
+
+
+def test_guided_velocity_is_cfg_of_two_forwards(tiny_model):
+    cond = tiny_model.encode_prompts(["a red circle", "K7"])
+    x = torch.randn(2, *tiny_model.latent_shape)
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        v = tiny_model.velocity(x, t, cond, 4.5)
+        vc = tiny_model.denoise(x, t, cond.states, cond.pooled)
+        vu = tiny_model.denoise(x, t, cond.uncond_states.expand(2, -1, -1), cond.uncond_pooled.expand(2, -1))
+        assert torch.allclose(v, cfg_combine(vu, vc, 4.5), atol=1e-5)
+        assert torch.allclose(tiny_model.velocity(x, t, cond, 1.0), vc)
+
+
+@pytest.mark.parametrize("noise_level", [0.0, 0.7])
+def test_rollout_records_trajectory_and_is_seeded(tiny_model, noise_level):
+    cond = tiny_model.encode_prompts(["a", "b", "c"])
+    r1 = rollout(tiny_model, cond, steps=5, guidance=2.0, noise_level=noise_level, generator=torch.Generator().manual_seed(3))
+    r2 = rollout(tiny_model, cond, steps=5, guidance=2.0, noise_level=noise_level, generator=torch.Generator().manual_seed(3))
+    assert r1.states.shape == (3, 6, *tiny_model.latent_shape)
+    assert r1.images.shape == (3, 3, 16, 16) and r1.images.min() >= 0 and r1.images.max() <= 1
+    assert torch.equal(r1.states, r2.states)
+    assert r1.timesteps[0] == 1 and r1.timesteps[-1] == 0
+    if noise_level:
+        assert r1.log_probs.shape == (3, 5) and torch.isfinite(r1.log_probs).all()
+    else:
+        assert r1.log_probs is None
+    r3 = rollout(tiny_model, cond, steps=5, guidance=2.0, noise_level=noise_level, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(r1.states[:, 0], r3.states[:, 0])
+
+
+def test_save_load_roundtrip_and_transformer_only_checkpoint(tiny_model, tmp_path):
+    cond = tiny_model.encode_prompts(["a blue square"])
+    x = torch.randn(1, *tiny_model.latent_shape)
+    base = tiny_model.save(tmp_path / "base")
+    loaded = load_backbone(base)
+    with torch.no_grad():
+        assert torch.equal(loaded.velocity(x, 0.5, loaded.encode_prompts(["a blue square"]), 3.0),
+                           tiny_model.velocity(x, 0.5, cond, 3.0))
+    # a fine-tuned copy stores only its transformer and points at the base's text encoder by digest
+    with torch.no_grad():
+        for p in loaded.transformer.parameters():
+            p.add_(0.01)
+    child = loaded.save(tmp_path / "child")
+    t, cfg = load_checkpoint(child)
+    assert not any(k.startswith("text_encoder.") for k in t) and cfg["text_encoder"]["from"] == str(base)
+    again = load_backbone(child)
+    with torch.no_grad():
+        assert torch.equal(again.velocity(x, 0.5, again.encode_prompts(["a blue square"]), 3.0),
+                           loaded.velocity(x, 0.5, loaded.encode_prompts(["a blue square"]), 3.0))
+    # if the base changes under it, the child refuses to load
+    tiny_model.save(tmp_path / "base", extra_config={"note": "retrained"})
+    with pytest.raises(CheckpointError, match="digest"):
+        load_backbone(child)
+
+
+def test_trainable_parameters_exclude_frozen_text_encoder(tiny_model):
+    ids = {id(p) for p in tiny_model.trainable_parameters()}
+    assert all(id(p) not in ids for p in tiny_model.text_encoder.parameters())
+    tiny_model.set_train_text_encoder(True)
+    assert any(id(p) in {id(q) for q in tiny_model.trainable_parameters()} for p in tiny_model.text_encoder.parameters())

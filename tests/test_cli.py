@@ -1,0 +1,48 @@
+"""The CLI: real help text, one-line errors with exit code 2, no tracebacks."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from opd_bench.cli import main
+
+
+def _run(args):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "opd_bench.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_help_lists_commands():
+    p = _run(["--help"])
+    assert p.returncode == 0
+    for cmd in ("run", "eval", "report", "check", "world"):
+        assert cmd in p.stdout
+
+
+def test_unknown_method_is_one_line_exit_2():
+    p = _run(["run", "--method", "nope"])
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "unknown method 'nope'" in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--budget", "-5:images"], "must be positive"),
+        (["run", "--budget", "10:parsecs"], "unknown unit"),
+        (["run", "--tasks", "nope"], "unknown task 'nope'"),
+        (["run", "--set", "grpo.adv_std=batch"], "grpo.adv_std"),
+        (["run", "--config", "missing.yaml"], "config file not found"),
+        (["run", "--bogus"], "No such option"),
+        (["eval", "--checkpoint", "/no/such/ckpt"], "checkpoint not found"),
+        (["report", "/no/such/run"], "not a run folder"),
+        (["check", "--baseline", "/no/such.json"], "file not found"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(args, needle, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.strip().count("\n") == 0 and "Traceback" not in err
