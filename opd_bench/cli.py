@@ -88,38 +88,53 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder"),
     train_teachers: bool = typer.Option(False, "--train-teachers", help="Retrain the GRPO teachers first"),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (folder under runs/)"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created"),
 ):
-    """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table."""
-    from .config import load_config
-    from .tasks import parse_tasks
+    """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
+    next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
+    from .train import resume_run, run_many
 
+    if resume is not None:
+        resume_run(resume)
+        return
     methods = parse_methods(method)
-    task_list = parse_tasks(tasks)
     b = parse_budget(budget)
     overrides = list(set_)
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
-    for m in methods:
-        load_config(config, overrides + [f"method={m}", f"tasks={','.join(task_list)}"])
-    if resume is not None and not resume.is_dir():
-        raise UserError(f"--resume: run folder not found: {resume}")
-    not_available("training (opd-bench run)", "issue: methods on identical budgets")
+    run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers)
 
 
 @app.command("eval")
 def eval_(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name (e.g. base)"),
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for JSON and sample grids"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for eval.json and sample grids "
+                                       "(default: evals/<checkpoint name>)"),
+    prompts: int = typer.Option(0, "--prompts", min=0, help="Prompts per task (0 = every eval prompt)"),
+    steps: int = typer.Option(40, "--steps", min=1, help="ODE sampling steps"),
+    guidance: float = typer.Option(4.5, "--guidance", min=0.0, help="CFG scale"),
+    seed: int = typer.Option(1234, "--seed", help="Base seed of the per-prompt noises"),
 ):
-    """Evaluate a checkpoint on the tasks' eval prompts (fixed seeds, ODE) and print a per-task table."""
-    from .backbones import resolve_checkpoint
-    from .checkpoint import verify_checkpoint
+    """Evaluate a checkpoint on the tasks' eval prompts (fixed per-prompt seeds, ODE) and print a per-task
+    table with 95% bootstrap CIs (GenEval per category); writes eval.json and a PNG grid per task."""
+    from .backbones import load_backbone, resolve_checkpoint
+    from .evaluate import EvalProtocol, evaluate, results_table
+    from .progress import console
     from .tasks import parse_tasks
 
-    parse_tasks(tasks)
-    verify_checkpoint(resolve_checkpoint(checkpoint))
-    not_available("evaluation (opd-bench eval)", "issue: the embedded benchmark world")
+    task_list = parse_tasks(tasks)
+    path = resolve_checkpoint(checkpoint)
+    model = load_backbone(path)
+    out = out or Path("evals") / path.name
+    res = evaluate(model, task_list, EvalProtocol(steps=steps, guidance=guidance, seed=seed, prompts_per_task=prompts),
+                   out_dir=out)
+    from rich.console import Console
+
+    Console().print(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
+    for name, t in res["timing"].items():
+        console.print(f"{name}: sampling {t['sample_s']} s, scoring {t['score_s']} s ({t['score_ms_per_image']} ms/image)")
+    console.print(f"wrote {out / 'eval.json'} and samples_<task>.png")
 
 
 @app.command()
@@ -152,9 +167,20 @@ def check(
 def world_pretrain(
     out: Path = typer.Option(Path("checkpoints/base"), "--out", help="Where to write the base checkpoint"),
     seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimizer steps"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    pairs: int = typer.Option(40000, "--pairs", min=1, help="Generated (caption, image) pairs"),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0),
 ):
-    """Pretrain the embedded text-to-image model on generated (caption, image) pairs."""
-    not_available("world pretraining", "issue: the embedded benchmark world")
+    """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
+    web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
+    from .progress import console
+    from .world.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr)
+    cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
+    metrics = pretrain(out, cfg, command=cmd)
+    console.print(f"wrote {out}: {metrics}")
 
 
 @analyze_app.command("variance")

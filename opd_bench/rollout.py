@@ -39,16 +39,20 @@ def rollout(
     generator: Optional[torch.Generator] = None,
     logprob_reduce: str = "mean",
     keep_states: bool = True,
+    x_init: Optional[torch.Tensor] = None,
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
-    Randomness comes only from ``generator`` (initial noise, then per-step noise), so a rollout is
-    reproducible given the generator's seed.
+    Randomness comes only from ``generator`` (initial noise unless ``x_init`` is given, then per-step noise),
+    so a rollout is reproducible given the generator's seed.
     """
     device = model.device
     b = len(cond)
     ts = timestep_schedule(steps, shift, device=device)
-    x = torch.randn((b, *model.latent_shape), generator=generator, device=device)
+    if x_init is None:
+        x = torch.randn((b, *model.latent_shape), generator=generator, device=device)
+    else:
+        x = x_init.to(device)
     states = [x] if keep_states else None
     log_probs = []
     for j in range(steps):

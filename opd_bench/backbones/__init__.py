@@ -32,12 +32,20 @@ def resolve_checkpoint(name_or_path) -> Path:
 def load_backbone(name_or_path, device="cpu") -> Backbone:
     """Load any backbone checkpoint by released name or path (verifying its manifest)."""
     path = resolve_checkpoint(name_or_path)
+    if (path / "model_index.json").is_file():  # sd3: a raw diffusers pipeline folder (fresh student LoRA)
+        from .sd3 import SD3Backbone
+
+        return SD3Backbone.from_pretrained(path, device=device)
     cfg = read_config(path)
     kind = cfg.get("backbone")
     if kind == "embedded":
         model = EmbeddedBackbone.load(path, resolve=resolve_checkpoint)
         if model.text_source and model.text_source.get("from") == str(path) and path.parent == RELEASED_DIR:
             model.text_source["from"] = path.name  # portable reference for checkpoints derived from it
+    elif kind == "sd3":  # a student LoRA checkpoint pointing to its base folder
+        from .sd3 import SD3Backbone
+
+        model = SD3Backbone.load(path, device=device)
     else:
         raise CheckpointError(f"checkpoint {path}: unknown backbone {kind!r} in {CONFIG}")
     return model.to(device)

@@ -27,7 +27,7 @@ DEFAULT_ARCH = {
         "patch_size": 4,
         "num_layers": 4,
         "num_attention_heads": 4,
-        "attention_head_dim": 32,
+        "attention_head_dim": 24,
     },
     "text": {
         "hidden_size": 48,

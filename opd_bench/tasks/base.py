@@ -10,7 +10,7 @@ Adding a task is one file in ``opd_bench/tasks/`` that subclasses :class:`Task` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -38,6 +38,9 @@ class Task(ABC):
     name: str = "task"
     #: name of the primary metric returned by :meth:`metrics` (the one reports normalise and rank).
     primary_metric: str = "score"
+    #: record key whose values are categories (e.g. GenEval's ``tag``): evaluation then reports each category
+    #: and the task score is the mean of the category means. None = a plain mean over prompts.
+    category_key: Optional[str] = None
 
     @abstractmethod
     def prompts(self, split: str) -> List[PromptRecord]:

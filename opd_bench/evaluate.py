@@ -1,0 +1,197 @@
+"""Evaluation on the tasks' eval prompts with a fixed protocol (ODE, more steps than training rollouts,
+per-prompt seeds), shared by ``opd-bench eval``, the runner's periodic eval and the regression gate."""
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .backbones.base import Backbone
+from .checkpoint import atomic_write_json
+from .errors import UserError
+from .progress import progress_bar
+from .rollout import rollout
+from .stats import bootstrap_ci, stratified_bootstrap_ci
+from .tasks import get_task
+
+
+@dataclass
+class EvalProtocol:
+    steps: int = 40
+    guidance: float = 4.5
+    shift: float = 1.0
+    seed: int = 1234
+    #: prompts per task (0 = every eval prompt); a subset is spread evenly over the file.
+    prompts_per_task: int = 0
+    batch_size: int = 64
+    bootstrap: int = 1000
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("batch_size")  # does not change results
+        return d
+
+
+def select_records(records: List[dict], k: int) -> List[dict]:
+    """``k`` records spread evenly over the list (all when k <= 0 or k >= len)."""
+    if k <= 0 or k >= len(records):
+        return list(records)
+    idx = np.linspace(0, len(records) - 1, k).round().astype(int)
+    return [records[i] for i in idx]
+
+
+def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torch.Tensor:
+    """The initial noise of eval prompt ``index`` of ``task``: a function of (seed, task, index) only, so a
+    prompt's sample does not depend on batching or on which other prompts are evaluated."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(task.encode()) * 7919 + index) % (2**63))
+    return torch.randn(tuple(shape), generator=g)
+
+
+@torch.no_grad()
+def generate(model: Backbone, prompts: List[str], noises: torch.Tensor, protocol: EvalProtocol) -> torch.Tensor:
+    """ODE samples (images in [0, 1]) for prompts from the given initial noises, in batches."""
+    out = []
+    for s in range(0, len(prompts), protocol.batch_size):
+        cond = model.encode_prompts(prompts[s : s + protocol.batch_size])
+        r = rollout(model, cond, steps=protocol.steps, guidance=protocol.guidance, noise_level=0.0,
+                    shift=protocol.shift, x_init=noises[s : s + protocol.batch_size], keep_states=False)
+        out.append(r.images.cpu())
+    return torch.cat(out)
+
+
+def summarize_task(task, records: List[dict], per_sample: Dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
+    """Task summary: primary score mean + 95% CI; per-category breakdown where the task has categories
+    (then the overall score is the mean of the category means, as GenEval reports it)."""
+    score = per_sample[task.primary_metric]
+    out = {"n": len(records), "metrics": {k: float(np.mean(v)) for k, v in per_sample.items()}}
+    cat_key = getattr(task, "category_key", None)
+    if cat_key:
+        cats: Dict[str, list] = {}
+        for r, s in zip(records, score):
+            cats.setdefault(str(r.get(cat_key)), []).append(float(s))
+        out["categories"] = {}
+        for c, vals in sorted(cats.items()):
+            lo, hi = bootstrap_ci(vals, n_boot, seed)
+            out["categories"][c] = {"mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi, "n": len(vals)}
+        out["mean"] = float(np.mean([np.mean(v) for v in cats.values()]))
+        out["ci_low"], out["ci_high"] = stratified_bootstrap_ci(cats, n_boot, seed)
+    else:
+        out["mean"] = float(np.mean(score))
+        out["ci_low"], out["ci_high"] = bootstrap_ci(score, n_boot, seed)
+    return out
+
+
+def evaluate(
+    model: Backbone,
+    tasks: Sequence[str],
+    protocol: EvalProtocol,
+    out_dir: Optional[Path] = None,
+    show_progress: bool = True,
+    keep_images: bool = False,
+) -> dict:
+    """Evaluate ``model`` on every task; returns (and optionally writes) the results dict."""
+    results = {"protocol": protocol.to_dict(), "tasks": {}, "timing": {}}
+    images_by_task = {}
+    model.eval()
+    with progress_bar(show_progress) as bar:
+        job = bar.add_task("eval", total=len(tasks))
+        for name in tasks:
+            task = get_task(name)
+            records = select_records(task.prompts("eval"), protocol.prompts_per_task)
+            if not records:
+                raise UserError(f"task {name}: no eval prompts")
+            bar.update(job, description=f"eval {name}: sampling {len(records)}")
+            t0 = time.time()
+            noises = torch.stack([prompt_noise(protocol.seed, name, i, model.latent_shape) for i in range(len(records))])
+            images = generate(model, [r["prompt"] for r in records], noises, protocol)
+            t1 = time.time()
+            bar.update(job, description=f"eval {name}: scoring")
+            metrics = {}
+            for s in range(0, len(records), protocol.batch_size):
+                m = task.metrics(images[s : s + protocol.batch_size], records[s : s + protocol.batch_size])
+                for k, v in m.items():
+                    metrics.setdefault(k, []).append(torch.as_tensor(v).float().cpu())
+            per_sample = {k: torch.cat(v).numpy() for k, v in metrics.items()}
+            t2 = time.time()
+            summary = summarize_task(task, records, per_sample, protocol.bootstrap, protocol.seed)
+            summary["per_prompt"] = [
+                {"prompt": r["prompt"], **{k: float(v[i]) for k, v in per_sample.items()}} for i, r in enumerate(records)
+            ]
+            results["tasks"][name] = summary
+            results["timing"][name] = {"sample_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2),
+                                       "score_ms_per_image": round(1000 * (t2 - t1) / len(records), 2)}
+            images_by_task[name] = (images, records, per_sample[task.primary_metric])
+            bar.update(job, advance=1)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "eval.json", results)
+        for name, (images, records, score) in images_by_task.items():
+            save_grid(images[:16], [r["prompt"] for r in records[:16]], score[:16], out_dir / f"samples_{name}.png")
+    if keep_images:
+        results["_images"] = images_by_task
+    return results
+
+
+def save_grid(images: torch.Tensor, captions: List[str], scores, path: Path, cols: int = 4) -> Path:
+    """A readable PNG grid of samples (nearest-neighbour upscaled) with prompts and scores as titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    rows = max(1, (n + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.5))
+    for k, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k].permute(1, 2, 0).numpy(), interpolation="nearest")
+            title = captions[k] if len(captions[k]) <= 28 else captions[k][:26] + "…"
+            ax.set_title(f"{title}\n{float(scores[k]):.2f}", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def results_table(results: Dict[str, dict], title: str = "evaluation"):
+    """A rich table: rows = tasks (+ GenEval categories), columns = the evaluated models."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("task")
+    labels = list(results)
+    for lab in labels:
+        table.add_column(lab, justify="right")
+    first = results[labels[0]]["tasks"]
+    for name in first:
+        cells = []
+        for lab in labels:
+            t = results[lab]["tasks"].get(name)
+            cells.append("-" if t is None else f"{t['mean']:.3f} [{t['ci_low']:.3f}, {t['ci_high']:.3f}]")
+        table.add_row(f"[bold]{name}", *cells)
+        for cat in first[name].get("categories", {}):
+            cells = []
+            for lab in labels:
+                c = results[lab]["tasks"].get(name, {}).get("categories", {}).get(cat)
+                cells.append("-" if c is None else f"{c['mean']:.3f}")
+            table.add_row(f"  {cat}", *cells)
+    return table
+
+
+def write_results(path: Path, results: dict) -> None:
+    atomic_write_json(Path(path), {k: v for k, v in results.items() if not k.startswith("_")})
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

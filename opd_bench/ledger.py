@@ -1,0 +1,99 @@
+"""The budget ledger (method.md section 6): what "identical budget" means.
+
+Per phase (``teacher``, ``train``, ``eval``) it counts images sampled; denoiser forward passes by model
+(student / teacher / reference) and purpose (rollout / training); backward passes; optimizer steps;
+reward-model calls; an analytic FLOP estimate of the denoiser (forward = 1x, backward = 2x the forward
+FLOPs); and wall-clock seconds. A budget is one of these units; the runner stops every method at the same
+value of it in the ``train`` phase.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Dict
+
+PHASES = ("teacher", "train", "eval")
+MODELS = ("student", "teacher", "reference")
+PURPOSES = ("rollout", "training")
+
+#: budget units -> how they are read off a phase's counters.
+UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
+
+
+class Ledger:
+    def __init__(self, flops_per_forward: float = 0.0):
+        self.flops_per_forward = float(flops_per_forward)
+        self.phases: Dict[str, Dict[str, float]] = {p: defaultdict(float) for p in PHASES}
+        self._clock = None
+
+    # ---- counting -----------------------------------------------------------------------------------------
+    def add(self, phase: str, key: str, amount: float = 1.0) -> None:
+        if phase not in self.phases:
+            raise ValueError(f"unknown phase {phase!r}")
+        self.phases[phase][key] += amount
+
+    def images(self, phase: str, n: int) -> None:
+        self.add(phase, "images", n)
+
+    def forwards(self, phase: str, model: str, purpose: str, n: int) -> None:
+        """``n`` single-sample denoiser forwards (a CFG velocity of a batch of B counts 2B)."""
+        assert model in MODELS and purpose in PURPOSES, (model, purpose)
+        self.add(phase, f"nfe/{model}/{purpose}", n)
+        self.add(phase, "flops", n * self.flops_per_forward)
+
+    def backwards(self, phase: str, n: int) -> None:
+        """``n`` single-sample backward passes through the denoiser (2x the forward FLOPs each)."""
+        self.add(phase, "backward", n)
+        self.add(phase, "flops", 2 * n * self.flops_per_forward)
+
+    def optimizer_step(self, phase: str) -> None:
+        self.add(phase, "optimizer_steps", 1)
+
+    def reward_calls(self, phase: str, task: str, n: int) -> None:
+        self.add(phase, f"reward_calls/{task}", n)
+
+    # ---- wall clock ---------------------------------------------------------------------------------------
+    def start_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    def stop_clock(self, phase: str) -> None:
+        if self._clock is not None:
+            self.add(phase, "seconds", time.perf_counter() - self._clock)
+            self._clock = None
+
+    # ---- reading ------------------------------------------------------------------------------------------
+    def nfe(self, phase: str, model: str = None) -> float:
+        c = self.phases[phase]
+        return sum(v for k, v in c.items() if k.startswith("nfe/") and (model is None or k.split("/")[1] == model))
+
+    def spent(self, unit: str, phase: str = "train") -> float:
+        c = self.phases[phase]
+        if unit == "student_nfe":
+            return self.nfe(phase, "student")
+        if unit == "nfe":
+            return self.nfe(phase)
+        if unit in ("images", "flops", "seconds", "optimizer_steps"):
+            return c.get(unit, 0.0)
+        raise ValueError(f"unknown budget unit {unit!r} (choose from {', '.join(UNITS)})")
+
+    def summary(self, phase: str = "train") -> Dict[str, float]:
+        return {u: self.spent(u, phase) for u in UNITS}
+
+    def to_dict(self) -> dict:
+        return {"flops_per_forward": self.flops_per_forward, "phases": {p: dict(c) for p, c in self.phases.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Ledger":
+        led = cls(d.get("flops_per_forward", 0.0))
+        for p, c in d.get("phases", {}).items():
+            led.phases[p] = defaultdict(float, c)
+        return led
+
+    def merged(self, other: "Ledger", phase_map: Dict[str, str]) -> "Ledger":
+        """A new ledger with ``other``'s phases added into ours under new names (e.g. teachers' ``train`` ->
+        ``teacher``), for reporting OPD's cost with teacher training included."""
+        out = Ledger.from_dict(self.to_dict())
+        for src, dst in phase_map.items():
+            for k, v in other.phases.get(src, {}).items():
+                out.phases[dst][k] += v
+        return out

@@ -1,0 +1,452 @@
+"""The one runner every method plugs into.
+
+It owns everything that is not the method's math: prompt sampling per task, rollouts, rewards, teacher and
+reference models, the optimizer step (AdamW, grad-norm clip, optional EMA), the budget ledger, periodic
+evaluation, checkpoints (resumable after SIGKILL), the metrics log (JSONL + TensorBoard) and the progress bar.
+A method (``opd_bench.methods``) is a small strategy: ``train_step(ctx)`` computes its loss on fresh
+rollouts, calls ``ctx.backward`` and ``ctx.optimizer_step``.
+
+Determinism: all randomness of round k derives from (seed, k, purpose), so a resumed run replays exactly
+the rounds an uninterrupted run would have (on CPU; wall-clock budgets are the exception).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .backbones import Backbone, load_backbone, resolve_checkpoint
+from .backbones.base import Condition
+from .checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from .config import RunConfig, dump_config, to_dict
+from .errors import UserError
+from .evaluate import EvalProtocol, evaluate
+from .ledger import Ledger
+from .progress import progress_bar
+from .rollout import Rollout, rollout
+from .sampler import Transition, sde_sigma, sde_transition
+from .tasks import get_task
+
+STATE = "state"
+FINAL = "final"
+
+
+def _seed(*parts) -> int:
+    """A stable 63-bit seed from any parts (ints and strings)."""
+    return zlib.crc32(json.dumps(parts).encode()) * 2654435761 % (2**63)
+
+
+@dataclass
+class Batch:
+    """A rollout of some prompts of one task, each repeated ``group`` times (GRPO groups)."""
+
+    task: str
+    records: List[dict]           # one per sample (prompts repeated ``group`` times)
+    group_ids: torch.Tensor       # [B] prompt index of each sample
+    cond: Condition
+    rollout: Rollout
+    noise_level: float
+
+    @property
+    def size(self) -> int:
+        return len(self.records)
+
+    @staticmethod
+    def cat(batches: Sequence["Batch"]) -> "Batch":
+        """One batch from several rollouts with the same schedule (group ids kept distinct)."""
+        b0 = batches[0]
+        gids, offset = [], 0
+        for b in batches:
+            gids.append(b.group_ids + offset)
+            offset += int(b.group_ids.max()) + 1
+        lps = [b.rollout.log_probs for b in batches]
+        ro = Rollout(
+            images=torch.cat([b.rollout.images for b in batches]),
+            states=torch.cat([b.rollout.states for b in batches]),
+            timesteps=b0.rollout.timesteps,
+            log_probs=None if lps[0] is None else torch.cat(lps),
+            noise_level=b0.noise_level,
+        )
+        task = b0.task if all(b.task == b0.task for b in batches) else "mixed"
+        return Batch(task, [r for b in batches for r in b.records], torch.cat(gids),
+                     Condition.cat([b.cond for b in batches]), ro, b0.noise_level)
+
+
+class RunContext:
+    """What a method sees: the models, the tasks, and the runner's accounting helpers."""
+
+    def __init__(self, cfg: RunConfig, tasks: Sequence[str], student: Backbone, ledger: Ledger, device="cpu"):
+        self.cfg = cfg
+        self.tasks = list(tasks)
+        self.student = student
+        self.ledger = ledger
+        self.device = device
+        self.round = 0
+        self.phase = "train"
+        self.params = [p for p in student.trainable_parameters()]
+        self.optimizer = self._make_optimizer()
+        self.ema: Optional[List[torch.Tensor]] = None
+        self.ema_updates = 0
+        if cfg.train.ema.enabled:
+            self.ema = [p.detach().clone() for p in self.params]
+        self.reference: Optional[Backbone] = None
+        self._teachers: Dict[str, Backbone] = {}
+        self.timesteps = None
+
+    # ---- randomness ---------------------------------------------------------------------------------------
+    def generator(self, *purpose) -> torch.Generator:
+        return torch.Generator().manual_seed(_seed(self.cfg.seed, self.round, *purpose))
+
+    def rng(self, *purpose) -> np.random.Generator:
+        return np.random.default_rng(_seed(self.cfg.seed, self.round, "np", *purpose))
+
+    # ---- prompts ------------------------------------------------------------------------------------------
+    def sample_prompts(self, task: str, n: int) -> List[dict]:
+        pool = get_task(task).prompts("train")
+        if not pool:
+            raise UserError(f"task {task}: the train prompt set is empty")
+        idx = self.rng("prompts", task).choice(len(pool), size=n, replace=len(pool) < n)
+        return [dict(pool[i], _task=task) for i in idx]
+
+    # ---- rollouts -----------------------------------------------------------------------------------------
+    def rollout(self, task: str, records: List[dict], group: int, noise_level: float) -> Batch:
+        """Student rollout (no grad) of ``group`` samples per prompt, counted in the ledger."""
+        s = self.cfg.sampler
+        rep = [r for r in records for _ in range(group)]
+        gids = torch.arange(len(records)).repeat_interleave(group)
+        cond = self.student.encode_prompts([r["prompt"] for r in rep])
+        ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
+                     generator=self.generator("rollout", task), logprob_reduce=s.logprob_reduce)
+        self.timesteps = ro.timesteps
+        self.ledger.images(self.phase, len(rep))
+        self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(s.guidance))
+        return Batch(task, rep, gids, cond, ro, noise_level)
+
+    def trained_steps(self) -> List[int]:
+        """method.md section 3: the first floor(N * timestep_fraction) steps (at least one)."""
+        n = self.cfg.sampler.steps
+        return list(range(max(1, math.floor(n * self.cfg.sampler.timestep_fraction + 1e-9))))
+
+    def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
+        task = task or batch.task
+        r = get_task(task).reward(batch.rollout.images, batch.records).float()
+        self.ledger.reward_calls(self.phase, task, batch.size)
+        return r
+
+    # ---- transitions --------------------------------------------------------------------------------------
+    def transition(self, model: Backbone, role: str, batch: Batch, j: int, guidance: float, purpose="training") -> Transition:
+        """The transition N(mean, std^2) of ``model`` at the stored state x_j of the batch's trajectory."""
+        ts = batch.rollout.timesteps
+        x = batch.rollout.states[:, j]
+        v = model.velocity(x, ts[j], batch.cond, guidance)
+        self.ledger.forwards(self.phase, role, purpose, batch.size * model.forwards_per_velocity(guidance))
+        return sde_transition(x, v, ts[j], ts[j + 1], batch.noise_level, t_first=ts[1])
+
+    def student_transition(self, batch: Batch, j: int) -> Transition:
+        return self.transition(self.student, "student", batch, j, self.cfg.sampler.guidance)
+
+    @torch.no_grad()
+    def reference_transition(self, batch: Batch, j: int) -> Transition:
+        ref = self.get_reference()
+        return self.transition(ref, "reference", batch, j, self.cfg.sampler.guidance)
+
+    @torch.no_grad()
+    def teacher_transition(self, task: str, batch: Batch, j: int) -> Transition:
+        g = self.cfg.opd.teacher_guidance.get(task, self.cfg.sampler.guidance)
+        return self.transition(self.teacher(task), "teacher", batch, j, g)
+
+    def sigma_dt(self, batch: Batch, j: int):
+        ts = batch.rollout.timesteps
+        return sde_sigma(ts[j], batch.noise_level, t_first=ts[1]), ts[j + 1] - ts[j]
+
+    # ---- models -------------------------------------------------------------------------------------------
+    def get_reference(self) -> Backbone:
+        if self.reference is None:
+            self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
+        return self.reference
+
+    def reset_reference(self) -> None:
+        """The reference policy becomes the current student (cascade: the previous stage's weights)."""
+        self.reference = None
+        self.get_reference()
+
+    def teacher(self, task: str) -> Backbone:
+        if task not in self._teachers:
+            name = self.cfg.opd.teachers.get(task, f"teacher_{task}")
+            try:
+                path = resolve_checkpoint(name)
+            except UserError:
+                raise UserError(f"no teacher for task {task}: {name} not found (train one with "
+                                f"`opd-bench run --method grpo --tasks {task}` or pass --train-teachers)") from None
+            self._teachers[task] = load_backbone(path, self.device).eval().requires_grad_(False)
+        return self._teachers[task]
+
+    # ---- optimisation -------------------------------------------------------------------------------------
+    def _make_optimizer(self):
+        t = self.cfg.train
+        return torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
+
+    def reset_optimizer(self) -> None:
+        self.optimizer = self._make_optimizer()
+
+    def backward(self, loss: torch.Tensor, n_samples: int) -> None:
+        loss.backward()
+        self.ledger.backwards(self.phase, n_samples)
+
+    def optimizer_step(self) -> float:
+        """Clip, step, zero grads, update the EMA. Returns the pre-clip gradient norm."""
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
+            else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ledger.optimizer_step(self.phase)
+        steps = int(self.ledger.spent("optimizer_steps", self.phase))
+        e = self.cfg.train.ema
+        if self.ema is not None and steps % e.every == 0:
+            k = self.ema_updates
+            d = min((1 + k) / (10 + k), e.decay)
+            with torch.no_grad():
+                for m, p in zip(self.ema, self.params):
+                    m.mul_(d).add_(p.detach(), alpha=1 - d)
+            self.ema_updates += 1
+        return float(norm)
+
+    def eval_weights(self):
+        """Context manager: swap the EMA weights in (when enabled) for evaluation / saving."""
+        return _SwapWeights(self.params, self.ema)
+
+
+class _SwapWeights:
+    def __init__(self, params, ema):
+        self.params, self.ema, self.saved = params, ema, None
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.saved = [p.detach().clone() for p in self.params]
+            with torch.no_grad():
+                for p, m in zip(self.params, self.ema):
+                    p.copy_(m)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            with torch.no_grad():
+                for p, s in zip(self.params, self.saved):
+                    p.copy_(s)
+
+
+# ------------------------------------------------------------------------------------------------- run dir
+
+
+class RunDir:
+    """runs/<name>/: config.yaml, ledger.json, metrics.jsonl, eval_history.jsonl, state/, final/, tb/."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def config(self):
+        return self.path / "config.yaml"
+
+    def append_jsonl(self, name: str, row: dict) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_jsonl(self, name: str) -> List[dict]:
+        p = self.path / name
+        if not p.is_file():
+            return []
+        rows = []
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a line torn by a kill: everything after it is discarded on resume
+        return rows
+
+    def truncate_jsonl(self, name: str, keep) -> None:
+        rows = [r for r in self.read_jsonl(name) if keep(r)]
+        atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / "config.yaml").is_file() and (Path(path) / "ledger.json").is_file()
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, run_dir: Path, method, tasks: Sequence[str], show_progress: bool = True,
+                 log_tensorboard: bool = True):
+        self.cfg = cfg
+        self.dir = RunDir(run_dir)
+        self.method = method
+        self.tasks = list(tasks)
+        self.show_progress = show_progress
+        self.log_tensorboard = log_tensorboard
+        self._tb = None
+        #: the stage the run is in (cascade); changes only through method.start_stage, saved with the state.
+        self.stage = 0
+
+    # ---- evaluation ---------------------------------------------------------------------------------------
+    def protocol(self) -> EvalProtocol:
+        e = self.cfg.eval
+        return EvalProtocol(steps=e.steps, guidance=e.guidance, shift=self.cfg.sampler.shift, seed=e.seed,
+                            prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
+
+    def run_eval(self, ctx: RunContext, label: str) -> dict:
+        t0 = time.perf_counter()
+        with ctx.eval_weights():
+            res = evaluate(ctx.student, self.tasks, self.protocol(), show_progress=False)
+        n = sum(t["n"] for t in res["tasks"].values())
+        ctx.ledger.images("eval", n)
+        ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
+        ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
+        row = {
+            "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
+            "budget": ctx.ledger.summary("train"),
+            "scores": {k: v["mean"] for k, v in res["tasks"].items()},
+            "ci": {k: [v["ci_low"], v["ci_high"]] for k, v in res["tasks"].items()},
+            "metrics": {k: v["metrics"] for k, v in res["tasks"].items()},
+            "categories": {k: {c: x["mean"] for c, x in v.get("categories", {}).items()} for k, v in res["tasks"].items()},
+        }
+        self.dir.append_jsonl("eval_history.jsonl", row)
+        self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
+        return row
+
+    # ---- logging ------------------------------------------------------------------------------------------
+    def _tb_scalars(self, scalars: Dict[str, float], ctx: RunContext) -> None:
+        if not self.log_tensorboard:
+            return
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.dir.path / "tb"))
+        x = int(ctx.ledger.spent("images"))
+        for k, v in scalars.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self._tb.add_scalar(k, v, x)
+
+    # ---- state --------------------------------------------------------------------------------------------
+    def save_state(self, ctx: RunContext) -> None:
+        tensors = {f"param.{i}": p.detach() for i, p in enumerate(ctx.params)}
+        if ctx.ema is not None:
+            tensors.update({f"ema.{i}": m for i, m in enumerate(ctx.ema)})
+        if ctx.reference is not None:
+            tensors.update({f"reference.{i}": p.detach() for i, p in enumerate(ctx.reference.trainable_parameters())})
+        opt = ctx.optimizer.state_dict()
+        scalars = {}
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"optim.{pid}.{k}"] = v
+                else:
+                    scalars[f"{pid}.{k}"] = v
+        meta = {
+            "round": ctx.round, "ema_updates": ctx.ema_updates, "param_groups": opt["param_groups"],
+            "optim_scalars": scalars, "ledger": ctx.ledger.to_dict(), "stage": self.stage,
+        }
+        save_checkpoint(self.dir.path / STATE, tensors, meta, kind="train_state")
+        atomic_write_json(self.dir.path / "ledger.json", self.ledger_report(ctx))
+
+    def load_state(self, ctx: RunContext) -> None:
+        tensors, meta = load_checkpoint(self.dir.path / STATE, kind="train_state")
+        with torch.no_grad():
+            for i, p in enumerate(ctx.params):
+                p.copy_(tensors[f"param.{i}"])
+            if ctx.ema is not None:
+                for i, m in enumerate(ctx.ema):
+                    m.copy_(tensors[f"ema.{i}"])
+            if any(k.startswith("reference.") for k in tensors):
+                ref = ctx.get_reference()
+                for i, p in enumerate(ref.trainable_parameters()):
+                    p.copy_(tensors[f"reference.{i}"])
+        state = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        for k, v in meta["optim_scalars"].items():
+            pid, name = k.split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+        ctx.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        ctx.round = meta["round"]
+        ctx.ema_updates = meta["ema_updates"]
+        ctx.ledger = Ledger.from_dict(meta["ledger"])
+        self.stage = meta["stage"]
+
+    def ledger_report(self, ctx: RunContext) -> dict:
+        return {
+            "budget": {"value": self.cfg.budget.value, "unit": self.cfg.budget.unit},
+            "spent": {p: ctx.ledger.summary(p) for p in ("teacher", "train", "eval")},
+            "counters": ctx.ledger.to_dict(),
+            "rounds": ctx.round,
+        }
+
+    # ---- the loop -----------------------------------------------------------------------------------------
+    def budget_left(self, ctx: RunContext) -> float:
+        return self.cfg.budget.value - ctx.ledger.spent(self.cfg.budget.unit)
+
+    def run(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        student = load_backbone(cfg.model.checkpoint, cfg.device)
+        student.train()
+        ledger = Ledger(student.flops_per_forward())
+        ctx = RunContext(cfg, self.tasks, student, ledger, cfg.device)
+        self.method.setup(ctx)
+        self.dir.path.mkdir(parents=True, exist_ok=True)
+        if resume and (self.dir.path / STATE).exists():
+            self.load_state(ctx)
+            r = ctx.round
+            self.dir.truncate_jsonl("metrics.jsonl", lambda row: row["round"] <= r)
+            # evals at the saved round that run after the save (stage ends, the final eval) are redone
+            self.dir.truncate_jsonl("eval_history.jsonl", lambda row: row["round"] < r or (
+                row["round"] == r and not row["label"].startswith(("end of stage", "final"))))
+        else:
+            for name in ("metrics.jsonl", "eval_history.jsonl"):
+                (self.dir.path / name).unlink(missing_ok=True)
+            atomic_write_text(self.dir.config, dump_config(cfg))
+            self.run_eval(ctx, "start")
+            self.save_state(ctx)
+        stage = self.stage
+        with progress_bar(self.show_progress) as bar:
+            job = bar.add_task(f"{cfg.method}", total=cfg.budget.value)
+            bar.update(job, completed=ledger.spent(cfg.budget.unit))
+            while self.budget_left(ctx) > 0:
+                new_stage = self.method.stage(ctx)[0]
+                if new_stage != stage:
+                    self.run_eval(ctx, f"end of stage {stage}")
+                    self.method.start_stage(ctx, new_stage)
+                    stage = self.stage = new_stage
+                ctx.ledger.start_clock()
+                info = self.method.train_step(ctx)
+                ctx.ledger.stop_clock("train")
+                ctx.round += 1
+                row = {"round": ctx.round, "stage": stage, "budget": ctx.ledger.summary("train"),
+                       **{k: float(v) for k, v in info.items()}}
+                self.dir.append_jsonl("metrics.jsonl", row)
+                self._tb_scalars({f"train/{k}": float(v) for k, v in info.items()}, ctx)
+                bar.update(job, completed=min(cfg.budget.value, ctx.ledger.spent(cfg.budget.unit)),
+                           description=f"{cfg.method} " + " ".join(f"{k}={float(v):.3f}" for k, v in list(info.items())[:3]))
+                if cfg.eval.every and ctx.round % cfg.eval.every == 0 and self.budget_left(ctx) > 0:
+                    self.run_eval(ctx, f"round {ctx.round}")
+                if ctx.round % cfg.train.checkpoint_every == 0:
+                    self.save_state(ctx)
+        final = self.run_eval(ctx, "final")
+        self.save_state(ctx)
+        with ctx.eval_weights():
+            ctx.student.save(self.dir.path / FINAL, extra_config={"run": to_dict(cfg), "final_eval": final["scores"]})
+        summary = {"final": final, "ledger": self.ledger_report(ctx)}
+        atomic_write_json(self.dir.path / "summary.json", summary)
+        if self._tb is not None:
+            self._tb.close()
+        return summary

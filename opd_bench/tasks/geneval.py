@@ -1,0 +1,58 @@
+"""GenEval on the embedded world: six categories, GenEval's rules, judged by the world's scene parser.
+
+Prompts: ``tasks/geneval/{train,eval}.jsonl`` in GenEval's metadata format (classes = shapes), written by
+``python -m opd_bench.world.make_prompts``. Each image is parsed into detections
+(:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.tasks.geneval_rules.evaluate`.
+
+- ``metrics``: ``score`` = GenEval's binary per-prompt correctness (0/1); ``credit`` = the partial credit
+  below. Per-category accuracy: :func:`per_category` on the records' ``tag``.
+- ``reward`` (training): partial credit in [0, 1] = mean over the prompt's constraint terms (presence of
+  each included class ``min(found, n)/n``, its colour, its relation, each exclusion); 1 iff correct.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, List, Sequence
+
+import torch
+
+from ..world import load_records, to_uint8
+from ..world.parser import parse
+from .base import PromptRecord, Task, register_task
+from .geneval_rules import Verdict, evaluate
+
+
+def judge(images: torch.Tensor, records: Sequence[PromptRecord]) -> List[Verdict]:
+    """GenEval verdicts for a batch of float images [B, 3, H, W] in [0, 1]."""
+    if len(images) != len(records):
+        raise ValueError(f"{len(images)} images for {len(records)} records")
+    return [evaluate(parse(img), rec) for img, rec in zip(to_uint8(images), records)]
+
+
+def per_category(scores: Sequence[float], records: Sequence[PromptRecord]) -> Dict[str, float]:
+    """Mean score per GenEval category (``tag``), plus ``overall`` = mean over categories (GenEval's)."""
+    groups: Dict[str, List[float]] = defaultdict(list)
+    for s, r in zip(scores, records):
+        groups[r["tag"]].append(float(s))
+    out = {tag: sum(v) / len(v) for tag, v in sorted(groups.items())}
+    if out:
+        out["overall"] = sum(out.values()) / len(out)
+    return out
+
+
+@register_task("geneval")
+class GenEvalTask(Task):
+    primary_metric = "score"
+    #: evaluation reports per category and averages the category means (GenEval's overall score).
+    category_key = "tag"
+
+    def prompts(self, split: str) -> List[PromptRecord]:
+        return load_records("geneval", split)
+
+    def reward(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> torch.Tensor:
+        return torch.tensor([v.credit for v in judge(images, records)], dtype=torch.float32)
+
+    def metrics(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> Dict[str, torch.Tensor]:
+        verdicts = judge(images, records)
+        return {"score": torch.tensor([float(v.correct) for v in verdicts], dtype=torch.float32),
+                "credit": torch.tensor([v.credit for v in verdicts], dtype=torch.float32)}

@@ -1,0 +1,158 @@
+"""Orchestration behind ``opd-bench run``: builds configs, runs every (method, seed) through the one runner,
+optionally retrains the teachers first, and prints the final table next to the base and the teachers."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from .backbones import load_backbone, resolve_checkpoint
+from .checkpoint import checkpoint_digest, load_checkpoint
+from .config import RunConfig, load_config
+from .errors import UserError
+from .evaluate import EvalProtocol, evaluate
+from .methods import METHODS
+from .progress import console
+from .runner import FINAL, Runner, is_run_dir
+from .tasks import parse_tasks
+
+EVAL_CACHE = Path("runs") / ".eval_cache"
+
+
+def protocol_of(cfg: RunConfig) -> EvalProtocol:
+    e = cfg.eval
+    return EvalProtocol(steps=e.steps, guidance=e.guidance, shift=cfg.sampler.shift, seed=e.seed,
+                        prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
+
+
+def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:
+    """Evaluate a checkpoint with a protocol, cached by (checkpoint digest, protocol, task)."""
+    path = resolve_checkpoint(checkpoint)
+    key = hashlib.sha256((checkpoint_digest(path) + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
+    out, todo = {}, []
+    for t in tasks:
+        f = EVAL_CACHE / f"{key}_{t}.json"
+        if f.is_file():
+            out[t] = json.loads(f.read_text())
+        else:
+            todo.append(t)
+    if todo:
+        res = evaluate(load_backbone(path, device), todo, protocol, show_progress=True)
+        EVAL_CACHE.mkdir(parents=True, exist_ok=True)
+        for t in todo:
+            out[t] = res["tasks"][t]
+            (EVAL_CACHE / f"{key}_{t}.json").write_text(json.dumps(out[t]))
+    return out
+
+
+def build_configs(methods, tasks_spec, seeds, config, overrides, name) -> List[RunConfig]:
+    task_list = parse_tasks(tasks_spec)
+    cfgs = []
+    for m in methods:
+        for seed in range(seeds):
+            cfg = load_config(config, overrides + [f"method={m}", f"tasks={','.join(task_list)}", f"seed={seed}"])
+            cfg.name = name or f"{'-'.join(methods)}_{'-'.join(task_list) if tasks_spec != 'all' else 'all'}"
+            cfgs.append(cfg)
+    return cfgs
+
+
+def run_dir_for(runs_dir: Path, cfg: RunConfig, several: bool) -> Path:
+    return Path(runs_dir) / cfg.name / (f"{cfg.method}_s{cfg.seed}" if several else "")
+
+
+def run_one(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict:
+    tasks = parse_tasks(cfg.tasks)
+    method = METHODS[cfg.method]()
+    return Runner(cfg, run_dir, method, tasks).run(resume=resume)
+
+
+def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path) -> Dict[str, str]:
+    """Train one GRPO teacher per task (same base, the config's GRPO settings); returns {task: checkpoint}."""
+    out = {}
+    for t in tasks:
+        tcfg = load_config(None, [f"method=grpo", f"tasks={t}", f"seed={cfg.seed}",
+                                  f"model.checkpoint={cfg.model.checkpoint}"])
+        tcfg.name = f"teacher_{t}"
+        d = Path(runs_dir) / cfg.name / "teachers" / t
+        console.print(f"[bold]training teacher for {t}[/] -> {d}")
+        Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=(d / "state").exists())
+        out[t] = str(d / FINAL)
+    return out
+
+
+def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retrain_teachers=False) -> List[Path]:
+    cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name)
+    several = len(cfgs) > 1
+    dirs = [run_dir_for(runs_dir, c, several) for c in cfgs]
+    for d in dirs:
+        if d.exists() and any(d.iterdir()):
+            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+    if retrain_teachers and "opd" in methods:
+        teachers = train_teachers(cfgs[0], parse_tasks(cfgs[0].tasks), runs_dir)
+        for c in cfgs:
+            c.opd.teachers = dict(teachers, **c.opd.teachers)
+    results = {}
+    for c, d in zip(cfgs, dirs):
+        console.print(f"[bold]{c.method}[/] seed {c.seed} on {', '.join(c.tasks)} -> {d}")
+        results[(c.method, c.seed)] = run_one(c, d)
+    print_final_table(cfgs, results)
+    return dirs
+
+
+def resume_run(path: Path) -> dict:
+    if not is_run_dir(path):
+        raise UserError(f"--resume: {path} is not a run folder (no config.yaml and ledger.json)")
+    cfg = load_config(str(path / "config.yaml"))
+    summary = run_one(cfg, path, resume=True)
+    print_final_table([cfg], {(cfg.method, cfg.seed): summary})
+    return summary
+
+
+def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
+    """Per task: base, teacher, and each method (mean over seeds), same eval protocol."""
+    cfg0 = cfgs[0]
+    tasks = parse_tasks(cfg0.tasks)
+    protocol = protocol_of(cfg0)
+    refs: Dict[str, Dict[str, dict]] = {}
+    try:
+        refs["base"] = cached_eval(cfg0.model.checkpoint, tasks, protocol, cfg0.device)
+    except UserError as e:
+        console.print(f"(base not evaluated: {e})")
+    teacher_row = {}
+    for t in tasks:
+        try:
+            teacher_row[t] = cached_eval(cfg0.opd.teachers.get(t, f"teacher_{t}"), [t], protocol, cfg0.device)[t]
+        except UserError:
+            pass
+    table = Table(title=f"final eval ({protocol.steps}-step ODE, CFG {protocol.guidance}, "
+                        f"{protocol.prompts_per_task or 'all'} prompts/task), mean [95% CI]")
+    table.add_column("task")
+    table.add_column("base", justify="right")
+    table.add_column("teacher", justify="right")
+    methods = list(dict.fromkeys(c.method for c in cfgs))
+    for m in methods:
+        table.add_column(m, justify="right")
+
+    def cell(d):
+        return "-" if d is None else f"{d['mean']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+
+    for t in tasks:
+        row = [t, cell(refs.get("base", {}).get(t)), cell(teacher_row.get(t))]
+        for m in methods:
+            scores = [results[k]["final"]["scores"][t] for k in results if k[0] == m]
+            cis = [results[k]["final"]["ci"][t] for k in results if k[0] == m]
+            if len(scores) == 1:
+                row.append(f"{scores[0]:.3f} [{cis[0][0]:.3f}, {cis[0][1]:.3f}]")
+            else:
+                import numpy as np
+
+                row.append(f"{np.mean(scores):.3f} ± {np.std(scores):.3f} (n={len(scores)})")
+        table.add_row(*row)
+    Console().print(table)
+    for k, r in results.items():
+        sp = r["ledger"]["spent"]["train"]
+        console.print(f"{k[0]} seed {k[1]}: spent " + ", ".join(f"{u}={v:.3g}" for u, v in sp.items()))

@@ -1,0 +1,138 @@
+"""Pretraining of the embedded text-to-image base model (rectified flow, method.md section 1).
+
+The model learns from generated (caption, image) pairs whose captions are imperfect the way web captions are
+(``opd_bench.world.prompts.caption``), so the base model is mediocre and every task leaves headroom for RL.
+
+Loss: x_t = (1 - t) x0 + t eps, target v = eps - x0, MSE; t ~ logit-normal(0, 1) (SD3's sampling of t);
+captions are dropped (replaced by the empty prompt) with probability ``caption_dropout`` so CFG works.
+The released checkpoint holds the EMA of the weights. Seeded and reproducible on CPU.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..backbones.embedded import EmbeddedBackbone
+from ..progress import progress_bar
+
+
+@dataclass
+class PretrainConfig:
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    n_pairs: int = 40_000
+    resolution: int = 32
+    arch: dict = field(default_factory=dict)
+
+
+def _lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def dataset_digest(captions, images: np.ndarray) -> str:
+    """sha256 of the generated pretraining data, recorded so a later rerun can check it sees the same data."""
+    h = hashlib.sha256()
+    h.update("\n".join(captions).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return h.hexdigest()
+
+
+def flow_matching_loss(model: EmbeddedBackbone, x0: torch.Tensor, prompts, generator: torch.Generator) -> torch.Tensor:
+    """Rectified-flow MSE between the predicted and the true velocity eps - x0 at a logit-normal t."""
+    b = x0.shape[0]
+    t = torch.sigmoid(torch.randn(b, generator=generator))
+    eps = torch.randn(x0.shape, generator=generator)
+    tb = t.view(b, 1, 1, 1)
+    xt = (1 - tb) * x0 + tb * eps
+    cond = model.encode_prompts(prompts, cache=False)
+    v = model.denoise(xt, t, cond.states, cond.pooled)
+    return torch.nn.functional.mse_loss(v, eps - x0)
+
+
+def pretrain(
+    out: Path,
+    cfg: PretrainConfig,
+    command: str = "",
+    pairs: Optional[Callable] = None,
+    show_progress: bool = True,
+) -> dict:
+    """Train the base model and save it (EMA weights) to ``out``. Returns the recorded metrics."""
+    from .prompts import pretraining_pairs
+
+    pairs = pairs or pretraining_pairs
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution)
+    data_s = time.time() - t0
+    data_sha = dataset_digest(captions, images)
+    arch = dict(cfg.arch)
+    arch.setdefault("resolution", cfg.resolution)
+    model = EmbeddedBackbone(arch, train_text_encoder=True)
+    model.train()
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    rng = np.random.default_rng(cfg.seed + 2)
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).mul_(2).sub_(1)
+    n = len(captions)
+    order = rng.permutation(n)
+    pos = 0
+    losses = []
+    t_train = time.time()
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("pretrain", total=cfg.steps)
+        for step in range(cfg.steps):
+            if pos + cfg.batch_size > n:
+                order, pos = rng.permutation(n), 0
+            idx = order[pos : pos + cfg.batch_size]
+            pos += cfg.batch_size
+            drop = rng.random(len(idx)) < cfg.caption_dropout
+            prompts = ["" if d else captions[i] for i, d in zip(idx, drop)]
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, cfg)
+            loss = flow_matching_loss(model, x_all[idx], prompts, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                    else:
+                        ema[k].copy_(v)
+            losses.append(loss.item())
+            bar.update(task, advance=1, description=f"pretrain loss {np.mean(losses[-50:]):.4f}")
+    model.load_state_dict(ema)
+    model.set_train_text_encoder(False)
+    model.eval()
+    metrics = {
+        "final_loss_mean_last_200": float(np.mean(losses[-200:])),
+        "first_loss_mean_first_50": float(np.mean(losses[:50])),
+        "train_seconds": round(time.time() - t_train, 1),
+        "data_seconds": round(data_s, 1),
+        "torch_threads": torch.get_num_threads(),
+        "data_sha256": data_sha,
+    }
+    model.save(out, extra_config={"training": {"command": command, "config": asdict(cfg), "metrics": metrics}},
+               include_text_encoder=True)
+    return metrics

@@ -1,0 +1,195 @@
+"""The runner and the methods on a tiny real embedded model: faithfulness checks, budgets, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.config import build_config
+from opd_bench.methods import METHODS
+from opd_bench.runner import Runner, RunContext
+from opd_bench.ledger import Ledger
+from opd_bench.tasks import register_task, registry
+from opd_bench.tasks.base import Task
+
+ARCH = {
+    "resolution": 32,
+    "context_length": 16,
+    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+}
+
+if "brightness" not in registry():
+
+    @register_task("brightness")
+    class Brightness(Task):
+        """A test-only task with a real, easy reward: mean image brightness."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a bright image number {i}"} for i in range(8 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return images.mean(dim=(1, 2, 3))
+
+        def metrics(self, images, records):
+            return {"score": self.reward(images, records)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("world")
+    torch.manual_seed(0)
+    base = EmbeddedBackbone(ARCH)
+    base.save(d / "base")
+    teacher = load_backbone(d / "base")
+    with torch.no_grad():
+        for p in teacher.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    teacher.save(d / "teacher")
+    return d
+
+
+def cfg_for(world, method, tasks, **over):
+    overrides = [
+        f"method={method}", f"tasks={','.join(tasks)}", f"model.checkpoint={world / 'base'}",
+        "sampler.steps=4", "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=4",
+        "eval.steps=4", "eval.prompts_per_task=4", "eval.bootstrap=50", "eval.guidance=2.0", "budget.value=16",
+        "train.checkpoint_every=1",
+    ] + [f"opd.teachers.{t}={world / 'teacher'}" for t in tasks]
+    overrides += [f"{k}={v}" for k, v in over.items()]
+    return build_config({}, overrides)
+
+
+def make_ctx(cfg, tasks):
+    student = load_backbone(cfg.model.checkpoint)
+    return RunContext(cfg, tasks, student, Ledger(student.flops_per_forward()))
+
+
+def test_opd_loss_and_gradient_zero_when_student_is_teacher(world):
+    cfg = cfg_for(world, "opd", ["brightness"], **{"opd.teachers.brightness": world / "base"})
+    ctx = make_ctx(cfg, ["brightness"])
+    m = METHODS["opd"]()
+    m.setup(ctx)
+    info = m.train_step(ctx)
+    assert info["loss"] == 0.0 and info["grad_norm"] == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["ode", "sde"])
+def test_opd_drives_student_velocity_to_teacher_on_visited_states(world, sampler):
+    cfg = cfg_for(world, "opd", ["brightness"], **{"opd.sampler": sampler, "train.lr": 3e-3})
+    ctx = make_ctx(cfg, ["brightness"])
+    m = METHODS["opd"]()
+    m.setup(ctx)
+    losses = []
+    for r in range(40):
+        ctx.round = r
+        losses.append(m.train_step(ctx)["loss"])
+    assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, losses
+    # direct check on fresh visited states: the student's velocity is now close to the teacher's
+    ctx.round = 1000
+    batch = ctx.rollout("brightness", ctx.sample_prompts("brightness", 4), 1, 0.0)
+    teacher = ctx.teacher("brightness")
+    base = load_backbone(world / "base")
+    with torch.no_grad():
+        for j in ctx.trained_steps():
+            x, t = batch.rollout.states[:, j], batch.rollout.timesteps[j]
+            vt = teacher.velocity(x, t, batch.cond, 2.0)
+            gap_now = (ctx.student.velocity(x, t, batch.cond, 2.0) - vt).pow(2).mean()
+            gap_before = (base.velocity(x, t, batch.cond, 2.0) - vt).pow(2).mean()
+            assert gap_now < 0.5 * gap_before
+
+
+def test_grpo_first_inner_step_is_on_policy(world):
+    cfg = cfg_for(world, "grpo", ["brightness"])
+    ctx = make_ctx(cfg, ["brightness"])
+    info = METHODS["grpo"]().train_step(ctx)
+    assert info["ratio_first"] == 1.0 and info["clipfrac"] == 0.0
+
+
+def test_short_grpo_run_improves_the_reward(world):
+    cfg = cfg_for(world, "grpo", ["brightness"], **{"train.lr": 3e-3, "train.prompts_per_step": 4, "grpo.beta": 0.0})
+    ctx = make_ctx(cfg, ["brightness"])
+    m = METHODS["grpo"]()
+    rewards = []
+    for r in range(25):
+        ctx.round = r
+        rewards.append(m.train_step(ctx)["reward"])
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.05, rewards
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("opd", {}), ("opd", {"opd.sampler": "sde", "opd.objective": "ppo"}), ("multi-reward", {}),
+    ("multi-reward", {"multi_reward.mode": "weighted_sum", "multi_reward.normalize": "per_reward"}),
+    ("cascade", {}),
+])
+def test_every_method_runs_to_the_same_budget(world, tmp_path, method, extra):
+    tasks = ["brightness", "geneval"]
+    cfg = cfg_for(world, method, tasks, **extra)
+    summary = Runner(cfg, tmp_path / "run", METHODS[method](), tasks, show_progress=False, log_tensorboard=False).run()
+    spent = summary["ledger"]["spent"]["train"]
+    assert 16 <= spent["images"] < 16 + 2 * 4 * 2  # stops at the budget (at most one step over)
+    hist = [json.loads(l) for l in (tmp_path / "run" / "eval_history.jsonl").read_text().splitlines()]
+    assert hist[0]["label"] == "start" and hist[-1]["label"] == "final"
+    if method == "cascade":
+        assert any(h["label"].startswith("end of stage") for h in hist)
+    assert (tmp_path / "run" / "final" / "manifest.json").is_file()
+    counters = summary["ledger"]["counters"]["phases"]["train"]
+    assert counters["backward"] > 0 and counters["optimizer_steps"] >= 1
+    if method == "opd":
+        assert counters["nfe/teacher/training"] > 0
+    else:
+        assert "nfe/teacher/training" not in counters
+
+
+def _final_tensors(run):
+    return load_file(str(run / "final" / "model.safetensors"))
+
+
+def test_resume_after_sigkill_equals_uninterrupted(world, tmp_path):
+    """SIGKILL a CLI run mid-way, resume it, and get bit-identical final weights and metrics."""
+    common = ["--method", "opd", "--tasks", "geneval", "--budget", "24:images"]
+    sets = []
+    for kv in ["sampler.steps=4", "sampler.guidance=2.0", "train.prompts_per_step=2", "eval.steps=4",
+               "eval.prompts_per_task=4", "eval.bootstrap=50", "eval.guidance=2.0", "train.checkpoint_every=1",
+               f"model.checkpoint={world / 'base'}", f"opd.teachers.geneval={world / 'teacher'}"]:
+        sets += ["--set", kv]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "opd_bench.cli", "run", *common, *sets, "--runs-dir", str(tmp_path)]
+    subprocess.run(cmd + ["--name", "full"], check=True, env=env, capture_output=True)
+    p = subprocess.Popen(cmd + ["--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "killed" / "final").exists(), "killed too late to test anything"
+    r = subprocess.run([sys.executable, "-m", "opd_bench.cli", "run", "--resume", str(tmp_path / "killed")],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a, b = _final_tensors(tmp_path / "full"), _final_tensors(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(l) for l in metrics.read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "budget"} | {"images": r["budget"]["images"]} for r in rows]
+    assert strip(ma) == strip(mb)
+    ea = [json.loads(l)["scores"] for l in (tmp_path / "full" / "eval_history.jsonl").read_text().splitlines()]
+    eb = [json.loads(l)["scores"] for l in (tmp_path / "killed" / "eval_history.jsonl").read_text().splitlines()]
+    assert ea == eb
+
+
+def test_existing_run_folder_is_not_overwritten(world, tmp_path, capsys):
+    from opd_bench.cli import main
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "precious.txt").write_text("keep me")
+    code = main(["run", "--method", "opd", "--tasks", "geneval", "--name", "x", "--runs-dir", str(tmp_path)])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert (tmp_path / "x" / "precious.txt").read_text() == "keep me"
