@@ -154,13 +154,67 @@ def check(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint folder or released name"),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Baseline JSON under baselines/"),
     record: bool = typer.Option(False, "--record", help="Write the baseline file from the checkpoint instead"),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Restrict to these tasks"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Restrict to these tasks (default: every task of "
+                                        "the baseline; with --record: all)"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report here"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary here "
+                                            "(append it to $GITHUB_STEP_SUMMARY in CI)"),
+    prompts: Optional[int] = typer.Option(None, "--prompts", min=1, help="With --record: prompts per task "
+                                          "(default 48)"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="With --record: ODE steps (default 12)"),
+    margin: Optional[float] = typer.Option(None, "--margin", min=0.0, help="With --record: per-task margin "
+                                           "written to the baseline (default 0.02)"),
 ):
-    """CI regression gate: exit 0 = pass, 1 = regression beyond noise, 2 = bad input."""
-    if baseline is not None and not record and not baseline.is_file():
+    """CI regression gate: exit 0 = pass, 1 = regression beyond noise, 2 = bad input.
+
+    Re-evaluates the checkpoint with the baseline's recorded protocol (same prompts, per-prompt seeds, steps,
+    CFG, shift) and fails when the paired bootstrap 95% CI of a metric's mean difference (new - old) lies
+    entirely below -margin. With --record, writes the baseline file instead."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from . import check as gate
+
+    out = Console(width=max(150, Console().width))
+
+    if baseline is None:
+        raise UserError("--baseline is required (e.g. --baseline baselines/base.json)")
+    if not record and not baseline.is_file():
         raise UserError(f"--baseline: file not found: {baseline}")
-    not_available("regression checks (opd-bench check)", "issue: CI regression checks")
+    if checkpoint is None:
+        raise UserError("--checkpoint is required (a checkpoint folder or a released name such as base)")
+    if record:
+        if junit is not None or markdown is not None:
+            raise UserError("--junit and --markdown apply to a check, not to --record")
+        doc = gate.record_baseline(
+            checkpoint, baseline, tasks or "all",
+            prompts=prompts or gate.DEFAULT_PROMPTS, steps=steps or gate.DEFAULT_STEPS,
+            margin=gate.DEFAULT_MARGIN if margin is None else margin,
+        )
+        for name, t in doc["tasks"].items():
+            s = t["summary"]
+            out.print(f"{name}: {s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}] over {s['n']} prompts")
+        out.print(f"wrote {baseline} ({doc['command']})")
+        return
+    given = [f for f, v in (("--prompts", prompts), ("--steps", steps), ("--margin", margin)) if v is not None]
+    if given:
+        raise UserError(f"{given[0]} only applies with --record (a check uses the baseline's recorded protocol)")
+    report = gate.run_check(checkpoint, baseline, tasks)
+    out.print(gate.comparison_table(report))
+    for note in report.notes:
+        out.print(f"note: {note}")
+    same = [t for t, ok in report.per_prompt_identical.items() if ok]
+    if same:
+        out.print(f"per-prompt scores identical to the baseline: {', '.join(same)}")
+    if junit is not None:
+        gate.write_junit(report, junit)
+    if markdown is not None:
+        gate.write_markdown(report, markdown)
+    for row in report.failures:
+        out.print("[bold red]REGRESSION[/] " + escape(row.describe()))
+    if not report.passed:
+        raise typer.Exit(1)
+    out.print(f"[green]check passed[/]: {report.checkpoint} against {baseline}")
 
 
 @world_app.command("pretrain")

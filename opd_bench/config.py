@@ -29,9 +29,16 @@ class ModelConfig:
     #: train the text encoder too (pretraining only; RL methods keep it frozen so prompt encodings are cached).
     train_text_encoder: bool = False
     #: LoRA on the student (real backend: r 32 / alpha 64 on the attention projections, method.md section 4).
-    lora_rank: int = 0
-    lora_alpha: float = 0.0
+    lora_rank: int = 32
+    lora_alpha: float = 64.0
+    #: LoRA target modules (empty = the attention projections, method.md section 4).
+    lora_target_modules: List[str] = field(default_factory=list)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: output resolution in pixels for latent backbones (0 = the model's own default; SD3.5-M recipe: 512).
+    resolution: int = 0
+    #: real backend: T5 token budget and whether to load text encoder 3 (T5) at all.
+    max_sequence_length: int = 256
+    load_t5: bool = True
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .backbones import Backbone, load_backbone, resolve_checkpoint
-from .backbones.base import Condition
+from .backbones import Backbone, backbone_options, load_backbone, resolve_checkpoint
+from .backbones.base import Condition, PolicyView
 from .checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from .config import RunConfig, dump_config, to_dict
 from .errors import UserError
@@ -170,8 +170,13 @@ class RunContext:
 
     # ---- models -------------------------------------------------------------------------------------------
     def get_reference(self) -> Backbone:
+        """The KL reference policy: a frozen copy of the student as it was at the (stage) start, or -- for a LoRA
+        backbone -- the adapter-disabled base network itself (no second copy)."""
         if self.reference is None:
-            self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
+            if hasattr(self.student, "reference"):
+                self.reference = PolicyView(self.student, self.student.reference)
+            else:
+                self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
         return self.reference
 
     def reset_reference(self) -> None:
@@ -187,7 +192,11 @@ class RunContext:
             except UserError:
                 raise UserError(f"no teacher for task {task}: {name} not found (train one with "
                                 f"`opd-bench run --method grpo --tasks {task}` or pass --train-teachers)") from None
-            self._teachers[task] = load_backbone(path, self.device).eval().requires_grad_(False)
+            if hasattr(self.student, "load_teacher"):  # LoRA backbones: a named adapter on the same network
+                self.student.load_teacher(task, path)
+                self._teachers[task] = PolicyView(self.student, lambda t=task: self.student.adapter(t))
+            else:
+                self._teachers[task] = load_backbone(path, self.device).eval().requires_grad_(False)
         return self._teachers[task]
 
     # ---- optimisation -------------------------------------------------------------------------------------
@@ -398,7 +407,7 @@ class Runner:
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        student = load_backbone(cfg.model.checkpoint, cfg.device)
+        student = load_backbone(cfg.model.checkpoint, cfg.device, backbone_options(cfg.model))
         student.train()
         ledger = Ledger(student.flops_per_forward())
         ctx = RunContext(cfg, self.tasks, student, ledger, cfg.device)

@@ -26,3 +26,27 @@ def tiny_model(tiny_arch):
 
     torch.manual_seed(0)
     return EmbeddedBackbone(tiny_arch).eval()
+
+
+def _register_test_tasks():
+    from opd_bench.tasks import register_task, registry
+    from opd_bench.tasks.base import Task
+
+    if "brightness" in registry():
+        return
+
+    @register_task("brightness")
+    class Brightness(Task):
+        """A test-only task with a real, easy reward (mean image brightness): any policy can improve it fast."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a bright image number {i}"} for i in range(8 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return images.float().mean(dim=(1, 2, 3))
+
+        def metrics(self, images, records):
+            return {"score": self.reward(images, records)}
+
+
+_register_test_tasks()

@@ -16,8 +16,6 @@ from opd_bench.config import build_config
 from opd_bench.methods import METHODS
 from opd_bench.runner import Runner, RunContext
 from opd_bench.ledger import Ledger
-from opd_bench.tasks import register_task, registry
-from opd_bench.tasks.base import Task
 
 ARCH = {
     "resolution": 32,
@@ -25,22 +23,6 @@ ARCH = {
     "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
     "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
 }
-
-if "brightness" not in registry():
-
-    @register_task("brightness")
-    class Brightness(Task):
-        """A test-only task with a real, easy reward: mean image brightness."""
-
-        def prompts(self, split):
-            return [{"prompt": f"a bright image number {i}"} for i in range(8 if split == "train" else 4)]
-
-        def reward(self, images, records):
-            return images.mean(dim=(1, 2, 3))
-
-        def metrics(self, images, records):
-            return {"score": self.reward(images, records)}
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

@@ -14,7 +14,7 @@ from opd_bench.checkpoint import load_checkpoint, save_checkpoint
 from opd_bench.errors import CheckpointError, UserError
 from opd_bench.losses import kl_to_reference, opd_step_loss, ppo_clip_loss
 from opd_bench.rollout import rollout
-from opd_bench.sampler import sde_sigma, sde_transition, timestep_schedule, transition_logprob
+from opd_bench.sampler import sde_sigma, sde_transition, transition_logprob
 
 PROMPTS = ["a photo of a cat", "a red car"]
 SEQ = 8          # T5 part of the text sequence (kept short for speed)
@@ -279,3 +279,14 @@ def test_peft_adapter_folder_as_teacher(sd3_folder, teacher_ckpt, tmp_path):
         got = model.velocity(x, t, cond, 4.5)
     with torch.no_grad():
         assert torch.allclose(got, src.velocity(x, t, cond, 4.5), atol=1e-6)
+
+
+def test_bfloat16_base_with_float32_lora(sd3_folder, tmp_path):
+    model = make(sd3_folder, dtype="bfloat16")
+    assert model.dtype == torch.bfloat16 and all(p.dtype == torch.float32 for p in model.trainable_parameters())
+    x, t, cond = _inputs(model)
+    v = model.velocity(x, t, cond, 4.5)
+    assert v.dtype == torch.float32 and torch.isfinite(v).all()
+    _sgd_on_student(model, v.pow(2).mean())
+    assert all(p.grad is not None for p in model.trainable_parameters())
+    assert json.loads((model.save(tmp_path / "s") / "config.json").read_text())["dtype"] == "bfloat16"

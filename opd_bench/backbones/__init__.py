@@ -29,13 +29,24 @@ def resolve_checkpoint(name_or_path) -> Path:
     raise CheckpointError(f"checkpoint not found: {name_or_path} (not a folder; released names: {names})")
 
 
-def load_backbone(name_or_path, device="cpu") -> Backbone:
-    """Load any backbone checkpoint by released name or path (verifying its manifest)."""
+def backbone_options(model_cfg) -> dict:
+    """Construction options for a raw diffusers folder, from the run config's ``model`` section."""
+    return {
+        "lora_rank": model_cfg.lora_rank, "lora_alpha": model_cfg.lora_alpha,
+        "target_modules": model_cfg.lora_target_modules or None, "dtype": model_cfg.dtype,
+        "resolution": model_cfg.resolution or None, "max_sequence_length": model_cfg.max_sequence_length,
+        "load_t5": model_cfg.load_t5,
+    }
+
+
+def load_backbone(name_or_path, device="cpu", options: dict = None) -> Backbone:
+    """Load any backbone checkpoint by released name or path (verifying its manifest). ``options``
+    (see :func:`backbone_options`) apply when ``name_or_path`` is a raw diffusers SD3 folder."""
     path = resolve_checkpoint(name_or_path)
     if (path / "model_index.json").is_file():  # sd3: a raw diffusers pipeline folder (fresh student LoRA)
         from .sd3 import SD3Backbone
 
-        return SD3Backbone.from_pretrained(path, device=device)
+        return SD3Backbone.from_pretrained(path, device=device, **(options or {}))
     cfg = read_config(path)
     kind = cfg.get("backbone")
     if kind == "embedded":

@@ -130,3 +130,23 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def save(self, path: Path, extra_config: Optional[dict] = None) -> Path:
         """Write a checkpoint folder (safetensors + config + manifest)."""
+
+
+class PolicyView:
+    """A frozen policy (teacher or reference) that lives inside another backbone's network as an adapter
+    state -- e.g. a named LoRA on the student's own SD3 transformer -- selected by a context manager for the
+    duration of each velocity call. Exposes the part of the Backbone interface the runner uses."""
+
+    def __init__(self, model: Backbone, select):
+        self.model = model
+        self._select = select  # () -> context manager that activates this policy's weights
+
+    def velocity(self, x, t, cond: Condition, guidance: float) -> torch.Tensor:
+        with torch.no_grad(), self._select():
+            return self.model.velocity(x, t, cond, guidance)
+
+    def forwards_per_velocity(self, guidance: float) -> int:
+        return self.model.forwards_per_velocity(guidance)
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        return []

@@ -313,7 +313,8 @@ class SD3Backbone(Backbone):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
+        """The base transformer's dtype (LoRA adapters are float32)."""
+        return next(p.dtype for n, p in self.transformer.named_parameters() if "lora_" not in n)
 
     @property
     def scheduler_shift(self) -> float:
@@ -324,7 +325,7 @@ class SD3Backbone(Backbone):
     def denoise(self, x, t, states, pooled):
         """Raw velocity; the transformer runs in its dtype, the result comes back in x's dtype. The timestep
         stays float32 (t * 1000, as the pipeline passes ``scheduler.timesteps``)."""
-        dt = self.transformer.dtype
+        dt = self.dtype
         out = self.transformer(hidden_states=x.to(dt), encoder_hidden_states=states.to(dt),
                                pooled_projections=pooled.to(dt), timestep=(t * 1000.0).float(),
                                return_dict=False)[0]
@@ -384,7 +385,7 @@ class SD3Backbone(Backbone):
             "lora": self.lora,
             "resolution": self.resolution,
             "max_sequence_length": self.max_sequence_length,
-            "dtype": next(k for k, v in DTYPES.items() if v == self.transformer.dtype),
+            "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
         }
         config.update(extra_config or {})
         return save_checkpoint(path, self.student_state_dict(), config, kind=KIND)

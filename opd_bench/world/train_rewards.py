@@ -185,12 +185,15 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: tor
 
 
 def fit_preference(seed: int, steps: int, n_train: int, batch: int, lr: float, per_prompt: int = 6,
-                   contrastive_weight: float = 0.5, init_visual: Optional[str] = None, log=print,
-                   **_) -> PreferenceModel:
+                   pool: Optional[int] = None, contrastive_weight: float = 0.5,
+                   init_visual: Optional[str] = None, log=print, probe=None, **_) -> PreferenceModel:
     """Bradley-Terry (+ contrastive) training. ``init_visual``: an aesthetic checkpoint whose image tower
-    initialises the CLIP image tower (PickScore likewise fine-tunes a pretrained CLIP), or None."""
+    initialises the CLIP image tower (PickScore likewise fine-tunes a pretrained CLIP), or None.
+    ``pool``: candidates rendered per prompt (default ``per_prompt``); each step draws ``per_prompt`` of
+    them per prompt, so later epochs see new pairs."""
     records = make_splits("preference")["train"][:n_train]
-    images, gold = preference_dataset(records, per_prompt, seed)
+    pool = pool or per_prompt
+    images, gold = preference_dataset(records, pool, seed)
     p, k = gold.shape
     x = images_to_tensor(images.reshape(p * k, *images.shape[2:])).reshape(p, k, 3, *images.shape[2:4])
     g = torch.from_numpy(gold)
@@ -205,16 +208,25 @@ def fit_preference(seed: int, steps: int, n_train: int, batch: int, lr: float, p
     model.train()
     for step in range(steps):
         idx = torch.from_numpy(rng.choice(p, size=batch, replace=False))
-        img_emb = model.encode_images(hflip(x[idx].reshape(batch * k, *x.shape[2:]), rng)).reshape(batch, k, -1)
+        if k > per_prompt:   # a fresh subset of each prompt's candidate pool
+            cand = torch.from_numpy(np.argsort(rng.random((batch, k)), axis=1)[:, :per_prompt])
+        else:
+            cand = torch.arange(k).expand(batch, k)
+        xb, gb = x[idx[:, None], cand], g[idx[:, None], cand]
+        kk = xb.shape[1]
+        img_emb = model.encode_images(hflip(xb.reshape(batch * kk, *x.shape[2:]), rng)).reshape(batch, kk, -1)
         txt_emb = model.clip.encode_text(tokens[idx], normalize=True)
         logits = model.logits(img_emb, txt_emb[:, None, :].expand_as(img_emb))
-        best = g[idx].argmax(1)
-        loss_bt = bradley_terry_loss(logits, g[idx])
+        best = gb.argmax(1)
+        loss_bt = bradley_terry_loss(logits, gb)
         loss_clip = contrastive_loss(img_emb[torch.arange(batch), best], txt_emb,
                                      model.clip.logit_scale.exp().clamp(max=100.0))
         optimise(model, opt, loss_bt + contrastive_weight * loss_clip, step, steps, lr)
         if step % 50 == 0 or step == steps - 1:
             log(f"  step {step:4d}  bt {loss_bt.item():.4f}  clip {loss_clip.item():.4f}")
+        if probe is not None and (step + 1) % 200 == 0 and step + 1 < steps:
+            probe(model, step + 1)
+            model.train()
     model.eval()
     calibrate(model, x.reshape(p * k, *x.shape[2:]), [r["prompt"] for r in records for _ in range(k)])
     return model

@@ -1,0 +1,143 @@
+"""Analyses behind ``opd-bench report`` (method.md section 7): forgetting, interference, gradient variance,
+reward hacking. Each module keeps the math in small pure functions (tested on hand-made inputs) apart from
+the code that reads run folders or touches models, and apart from the plots.
+
+This module holds what they share: reading a run folder (:class:`RunInfo`) and per-task normalisation.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..config import RunConfig, load_config
+from ..errors import UserError
+from ..runner import FINAL, STATE, RunDir, is_run_dir
+
+
+@dataclass
+class RunInfo:
+    """Everything a report reads from one run folder (no model is loaded)."""
+
+    path: Path
+    cfg: RunConfig
+    history: List[dict]            # eval_history.jsonl rows, in order
+    metrics: List[dict]            # metrics.jsonl rows
+    ledger: dict                   # ledger.json
+    summary: Optional[dict] = None  # summary.json (None while the run is in progress)
+    label: str = ""                # the method label in tables (method, plus the run name when ambiguous)
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.cfg.method
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+    @property
+    def tasks(self) -> List[str]:
+        return task_list(self.cfg)
+
+    @property
+    def unit(self) -> str:
+        return self.ledger.get("budget", {}).get("unit", self.cfg.budget.unit)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def final_row(self) -> Optional[dict]:
+        """The final eval (summary.json's), else the last eval so far."""
+        if self.summary is not None:
+            return self.summary["final"]
+        return self.history[-1] if self.history else None
+
+    @property
+    def start_row(self) -> Optional[dict]:
+        for r in self.history:
+            if r.get("label") == "start":
+                return r
+        return None
+
+    @property
+    def final_checkpoint(self) -> Optional[Path]:
+        p = self.path / FINAL
+        return p if p.is_dir() else None
+
+    @property
+    def state_checkpoint(self) -> Optional[Path]:
+        p = self.path / STATE
+        return p if p.is_dir() else None
+
+    def spent(self, phase: str = "train") -> Dict[str, float]:
+        return self.ledger.get("spent", {}).get(phase, {})
+
+
+def task_list(cfg: RunConfig) -> List[str]:
+    from ..tasks import parse_tasks
+
+    return parse_tasks(cfg.tasks)
+
+
+def load_run(path: Path) -> RunInfo:
+    """Read a run folder; a folder that is not a run is one clear ``UserError``."""
+    path = Path(path)
+    if not is_run_dir(path):
+        raise UserError(f"not a run folder: {path} (no config.yaml and ledger.json)")
+    d = RunDir(path)
+    cfg = load_config(str(path / "config.yaml"))
+    try:
+        ledger = json.loads((path / "ledger.json").read_text())
+    except ValueError:
+        raise UserError(f"{path / 'ledger.json'}: not valid JSON") from None
+    summary = None
+    if (path / "summary.json").is_file():
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except ValueError:
+            summary = None
+    return RunInfo(path=path, cfg=cfg, history=d.read_jsonl("eval_history.jsonl"), metrics=d.read_jsonl("metrics.jsonl"),
+                   ledger=ledger, summary=summary, label=cfg.method)
+
+
+def label_runs(runs: Sequence[RunInfo]) -> None:
+    """Method labels: the method name, plus the run name when runs of one method come from several names."""
+    names: Dict[str, set] = {}
+    for r in runs:
+        names.setdefault(r.method, set()).add(r.cfg.name)
+    for r in runs:
+        r.label = r.method if len(names[r.method]) == 1 else f"{r.method} [{r.cfg.name}]"
+
+
+def normalize(score: float, base: Optional[float], teacher: Optional[float]) -> float:
+    """method.md section 7: n = (score - base) / (teacher - base) where a teacher score is known, else raw."""
+    if base is None or teacher is None or not math.isfinite(teacher - base) or abs(teacher - base) < 1e-12:
+        return float(score)
+    return float((score - base) / (teacher - base))
+
+
+def is_normalized(base: Optional[float], teacher: Optional[float]) -> bool:
+    return not (base is None or teacher is None or not math.isfinite(teacher - base) or abs(teacher - base) < 1e-12)
+
+
+def budget_x(row: dict, unit: str) -> float:
+    return float(row.get("budget", {}).get(unit, float("nan")))
+
+
+def dedupe_history(history: Sequence[dict]) -> List[dict]:
+    """Eval rows with one row per (round, budget): at a stage end the runner may evaluate twice at the same
+    point (``round k`` and ``end of stage k``); the later row is kept, the order preserved."""
+    out: Dict[Tuple, dict] = {}
+    for r in history:
+        key = (r.get("round"), json.dumps(r.get("budget", {}), sort_keys=True))
+        out.pop(key, None)
+        out[key] = r
+    return list(out.values())
+
+
+__all__ = ["RunInfo", "load_run", "label_runs", "normalize", "is_normalized", "budget_x", "dedupe_history", "task_list"]

@@ -1,0 +1,150 @@
+"""Forgetting and backward transfer (method.md section 7; Chaudhry et al. 2018, Lopez-Paz & Ranzato 2017).
+
+R[k][i] = eval score on task i at checkpoint k. For cascade RL the checkpoints are the ends of the stages
+(the ``end of stage k`` evals, then ``final`` for the last stage); for the other methods every eval of the run
+in order (``start``, ``round k`` ..., ``final``).
+
+- forgetting F_i = max_{k<K} R[k][i] - R[K][i] (K = the last checkpoint);
+- backward transfer (cascade, tasks in stage order) BWT = mean_{i<T} (R[T][i] - R[i][i]), T = the last stage.
+
+Scores may be normalised per task first (``n = (score - base) / (teacher - base)``, :func:`normalize_matrix`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import RunInfo, budget_x, dedupe_history, normalize
+
+_STAGE = re.compile(r"^end of stage (\d+)$")
+
+
+# ----------------------------------------------------------------------------------------------- pure math
+
+
+def forgetting(R) -> np.ndarray:
+    """F_i = max_{k<K} R[k][i] - R[K][i] per task (column); NaN where there is a single checkpoint."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] < 2:
+        return np.full(R.shape[-1] if R.ndim == 2 else 0, np.nan)
+    return R[:-1].max(axis=0) - R[-1]
+
+
+def backward_transfer(R) -> float:
+    """BWT = mean_{i<T} (R[T][i] - R[i][i]) for a square matrix whose row k is the checkpoint after stage k
+    and whose column i is the task trained in stage i (T = the last index)."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] < 2:
+        return float("nan")
+    T = R.shape[0] - 1
+    return float(np.mean([R[T, i] - R[i, i] for i in range(T)]))
+
+
+def normalize_matrix(R, tasks: Sequence[str], base: Dict[str, float], teacher: Dict[str, float]) -> np.ndarray:
+    """Each column normalised with its task's base and teacher scores (raw where no teacher is known)."""
+    R = np.asarray(R, dtype=np.float64)
+    out = R.copy()
+    for i, t in enumerate(tasks):
+        out[:, i] = [normalize(v, base.get(t), teacher.get(t)) for v in R[:, i]]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- from runs
+
+
+def cascade_order(run: RunInfo) -> List[str]:
+    return list(run.cfg.cascade.order or run.tasks)
+
+
+def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
+    """(row labels, R) from an eval history. Cascade: one row per completed stage (``end of stage k`` in stage
+    order, then ``final`` for the last stage). Otherwise every eval in order (duplicates at one point merged)."""
+    if cascade:
+        stages: Dict[int, dict] = {}
+        for r in history:
+            m = _STAGE.match(r.get("label", ""))
+            if m:
+                stages[int(m.group(1))] = r
+        rows = [stages[k] for k in sorted(stages)]
+        finals = [r for r in history if r.get("label") == "final"]
+        if finals:
+            rows.append(finals[-1])
+        labels = [f"after stage {k}" for k in sorted(stages)] + (["final"] if finals else [])
+    else:
+        rows = dedupe_history(history)
+        labels = [r.get("label", "") for r in rows]
+    R = np.array([[float(r["scores"].get(t, np.nan)) for t in tasks] for r in rows], dtype=np.float64)
+    return labels, R.reshape(len(rows), len(tasks))
+
+
+def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, float]) -> dict:
+    """The forgetting summary of one run (JSON-able): matrix (raw and normalised), F_i, and BWT for cascade."""
+    cascade = run.method == "cascade"
+    tasks = cascade_order(run) if cascade else run.tasks
+    labels, R = score_matrix(run.history, tasks, cascade)
+    N = normalize_matrix(R, tasks, base, teacher)
+    F = forgetting(N)
+    out = {
+        "run": str(run.path), "label": run.label, "seed": run.seed, "tasks": list(tasks), "rows": labels,
+        "R": R.tolist(), "R_normalized": N.tolist(),
+        "forgetting": {t: _num(f) for t, f in zip(tasks, F)},
+        "forgetting_raw": {t: _num(f) for t, f in zip(tasks, forgetting(R))},
+        "bwt": None, "bwt_raw": None,
+    }
+    if cascade and R.shape[0] == len(tasks):
+        out["bwt"], out["bwt_raw"] = _num(backward_transfer(N)), _num(backward_transfer(R))
+    return out
+
+
+def _num(x) -> Optional[float]:
+    x = float(x)
+    return None if not np.isfinite(x) else x
+
+
+def curves(run: RunInfo, tasks: Optional[Sequence[str]] = None) -> dict:
+    """Every task's score over the budget spent (x in the run's budget unit), plus the cascade stage
+    boundaries (the budget at each ``end of stage k`` eval)."""
+    tasks = list(tasks or run.tasks)
+    rows = dedupe_history(run.history)
+    x = [budget_x(r, run.unit) for r in rows]
+    ys = {t: [float(r["scores"].get(t, np.nan)) for r in rows] for t in tasks}
+    bounds = [budget_x(r, run.unit) for r in run.history if _STAGE.match(r.get("label", ""))]
+    return {"unit": run.unit, "x": x, "scores": ys, "stage_bounds": bounds}
+
+
+# ----------------------------------------------------------------------------------------------- plots
+
+
+def plot_curves(curves_by_run: Dict[str, dict], base: Dict[str, float], teacher: Dict[str, float], path) -> None:
+    """One subplot per task: score vs budget, a line per run, cascade stage ends dashed, base/teacher dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({t for c in curves_by_run.values() for t in c["scores"]})
+    n = max(1, len(tasks))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, t in zip(axes[0], tasks):
+        for k, (lab, c) in enumerate(curves_by_run.items()):
+            if t not in c["scores"]:
+                continue
+            col = colors[k % len(colors)]
+            ax.plot(c["x"], c["scores"][t], marker="o", ms=3, color=col, label=lab)
+            for b in c["stage_bounds"]:
+                ax.axvline(b, color=col, ls="--", lw=0.8, alpha=0.7)
+        if t in base:
+            ax.axhline(base[t], color="grey", ls=":", lw=1, label="base")
+        if t in teacher:
+            ax.axhline(teacher[t], color="black", ls=":", lw=1, label="teacher")
+        unit = next(iter(curves_by_run.values()))["unit"] if curves_by_run else "budget"
+        ax.set_title(f"{t}: eval score over training")
+        ax.set_xlabel(f"budget spent ({unit})")
+        ax.set_ylabel("score")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
