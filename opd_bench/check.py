@@ -53,8 +53,6 @@ KIND = "opd-bench-baseline"
 DEFAULT_PROMPTS = 48
 DEFAULT_STEPS = 12
 DEFAULT_MARGIN = 0.02
-#: bootstrap resamples of the comparison CIs
-N_BOOT = 2000
 #: keys of the recorded protocol besides EvalProtocol's fields
 GEOMETRY_KEYS = ("resolution", "latent_shape")
 
@@ -341,7 +339,8 @@ def compare_task(name: str, entry: dict, new_rows: List[dict], margin: float, n_
     """Rows of one task: primary metric (gated), each category of it (gated), other metrics (info)."""
     primary, cats = entry["primary_metric"], entry.get("categories")
     rows = []
-    for metric, old in entry["per_prompt"].items():
+    for metric in sorted(entry["per_prompt"], key=lambda m: m != primary):  # primary metric first
+        old = entry["per_prompt"][metric]
         if metric not in new_rows[0]:
             raise UserError(f"task {name} no longer reports metric {metric!r} recorded in the baseline; re-record it")
         old_v = np.asarray(old, dtype=np.float64)
@@ -380,9 +379,10 @@ def compare_overall(doc: dict, results: dict, tasks: Sequence[str], n_boot: int,
                float(doc["margins"]["overall"]), n)
 
 
-def compare(doc: dict, results: dict, tasks: Sequence[str], n_boot: int = N_BOOT) -> List[Row]:
-    """Every row of the comparison of ``results`` (same protocol) against the baseline ``doc``."""
-    seed = doc["protocol"]["seed"]
+def compare(doc: dict, results: dict, tasks: Sequence[str]) -> List[Row]:
+    """Every row of the comparison of ``results`` (same protocol) against the baseline ``doc``; the bootstrap
+    uses the protocol's resample count and seed."""
+    n_boot, seed = doc["protocol"]["bootstrap"], doc["protocol"]["seed"]
     rows: List[Row] = []
     for name in tasks:
         rows += compare_task(name, doc["tasks"][name], results["tasks"][name]["per_prompt"],
@@ -440,6 +440,7 @@ def _ci(ci: Tuple[float, float]) -> str:
 
 def comparison_table(report: CheckReport):
     """A rich table of every compared metric."""
+    from rich.markup import escape
     from rich.table import Table
 
     colors = {"REGRESSION": "bold red", "pass": "green", "improved": "cyan", "info": "dim"}
@@ -448,7 +449,7 @@ def comparison_table(report: CheckReport):
                       ("paired 95% CI", "right"), ("unpaired 95% CI", "right"), ("margin", "right"), ("status", "left")):
         table.add_column(col, justify=just)
     for r in report.rows:
-        table.add_row(r.task, r.metric, f"{r.old:.3f}", f"{r.new:.3f}", f"{r.delta:+.3f}", _ci(r.ci),
+        table.add_row(escape(r.task), escape(r.metric), f"{r.old:.3f}", f"{r.new:.3f}", f"{r.delta:+.3f}", _ci(r.ci),
                       _ci(r.unpaired_ci), "-" if r.margin is None else f"{r.margin:g}",
                       f"[{colors[r.status]}]{r.status}")
     return table
@@ -463,7 +464,7 @@ def write_junit(report: CheckReport, path: Path) -> None:
     for note in report.notes:
         ET.SubElement(props, "property", name="note", value=note)
     for r in report.rows:
-        case = ET.SubElement(suite, "testcase", classname=f"opd_bench.check.{report.checkpoint}.{r.task}",
+        case = ET.SubElement(suite, "testcase", classname=f"opd_bench.check.{Path(report.checkpoint).name}.{r.task}",
                              name=r.metric)
         if r.failed:
             fail = ET.SubElement(case, "failure", message=f"regression: {r.describe()}", type="regression")

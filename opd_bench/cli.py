@@ -139,14 +139,25 @@ def eval_(
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(None, help="Run folders (default: every run under runs/)"),
+    runs: List[Path] = typer.Argument(None, help="Run folders, or folders of runs (default: every run under runs/)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<name>)"),
+    name: Optional[str] = typer.Option(None, "--name", help="Report name (default: the runs' folder name)"),
+    variance: List[Path] = typer.Option([], "--variance", help="variance.json from `opd-bench analyze variance` "
+                                        "(repeatable; run folders' variance/variance.json are found automatically)"),
+    interference: bool = typer.Option(True, "--interference/--no-interference",
+                                      help="Compute gradient conflict and lookahead affinity at the final checkpoints"),
+    samples: int = typer.Option(3, "--samples", min=0, help="Eval prompts per task in the sample grid (0 = none)"),
 ):
     """Render the forgetting / interference / gradient-variance report (HTML + Markdown) for runs."""
-    for r in runs or []:
-        if not r.is_dir():
-            raise UserError(f"not a run folder: {r}")
-    not_available("reports (opd-bench report)", "issue: reports")
+    from .progress import console
+    from .report import build_report
+
+    for v in variance:
+        if not v.is_file():
+            raise UserError(f"--variance: file not found: {v}")
+    page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
+                        samples=samples, progress=lambda msg: console.print(f"[dim]{msg}…[/]"))
+    console.print(f"wrote {page} and {page.with_suffix('.md')} (PNG files beside it)")
 
 
 @app.command()
@@ -237,12 +248,87 @@ def world_pretrain(
     console.print(f"wrote {out}: {metrics}")
 
 
+@world_app.command("release")
+def world_release(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (its final/ checkpoint is released)"),
+    name: str = typer.Argument(..., help="Released name, e.g. teacher_ocr (folder under checkpoints/)"),
+):
+    """Release a run's final model under checkpoints/<name>, recording its config, ledger and final eval."""
+    import json
+
+    from .backbones import load_backbone
+    from .paths import RELEASED_DIR
+    from .progress import console
+    from .runner import FINAL, is_run_dir
+
+    if not is_run_dir(run_dir) or not (run_dir / FINAL).is_dir():
+        raise UserError(f"not a finished run folder (needs config.yaml, ledger.json and final/): {run_dir}")
+    model = load_backbone(run_dir / FINAL)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    out = model.save(RELEASED_DIR / name, extra_config={
+        "release": {"name": name, "run_config": (run_dir / "config.yaml").read_text(),
+                    "final_eval": summary["final"]["scores"], "final_ci": summary["final"]["ci"],
+                    "ledger": summary["ledger"]["spent"]},
+    })
+    console.print(f"released {out}")
+
+
 @analyze_app.command("variance")
 def analyze_variance(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name"),
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Run folder (its final/ or state/), a checkpoint "
+                                   "folder or a released name"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma list of tasks (default: the run's tasks)"),
+    teacher_for_task: List[str] = typer.Option([], "--teacher-for-task", help="TASK=CHECKPOINT, repeatable "
+                                               "(default: the run's opd.teachers, else the released teacher_<task>)"),
+    set_: List[str] = typer.Option([], "--set", help="Dotted config override, repeatable: --set opd.noise_level=0.7"),
+    k: int = typer.Option(16, "--k", min=2, help="Independent mini-batches per estimator"),
+    batch_sizes: str = typer.Option("2,4,8", "--batch-sizes", help="Samples per mini-batch, comma list "
+                                    "(headline numbers at the largest)"),
+    estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
+                                   help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
+                                       "reports/variance_<checkpoint name>)"),
 ):
     """Gradient variance of closed-form OPD (ODE/SDE), PPO-style OPD and GRPO at fixed parameters."""
-    not_available("the gradient-variance analysis", "issue: reports")
+    from .analysis import interference as itf
+    from .analysis import variance as var
+    from .config import load_config
+    from .progress import console
+    from .tasks import parse_tasks
+
+    ests = [e.strip() for e in estimators.split(",") if e.strip()]
+    for e in ests:
+        if e not in var.ESTIMATORS:
+            raise UserError(f"--estimators: unknown estimator {e!r} (choose from {', '.join(var.ESTIMATORS)})")
+    try:
+        sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes: expected a comma list of integers (got {batch_sizes!r})") from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise UserError("--batch-sizes: give positive integers, e.g. 2,4,8")
+    overrides = list(set_)
+    for item in teacher_for_task:
+        task, sep, path = item.partition("=")
+        if not sep or not task.strip() or not path.strip():
+            raise UserError(f"--teacher-for-task: expected TASK=CHECKPOINT (got {item!r})")
+        overrides.append(f"opd.teachers.{task.strip()}={path.strip()}")
+    run_dir, ckpt = itf.resolve_analysis_checkpoint(checkpoint)
+    base_cfg = load_config(str(run_dir / "config.yaml")) if run_dir else load_config(None)
+    cfg = itf.analysis_config(base_cfg, overrides)
+    task_list = parse_tasks(tasks) if tasks else parse_tasks(cfg.tasks)
+    student, reference = itf.load_analysis_model(run_dir, ckpt, cfg, cfg.device)
+    ctx = itf.make_context(cfg, task_list, student, reference, cfg.device)
+    if any(e.startswith("opd_") for e in ests):
+        for t in task_list:
+            ctx.teacher(t)  # one clear line if a teacher is missing
+    result = var.variance_study(ctx, task_list, ests, k, sizes, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    result.update({"checkpoint": str(ckpt), "run": str(run_dir) if run_dir else None,
+                   "teachers": {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in task_list}})
+    out = out or ((run_dir / "variance") if run_dir else Path("reports") / f"variance_{Path(str(ckpt)).name}")
+    path = var.write_variance(result, out)
+    for t, r in result["results"].items():
+        console.print(f"{t}: " + ", ".join(f"{e} V={var._f(r[e]['V']):.3g}" for e in ests if e in r))
+    console.print(f"wrote {path} and variance_*.png")
 
 
 @app.command()

@@ -21,8 +21,11 @@ UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
 
 
 class Ledger:
-    def __init__(self, flops_per_forward: float = 0.0):
+    def __init__(self, flops_per_forward: float = 0.0, scale: int = 1):
         self.flops_per_forward = float(flops_per_forward)
+        #: data parallelism: every rank does the same-shaped work, so per-sample counts are multiplied by the
+        #: number of processes to give global totals (optimizer steps and seconds are not scaled).
+        self.scale = int(scale)
         self.phases: Dict[str, Dict[str, float]] = {p: defaultdict(float) for p in PHASES}
         self._clock = None
 
@@ -33,16 +36,18 @@ class Ledger:
         self.phases[phase][key] += amount
 
     def images(self, phase: str, n: int) -> None:
-        self.add(phase, "images", n)
+        self.add(phase, "images", n * self.scale)
 
     def forwards(self, phase: str, model: str, purpose: str, n: int) -> None:
         """``n`` single-sample denoiser forwards (a CFG velocity of a batch of B counts 2B)."""
         assert model in MODELS and purpose in PURPOSES, (model, purpose)
+        n *= self.scale
         self.add(phase, f"nfe/{model}/{purpose}", n)
         self.add(phase, "flops", n * self.flops_per_forward)
 
     def backwards(self, phase: str, n: int) -> None:
         """``n`` single-sample backward passes through the denoiser (2x the forward FLOPs each)."""
+        n *= self.scale
         self.add(phase, "backward", n)
         self.add(phase, "flops", 2 * n * self.flops_per_forward)
 
@@ -50,7 +55,7 @@ class Ledger:
         self.add(phase, "optimizer_steps", 1)
 
     def reward_calls(self, phase: str, task: str, n: int) -> None:
-        self.add(phase, f"reward_calls/{task}", n)
+        self.add(phase, f"reward_calls/{task}", n * self.scale)
 
     # ---- wall clock ---------------------------------------------------------------------------------------
     def start_clock(self) -> None:
@@ -80,11 +85,12 @@ class Ledger:
         return {u: self.spent(u, phase) for u in UNITS}
 
     def to_dict(self) -> dict:
-        return {"flops_per_forward": self.flops_per_forward, "phases": {p: dict(c) for p, c in self.phases.items()}}
+        return {"flops_per_forward": self.flops_per_forward, "scale": self.scale,
+                "phases": {p: dict(c) for p, c in self.phases.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Ledger":
-        led = cls(d.get("flops_per_forward", 0.0))
+        led = cls(d.get("flops_per_forward", 0.0), d.get("scale", 1))
         for p, c in d.get("phases", {}).items():
             led.phases[p] = defaultdict(float, c)
         return led

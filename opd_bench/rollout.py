@@ -40,24 +40,30 @@ def rollout(
     logprob_reduce: str = "mean",
     keep_states: bool = True,
     x_init: Optional[torch.Tensor] = None,
+    global_batch: Optional[tuple] = None,
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
     Randomness comes only from ``generator`` (initial noise unless ``x_init`` is given, then per-step noise),
-    so a rollout is reproducible given the generator's seed.
+    so a rollout is reproducible given the generator's seed. ``global_batch=(start, total)``: this batch is the
+    slice [start, start + B) of a global batch of ``total`` samples (data parallelism) -- noise is drawn for the
+    whole global batch and sliced, so the shard sees exactly the noise a single process would.
     """
     device = model.device
     b = len(cond)
     ts = timestep_schedule(steps, shift, device=device)
-    if x_init is None:
-        x = torch.randn((b, *model.latent_shape), generator=generator, device=device)
-    else:
-        x = x_init.to(device)
+    start, total = global_batch or (0, b)
+
+    def noise():
+        return torch.randn((total, *model.latent_shape), generator=generator, device=device)[start : start + b]
+
+    x = noise() if x_init is None else x_init.to(device)
     states = [x] if keep_states else None
     log_probs = []
     for j in range(steps):
         v = model.velocity(x, ts[j], cond, guidance)
-        step = sde_step(x, v, ts[j], ts[j + 1], noise_level, t_first=ts[1], generator=generator, reduce=logprob_reduce)
+        step = sde_step(x, v, ts[j], ts[j + 1], noise_level, t_first=ts[1], reduce=logprob_reduce,
+                        noise=noise() if noise_level > 0 else None)
         x = step.next
         if keep_states:
             states.append(x)

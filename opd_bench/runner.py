@@ -32,6 +32,8 @@ from .errors import UserError
 from .evaluate import EvalProtocol, evaluate
 from .ledger import Ledger
 from .progress import progress_bar
+from .distributed import Dist
+from .losses import grpo_advantages
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import get_task
@@ -84,8 +86,10 @@ class Batch:
 class RunContext:
     """What a method sees: the models, the tasks, and the runner's accounting helpers."""
 
-    def __init__(self, cfg: RunConfig, tasks: Sequence[str], student: Backbone, ledger: Ledger, device="cpu"):
+    def __init__(self, cfg: RunConfig, tasks: Sequence[str], student: Backbone, ledger: Ledger, device="cpu",
+                 dist: Optional[Dist] = None):
         self.cfg = cfg
+        self.dist = dist or Dist()
         self.tasks = list(tasks)
         self.student = student
         self.ledger = ledger
@@ -111,11 +115,12 @@ class RunContext:
 
     # ---- prompts ------------------------------------------------------------------------------------------
     def sample_prompts(self, task: str, n: int) -> List[dict]:
+        """This process's shard of ``n`` prompts drawn for the step (the same global draw on every rank)."""
         pool = get_task(task).prompts("train")
         if not pool:
             raise UserError(f"task {task}: the train prompt set is empty")
         idx = self.rng("prompts", task).choice(len(pool), size=n, replace=len(pool) < n)
-        return [dict(pool[i], _task=task) for i in idx]
+        return [dict(pool[i], _task=task) for i in idx[self.dist.shard(n)]]
 
     # ---- rollouts -----------------------------------------------------------------------------------------
     def rollout(self, task: str, records: List[dict], group: int, noise_level: float) -> Batch:
@@ -125,7 +130,8 @@ class RunContext:
         gids = torch.arange(len(records)).repeat_interleave(group)
         cond = self.student.encode_prompts([r["prompt"] for r in rep])
         ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
-                     generator=self.generator("rollout", task), logprob_reduce=s.logprob_reduce)
+                     generator=self.generator("rollout", task), logprob_reduce=s.logprob_reduce,
+                     global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)))
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
         self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(s.guidance))
@@ -135,6 +141,15 @@ class RunContext:
         """method.md section 3: the first floor(N * timestep_fraction) steps (at least one)."""
         n = self.cfg.sampler.steps
         return list(range(max(1, math.floor(n * self.cfg.sampler.timestep_fraction + 1e-9))))
+
+    def advantages(self, rewards: torch.Tensor, group_ids: torch.Tensor, std_mode: str, clip: float) -> torch.Tensor:
+        """GRPO advantages with statistics over the GLOBAL batch (gathered from every rank), sliced back."""
+        n_groups = int(group_ids.max()) + 1
+        all_r = self.dist.gather(rewards)
+        all_g = self.dist.gather(group_ids + self.dist.rank * n_groups)
+        adv = grpo_advantages(all_r, all_g, std_mode, clip)
+        b = rewards.shape[0]
+        return adv[self.dist.rank * b : (self.dist.rank + 1) * b]
 
     def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
         task = task or batch.task
@@ -212,7 +227,8 @@ class RunContext:
         self.ledger.backwards(self.phase, n_samples)
 
     def optimizer_step(self) -> float:
-        """Clip, step, zero grads, update the EMA. Returns the pre-clip gradient norm."""
+        """Average gradients across processes, clip, step, zero grads, update the EMA. Returns the pre-clip norm."""
+        self.dist.mean_([p.grad for p in self.params if p.grad is not None])
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
             else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
         self.optimizer.step()
@@ -304,6 +320,7 @@ class Runner:
         self._tb = None
         #: the stage the run is in (cascade); changes only through method.start_stage, saved with the state.
         self.stage = 0
+        self.dist = Dist()
 
     # ---- evaluation ---------------------------------------------------------------------------------------
     def protocol(self) -> EvalProtocol:
@@ -311,7 +328,13 @@ class Runner:
         return EvalProtocol(steps=e.steps, guidance=e.guidance, shift=self.cfg.sampler.shift, seed=e.seed,
                             prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
 
-    def run_eval(self, ctx: RunContext, label: str) -> dict:
+    def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
+        """Evaluate on the main process (others wait); returns the eval-history row (None off the main rank)."""
+        row = self._run_eval(ctx, label) if ctx.dist.is_main else None
+        ctx.dist.barrier()
+        return row
+
+    def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
             res = evaluate(ctx.student, self.tasks, self.protocol(), show_progress=False)
@@ -346,6 +369,11 @@ class Runner:
 
     # ---- state --------------------------------------------------------------------------------------------
     def save_state(self, ctx: RunContext) -> None:
+        if ctx.dist.is_main:
+            self._save_state(ctx)
+        ctx.dist.barrier()
+
+    def _save_state(self, ctx: RunContext) -> None:
         tensors = {f"param.{i}": p.detach() for i, p in enumerate(ctx.params)}
         if ctx.ema is not None:
             tensors.update({f"ema.{i}": m for i, m in enumerate(ctx.ema)})
@@ -402,32 +430,40 @@ class Runner:
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def budget_left(self, ctx: RunContext) -> float:
-        return self.cfg.budget.value - ctx.ledger.spent(self.cfg.budget.unit)
+        """Budget left, agreed by every process (wall-clock seconds differ slightly between ranks)."""
+        spent = ctx.dist.mean_scalars({"spent": ctx.ledger.spent(self.cfg.budget.unit)})["spent"]
+        return self.cfg.budget.value - spent
 
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
+        dist = self.dist = Dist()
+        main = dist.is_main
         torch.manual_seed(cfg.seed)
         student = load_backbone(cfg.model.checkpoint, cfg.device, backbone_options(cfg.model))
         student.train()
-        ledger = Ledger(student.flops_per_forward())
-        ctx = RunContext(cfg, self.tasks, student, ledger, cfg.device)
+        ledger = Ledger(student.flops_per_forward(), scale=dist.world_size)
+        ctx = RunContext(cfg, self.tasks, student, ledger, cfg.device, dist)
         self.method.setup(ctx)
-        self.dir.path.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.dir.path.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
         if resume and (self.dir.path / STATE).exists():
             self.load_state(ctx)
             r = ctx.round
-            self.dir.truncate_jsonl("metrics.jsonl", lambda row: row["round"] <= r)
-            # evals at the saved round that run after the save (stage ends, the final eval) are redone
-            self.dir.truncate_jsonl("eval_history.jsonl", lambda row: row["round"] < r or (
-                row["round"] == r and not row["label"].startswith(("end of stage", "final"))))
+            if main:
+                self.dir.truncate_jsonl("metrics.jsonl", lambda row: row["round"] <= r)
+                # evals at the saved round that run after the save (stage ends, the final eval) are redone
+                self.dir.truncate_jsonl("eval_history.jsonl", lambda row: row["round"] < r or (
+                    row["round"] == r and not row["label"].startswith(("end of stage", "final"))))
         else:
-            for name in ("metrics.jsonl", "eval_history.jsonl"):
-                (self.dir.path / name).unlink(missing_ok=True)
-            atomic_write_text(self.dir.config, dump_config(cfg))
+            if main:
+                for name in ("metrics.jsonl", "eval_history.jsonl"):
+                    (self.dir.path / name).unlink(missing_ok=True)
+                atomic_write_text(self.dir.config, dump_config(cfg))
             self.run_eval(ctx, "start")
             self.save_state(ctx)
         stage = self.stage
-        with progress_bar(self.show_progress) as bar:
+        with progress_bar(self.show_progress and main) as bar:
             job = bar.add_task(f"{cfg.method}", total=cfg.budget.value)
             bar.update(job, completed=ledger.spent(cfg.budget.unit))
             while self.budget_left(ctx) > 0:
@@ -437,25 +473,27 @@ class Runner:
                     self.method.start_stage(ctx, new_stage)
                     stage = self.stage = new_stage
                 ctx.ledger.start_clock()
-                info = self.method.train_step(ctx)
+                info = dist.mean_scalars({k: float(v) for k, v in self.method.train_step(ctx).items()})
                 ctx.ledger.stop_clock("train")
                 ctx.round += 1
-                row = {"round": ctx.round, "stage": stage, "budget": ctx.ledger.summary("train"),
-                       **{k: float(v) for k, v in info.items()}}
-                self.dir.append_jsonl("metrics.jsonl", row)
-                self._tb_scalars({f"train/{k}": float(v) for k, v in info.items()}, ctx)
+                if main:
+                    self.dir.append_jsonl("metrics.jsonl", {"round": ctx.round, "stage": stage,
+                                                            "budget": ctx.ledger.summary("train"), **info})
+                    self._tb_scalars({f"train/{k}": v for k, v in info.items()}, ctx)
                 bar.update(job, completed=min(cfg.budget.value, ctx.ledger.spent(cfg.budget.unit)),
-                           description=f"{cfg.method} " + " ".join(f"{k}={float(v):.3f}" for k, v in list(info.items())[:3]))
+                           description=f"{cfg.method} " + " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:3]))
                 if cfg.eval.every and ctx.round % cfg.eval.every == 0 and self.budget_left(ctx) > 0:
                     self.run_eval(ctx, f"round {ctx.round}")
                 if ctx.round % cfg.train.checkpoint_every == 0:
                     self.save_state(ctx)
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
-        with ctx.eval_weights():
-            ctx.student.save(self.dir.path / FINAL, extra_config={"run": to_dict(cfg), "final_eval": final["scores"]})
         summary = {"final": final, "ledger": self.ledger_report(ctx)}
-        atomic_write_json(self.dir.path / "summary.json", summary)
-        if self._tb is not None:
-            self._tb.close()
+        if main:
+            with ctx.eval_weights():
+                ctx.student.save(self.dir.path / FINAL, extra_config={"run": to_dict(cfg), "final_eval": final["scores"]})
+            atomic_write_json(self.dir.path / "summary.json", summary)
+            if self._tb is not None:
+                self._tb.close()
+        dist.barrier()
         return summary

@@ -13,6 +13,7 @@ from rich.table import Table
 from .backbones import load_backbone, resolve_checkpoint
 from .checkpoint import checkpoint_digest, load_checkpoint
 from .config import RunConfig, load_config
+from .distributed import Dist
 from .errors import UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
@@ -91,6 +92,8 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
     for d in dirs:
         if d.exists() and any(d.iterdir()):
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+    dist = Dist()
+    dist.barrier()  # every process has checked before the main one creates anything
     if retrain_teachers and "opd" in methods:
         teachers = train_teachers(cfgs[0], parse_tasks(cfgs[0].tasks), runs_dir)
         for c in cfgs:
@@ -99,7 +102,8 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
     for c, d in zip(cfgs, dirs):
         console.print(f"[bold]{c.method}[/] seed {c.seed} on {', '.join(c.tasks)} -> {d}")
         results[(c.method, c.seed)] = run_one(c, d)
-    print_final_table(cfgs, results)
+    if dist.is_main:
+        print_final_table(cfgs, results)
     return dirs
 
 
@@ -108,7 +112,8 @@ def resume_run(path: Path) -> dict:
         raise UserError(f"--resume: {path} is not a run folder (no config.yaml and ledger.json)")
     cfg = load_config(str(path / "config.yaml"))
     summary = run_one(cfg, path, resume=True)
-    print_final_table([cfg], {(cfg.method, cfg.seed): summary})
+    if Dist().is_main:
+        print_final_table([cfg], {(cfg.method, cfg.seed): summary})
     return summary
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from ..losses import grpo_advantages, kl_to_reference, ppo_clip_loss
+from ..losses import kl_to_reference, ppo_clip_loss
 from ..sampler import transition_logprob
 from .base import Method
 
@@ -50,7 +50,7 @@ def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None) -> Dict[str,
     records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
     batch = ctx.rollout(task, records, g.group_size, ctx.cfg.sampler.noise_level)
     rewards = reward_fn(batch) if reward_fn else ctx.rewards(batch)
-    adv = grpo_advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
+    adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
     return {"reward": rewards.mean().item(), f"reward/{task}": rewards.mean().item(), **grpo_update(ctx, batch, adv)}
 
 

@@ -56,5 +56,5 @@ class MultiReward(Method):
         batch = Batch.cat(batches)
         rewards = torch.cat(total)
         info["reward"] = rewards.mean().item()
-        adv = grpo_advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
+        adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
         return {**info, **grpo_update(ctx, batch, adv)}

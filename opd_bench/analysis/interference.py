@@ -1,0 +1,335 @@
+"""Interference between tasks at a fixed set of parameters (method.md section 7; Yu et al. 2020, Fifty et al. 2021).
+
+(a) Gradient conflict: per-task gradients g_i of the method's OWN loss (DiffusionOPD's closed-form loss of task
+    i, or the GRPO loss of task i for multi-reward / cascade RL) on fixed fresh batches; cosine matrix C_ij,
+    conflict rate (share of task pairs i < j with C_ij < 0), magnitude imbalance max ||g_i|| / min ||g_i||.
+(b) Inter-task affinity by one-step lookahead: one SGD step on task j only, then
+    Z_{j->i} = 1 - L_i(theta') / L_i(theta) on the same fixed batches.
+(c) Negative transfer vs the single-task teachers: per task, method score - teacher score (eval results).
+
+The per-task losses run the methods' own code (``DiffusionOPD.task_loss``, ``grpo_step``) on a
+:class:`GradContext`: a ``RunContext`` whose ``backward`` only accumulates gradients (and records each call),
+whose ``optimizer_step`` never steps, and whose rollouts can be frozen so that a loss is re-evaluated after a
+lookahead step on exactly the same batch.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..backbones import load_backbone
+from ..config import RunConfig, build_config, load_config, to_dict
+from ..errors import UserError
+from ..ledger import Ledger
+from ..runner import FINAL, STATE, RunContext, is_run_dir
+
+#: rounds used by analyses: far beyond any training round, so the batches are fresh (never trained on).
+ANALYSIS_ROUND = 10_000_000
+
+
+# ----------------------------------------------------------------------------------------------- pure math
+
+
+def cosine_matrix(grads: Sequence[torch.Tensor]) -> np.ndarray:
+    """C_ij = <g_i, g_j> / (||g_i|| ||g_j||) of flattened gradients (0 where a gradient is zero)."""
+    G = torch.stack([g.reshape(-1).double() for g in grads])
+    norms = G.norm(dim=1)
+    dots = G @ G.T
+    denom = norms[:, None] * norms[None, :]
+    C = torch.where(denom > 0, dots / denom.clamp_min(1e-300), torch.zeros_like(dots))
+    return C.numpy()
+
+
+def conflict_rate(C) -> float:
+    """Share of task pairs (i < j) whose gradients conflict (C_ij < 0); NaN with fewer than two tasks."""
+    C = np.asarray(C, dtype=np.float64)
+    iu = np.triu_indices(C.shape[0], k=1)
+    return float(np.mean(C[iu] < 0)) if len(iu[0]) else float("nan")
+
+
+def magnitude_imbalance(norms: Sequence[float]) -> float:
+    """max ||g_i|| / min ||g_i|| (inf when a gradient is zero)."""
+    n = np.asarray(norms, dtype=np.float64)
+    if n.size == 0:
+        return float("nan")
+    return float("inf") if n.min() <= 0 else float(n.max() / n.min())
+
+
+def affinity_from_losses(L0: Sequence[float], L1, self_normalized: bool = False) -> np.ndarray:
+    """Z[j][i] from the losses before (L0[i]) and after a step on task j (L1[j][i]).
+
+    Default (Fifty et al.): Z = 1 - L1 / L0 (NaN where L0 is 0). ``self_normalized``: Z = dL[j][i] / dL[i][i]
+    with dL = L0 - L1 -- for surrogate losses that are 0 at theta by construction (GRPO's centred advantages),
+    where the ratio is undefined; the diagonal is then 1.
+    """
+    L0 = np.asarray(L0, dtype=np.float64)
+    L1 = np.asarray(L1, dtype=np.float64)
+    if self_normalized:
+        d = L0[None, :] - L1
+        diag = np.diag(d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(diag)[None, :] > 0, d / diag[None, :], np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(L0)[None, :] > 0, 1.0 - L1 / L0[None, :], np.nan)
+
+
+def lookahead(params: Sequence[torch.Tensor], tasks: Sequence, loss_fn: Callable[[object], float],
+              grads: Dict[object, torch.Tensor], step_size: float, normalize_step: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """(L0[i], L1[j][i]): losses at theta, and after theta' = theta - step_size * g_j (or a step of norm
+    ``step_size`` along -g_j when ``normalize_step``) for each task j; parameters are restored after each j.
+    ``grads[j]`` is task j's flattened gradient at theta; ``loss_fn(i)`` evaluates L_i at the current params."""
+    L0 = np.array([loss_fn(i) for i in tasks], dtype=np.float64)
+    L1 = np.zeros((len(tasks), len(tasks)))
+    saved = [p.detach().clone() for p in params]
+    for a, j in enumerate(tasks):
+        g = grads[j].double()
+        scale = step_size / float(g.norm()) if normalize_step and float(g.norm()) > 0 else step_size
+        with torch.no_grad():
+            off = 0
+            for p in params:
+                n = p.numel()
+                p.sub_((scale * g[off : off + n]).reshape(p.shape).to(p.dtype))
+                off += n
+        L1[a] = [loss_fn(i) for i in tasks]
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+    return L0, L1
+
+
+def negative_transfer(method_scores: Dict[str, float], teacher_scores: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """Per task: method score - single-task teacher score (negative = the multi-task model is worse)."""
+    return {t: (float(s - teacher_scores[t]) if t in teacher_scores else None) for t, s in method_scores.items()}
+
+
+# ----------------------------------------------------------------------------------------------- the context
+
+
+def flat_grad(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).double()
+                      for p in params])
+
+
+class GradContext(RunContext):
+    """A RunContext for analyses. ``backward`` accumulates gradients and records each call's loss (and, with
+    ``record_steps``, its flattened gradient contribution: one per trained step in the methods' loops);
+    ``optimizer_step`` only measures the gradient norm. With ``freeze`` set, a rollout is computed once per
+    (task, round, prompts, group, noise level) and reused, so losses before and after a lookahead step are
+    evaluated on the same batch."""
+
+    def __init__(self, cfg: RunConfig, tasks: Sequence[str], student, device="cpu"):
+        super().__init__(cfg, tasks, student, Ledger(student.flops_per_forward()), device)
+        self.record_steps = False
+        self.freeze = False
+        self.losses: List[float] = []
+        self.step_grads: List[torch.Tensor] = []
+        self._frozen: Dict[Tuple, object] = {}
+
+    def backward(self, loss: torch.Tensor, n_samples: int) -> None:
+        before = flat_grad(self.params) if self.record_steps else None
+        if loss.requires_grad:
+            loss.backward()
+        self.losses.append(float(loss.detach()))
+        if self.record_steps:
+            self.step_grads.append(flat_grad(self.params) - before)
+
+    def optimizer_step(self) -> float:
+        return float(flat_grad(self.params).norm())
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+        self.losses, self.step_grads = [], []
+
+    def rollout(self, task, records, group, noise_level):
+        if not self.freeze:
+            return super().rollout(task, records, group, noise_level)
+        key = (task, self.round, group, float(noise_level), tuple(r["prompt"] for r in records))
+        if key not in self._frozen:
+            self._frozen[key] = super().rollout(task, records, group, noise_level)
+        return self._frozen[key]
+
+
+def objective_of(method: str) -> str:
+    """The loss whose gradients represent a method: DiffusionOPD's own loss, else GRPO's."""
+    return "opd" if method == "opd" else "grpo"
+
+
+def task_loss_and_grad(ctx: GradContext, objective: str, task: str, round_: int) -> Tuple[float, torch.Tensor]:
+    """(L_task, flattened gradient) of one task's loss at the current parameters, via the method's own code.
+
+    ``opd``: ``DiffusionOPD().task_loss`` (closed form or PPO-style per ``ctx.cfg.opd``); ``grpo``: one
+    ``grpo_step`` (first inner epoch only: exactly the on-policy GRPO gradient; no optimizer step is taken)."""
+    from ..methods.grpo import grpo_step
+    from ..methods.opd import DiffusionOPD
+
+    ctx.zero_grad()
+    ctx.round = round_
+    if objective == "opd":
+        DiffusionOPD().task_loss(ctx, task)
+    elif objective == "grpo":
+        grpo_step(ctx, task)
+    else:
+        raise ValueError(f"unknown objective {objective!r}")
+    return float(sum(ctx.losses)), flat_grad(ctx.params)
+
+
+def analysis_config(cfg: RunConfig, overrides: Sequence[str] = ()) -> RunConfig:
+    """The run's config with overrides, one inner GRPO epoch (the gradient at theta) and no EMA."""
+    data = to_dict(cfg)
+    cfg = build_config(data, list(overrides))
+    cfg.grpo.inner_epochs = 1
+    cfg.train.ema.enabled = False
+    return cfg
+
+
+def resolve_analysis_checkpoint(checkpoint) -> Tuple[Optional[Path], Path]:
+    """(run folder or None, checkpoint path) for a run folder, its final/ or state/, or any checkpoint."""
+    from ..backbones import resolve_checkpoint
+
+    p = Path(str(checkpoint))
+    if p.is_dir() and is_run_dir(p):
+        ck = p / FINAL if (p / FINAL).is_dir() else p / STATE
+        if not ck.is_dir():
+            raise UserError(f"{p}: the run has no final/ or state/ checkpoint yet")
+        return p, ck
+    if p.is_dir() and p.name in (FINAL, STATE) and is_run_dir(p.parent):
+        return p.parent, p
+    return None, resolve_checkpoint(checkpoint)
+
+
+def load_analysis_model(run_dir: Optional[Path], ckpt: Path, cfg: RunConfig, device="cpu"):
+    """(student, reference) at the checkpoint. A ``state/`` train state is applied onto the run's base model
+    (its saved reference policy too, when there is one); otherwise the reference is the run's base model."""
+    from ..checkpoint import load_checkpoint
+
+    opts = _backbone_options(cfg)
+    if ckpt.name == STATE and run_dir is not None:
+        student = load_backbone(cfg.model.checkpoint, device, opts)
+        tensors, _ = load_checkpoint(ckpt, kind="train_state")
+        params = list(student.trainable_parameters())
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                p.copy_(tensors[f"param.{i}"])
+        reference = None
+        if any(k.startswith("reference.") for k in tensors):
+            reference = load_backbone(cfg.model.checkpoint, device, opts)
+            with torch.no_grad():
+                for i, p in enumerate(reference.trainable_parameters()):
+                    p.copy_(tensors[f"reference.{i}"])
+    else:
+        student = load_backbone(ckpt, device)
+        reference = None
+    if reference is None and cfg.grpo.beta > 0:
+        try:
+            reference = load_backbone(cfg.model.checkpoint, device, opts)
+        except UserError:
+            reference = None  # no base: the reference becomes a copy of the student (KL term 0 at theta)
+    student.train()
+    if reference is not None:
+        reference.eval().requires_grad_(False)
+    return student, reference
+
+
+def _backbone_options(cfg: RunConfig) -> Optional[dict]:
+    try:
+        from ..backbones import backbone_options
+    except ImportError:  # pragma: no cover - older backbones module
+        return None
+    return backbone_options(cfg.model)
+
+
+def make_context(cfg: RunConfig, tasks: Sequence[str], student, reference=None, device="cpu") -> GradContext:
+    ctx = GradContext(cfg, tasks, student, device)
+    ctx.reference = reference
+    return ctx
+
+
+def interference(ctx: GradContext, objective: str, tasks: Sequence[str], step_size: Optional[float] = None,
+                 round_: int = ANALYSIS_ROUND) -> dict:
+    """Cosines, conflict rate, imbalance and lookahead affinity of ``objective``'s per-task losses at the
+    context's current parameters, on fixed fresh batches (round ``round_``). The lookahead step is plain SGD
+    along -g_j with the norm of a first Adam step (lr * sqrt(#params)) unless ``step_size`` is given."""
+    tasks = list(tasks)
+    ctx.freeze = True
+    losses, grads = {}, {}
+    for t in tasks:
+        losses[t], grads[t] = task_loss_and_grad(ctx, objective, t, round_)
+    C = cosine_matrix([grads[t] for t in tasks])
+    norms = [float(grads[t].norm()) for t in tasks]
+    n_params = sum(p.numel() for p in ctx.params)
+    eta = step_size if step_size is not None else ctx.cfg.train.lr * math.sqrt(n_params)
+    L0, L1 = lookahead(ctx.params, tasks, lambda t: task_loss_and_grad(ctx, objective, t, round_)[0], grads, eta,
+                       normalize_step=True)
+    ctx.zero_grad()
+    self_norm = objective == "grpo"
+    Z = affinity_from_losses(L0, L1, self_normalized=self_norm)
+    ctx.freeze = False
+    return {
+        "objective": objective, "tasks": tasks, "cosine": C.tolist(), "grad_norms": dict(zip(tasks, norms)),
+        "conflict_rate": conflict_rate(C), "magnitude_imbalance": magnitude_imbalance(norms),
+        "lookahead_step_norm": eta, "loss_before": dict(zip(tasks, L0.tolist())), "loss_after": L1.tolist(),
+        "affinity": _clean(Z), "affinity_definition": (
+            "Z[j][i] = (L_i(theta) - L_i(theta'_j)) / (L_i(theta) - L_i(theta'_i)) (GRPO's surrogate is 0 at theta)"
+            if self_norm else "Z[j][i] = 1 - L_i(theta'_j) / L_i(theta)"),
+    }
+
+
+def _clean(M) -> list:
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(M, dtype=np.float64)]
+
+
+def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = (), which: str = FINAL,
+                     step_size: Optional[float] = None) -> dict:
+    """Interference of a run's method at its ``final/`` (or ``state/``) checkpoint."""
+    cfg = analysis_config(load_config(str(Path(run_path) / "config.yaml")), overrides)
+    from ..tasks import parse_tasks
+
+    tasks = parse_tasks(cfg.tasks)
+    ckpt = Path(run_path) / which
+    if not ckpt.is_dir():
+        raise UserError(f"{run_path}: no {which}/ checkpoint")
+    student, reference = load_analysis_model(Path(run_path), ckpt, cfg, device)
+    ctx = make_context(cfg, tasks, student, reference, device)
+    out = interference(ctx, objective_of(cfg.method), tasks, step_size)
+    out.update({"run": str(run_path), "checkpoint": str(ckpt), "method": cfg.method, "seed": cfg.seed})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- plots
+
+
+def plot_matrices(results: Dict[str, dict], path) -> None:
+    """Heatmaps: per run, the cosine matrix C_ij and the lookahead affinity Z_{j->i}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(results))
+    fig, axes = plt.subplots(n, 2, figsize=(9, 3.8 * n), squeeze=False)
+    for row, (lab, r) in zip(axes, results.items()):
+        tasks = r["tasks"]
+        for ax, key, title, lim in ((row[0], "cosine", "gradient cosine C_ij", 1.0),
+                                    (row[1], "affinity", "lookahead affinity Z_{j->i}", None)):
+            M = np.array([[np.nan if v is None else v for v in rr] for rr in r[key]], dtype=np.float64)
+            v = lim if lim is not None else max(1e-12, float(np.nanmax(np.abs(M))) if np.isfinite(M).any() else 1.0)
+            im = ax.imshow(M, cmap="RdBu", vmin=-v, vmax=v)
+            ax.set_xticks(range(len(tasks)), tasks, rotation=30, fontsize=8)
+            ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+            for i in range(len(tasks)):
+                for j in range(len(tasks)):
+                    if np.isfinite(M[i, j]):
+                        ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8)
+            ax.set_title(f"{lab}: {title}", fontsize=9)
+            ax.set_xlabel("task i" if key == "cosine" else "task i (evaluated)")
+            ax.set_ylabel("task j" if key == "cosine" else "task j (stepped on)")
+            fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

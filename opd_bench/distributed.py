@@ -1,0 +1,77 @@
+"""Multi-process training through accelerate (DDP-style data parallelism).
+
+Every rank draws the SAME global prompt list and the same global noise for a step and keeps its contiguous
+shard, so a run on W processes computes exactly what one process computes on the global batch: groups stay
+on one rank, advantage statistics are formed over the gathered global rewards, gradients are averaged across
+ranks before clipping (equal shards, so the average is the global mean), and the ledger counts global work.
+Evaluation, logging and checkpoints happen on the main process.
+
+Launch with ``accelerate launch --num_processes N -m opd_bench.cli run ...`` (``--cpu`` for gloo on CPU).
+"""
+from __future__ import annotations
+
+import os
+from typing import List
+
+import torch
+
+
+class Dist:
+    """The process group as the runner sees it (a single process when not launched distributed)."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = 0
+        self._state = None
+        if self.world_size > 1:
+            from accelerate import PartialState
+
+            self._state = PartialState(cpu=not torch.cuda.is_available())
+            self.world_size = self._state.num_processes
+            self.rank = self._state.process_index
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous shard of a global list of ``n`` items (n must divide evenly)."""
+        if n % self.world_size:
+            from .errors import UserError
+
+            raise UserError(f"a global batch of {n} prompts does not split over {self.world_size} processes "
+                            f"(make train.prompts_per_step a multiple of the number of processes)")
+        k = n // self.world_size
+        return slice(self.rank * k, (self.rank + 1) * k)
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate a tensor's shards from every rank (rank order)."""
+        if not self.enabled:
+            return t
+        from accelerate.utils import gather
+
+        return gather(t.contiguous())
+
+    def mean_(self, tensors: List[torch.Tensor]) -> None:
+        """In-place average across ranks (used for gradients)."""
+        if not self.enabled:
+            return
+        for t in tensors:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+            t.div_(self.world_size)
+
+    def mean_scalars(self, d: dict) -> dict:
+        if not self.enabled or not d:
+            return d
+        keys = sorted(d)
+        v = torch.tensor([float(d[k]) for k in keys], dtype=torch.float64)
+        self.mean_([v])
+        return dict(zip(keys, v.tolist()))
+
+    def barrier(self) -> None:
+        if self.enabled:
+            self._state.wait_for_everyone()

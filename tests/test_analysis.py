@@ -1,0 +1,185 @@
+"""Analyses (method.md section 7): the math on hand-made inputs, and the estimators on a tiny real model."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from opd_bench.analysis import normalize
+from opd_bench.analysis.forgetting import backward_transfer, forgetting, normalize_matrix, score_matrix
+from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
+from opd_bench.analysis.interference import (
+    GradContext, affinity_from_losses, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
+    negative_transfer, task_loss_and_grad,
+)
+from opd_bench.analysis.variance import GradMoments, estimator_variance, variance_stats
+from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.config import build_config
+from opd_bench.tasks import register_task, registry
+from opd_bench.tasks.base import Task
+
+if "ana_brightness" not in registry():
+
+    @register_task("ana_brightness")
+    class AnaBrightness(Task):
+        """Test-only task: reward = mean image brightness."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a bright image number {i}"} for i in range(16 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return images.mean(dim=(1, 2, 3))
+
+        def metrics(self, images, records):
+            return {"score": self.reward(images, records)}
+
+
+# ------------------------------------------------------------------------------------------- forgetting
+
+
+def test_forgetting_and_bwt_on_a_hand_made_matrix():
+    # rows: after stage 0, 1, 2; columns: tasks in stage order
+    R = np.array([[0.8, 0.1, 0.2],
+                  [0.5, 0.9, 0.3],
+                  [0.6, 0.4, 0.7]])
+    F = forgetting(R)
+    assert np.allclose(F, [0.8 - 0.6, 0.9 - 0.4, 0.3 - 0.7])
+    # BWT = mean_{i<T}(R[T][i] - R[i][i]) = ((0.6 - 0.8) + (0.4 - 0.9)) / 2
+    assert backward_transfer(R) == pytest.approx(-0.35)
+    assert np.isnan(forgetting(R[:1])).all() and math.isnan(backward_transfer(R[:2]))
+
+
+def test_normalisation_uses_teacher_where_known_else_raw():
+    assert normalize(0.5, 0.2, 0.8) == pytest.approx(0.5)
+    assert normalize(0.5, 0.2, None) == 0.5 and normalize(0.5, 0.2, 0.2) == 0.5
+    N = normalize_matrix([[0.2, 3.0], [0.8, 4.0]], ["a", "b"], {"a": 0.2, "b": 1.0}, {"a": 0.6})
+    assert np.allclose(N, [[0.0, 3.0], [1.5, 4.0]])
+
+
+def test_score_matrix_rows_for_cascade_and_other_methods():
+    def row(label, rnd, a, b):
+        return {"label": label, "round": rnd, "budget": {"images": rnd * 8.0}, "scores": {"a": a, "b": b}}
+
+    hist = [row("start", 0, 0.1, 0.1), row("round 1", 1, 0.5, 0.2), row("end of stage 0", 1, 0.5, 0.2),
+            row("round 2", 2, 0.3, 0.6), row("final", 2, 0.3, 0.6)]
+    labels, R = score_matrix(hist, ["a", "b"], cascade=True)
+    assert labels == ["after stage 0", "final"] and np.allclose(R, [[0.5, 0.2], [0.3, 0.6]])
+    labels, R = score_matrix(hist, ["a", "b"], cascade=False)
+    assert labels == ["start", "end of stage 0", "final"] and R.shape == (3, 2)
+
+
+# ------------------------------------------------------------------------------------------- interference
+
+
+def test_conflict_rate_and_imbalance_on_hand_made_gradients():
+    g = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([-3.0, 0.1])]
+    C = cosine_matrix(g)
+    assert np.allclose(np.diag(C), 1) and C[0, 1] == pytest.approx(0.0)
+    assert C[0, 2] < 0 and C[1, 2] > 0
+    assert conflict_rate(C) == pytest.approx(1 / 3)  # pairs (0,1) 0, (0,2) < 0, (1,2) > 0
+    norms = [float(x.norm()) for x in g]
+    assert magnitude_imbalance(norms) == pytest.approx(math.hypot(3, 0.1) / 1.0)
+    assert magnitude_imbalance([1.0, 0.0]) == float("inf")
+    assert negative_transfer({"a": 0.4, "b": 0.9}, {"a": 0.5}) == {"a": pytest.approx(-0.1), "b": None}
+
+
+def test_lookahead_affinity_sign_on_a_toy_case():
+    """Quadratic tasks L_i(w) = ||w - c_i||^2: a step on a task whose optimum lies the same way helps (Z > 0),
+    one whose optimum lies the opposite way hurts (Z < 0)."""
+    w = torch.zeros(2, requires_grad=True)
+    centres = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([2.0, 0.5]), "c": torch.tensor([-1.0, 0.0])}
+
+    def loss(t):
+        return float(((w - centres[t]) ** 2).sum())
+
+    grads = {}
+    for t, c in centres.items():
+        w.grad = None
+        ((w - c) ** 2).sum().backward()
+        grads[t] = w.grad.detach().clone()
+    L0, L1 = lookahead([w], list(centres), loss, grads, step_size=0.1)
+    assert torch.equal(w.detach(), torch.zeros(2))  # restored
+    Z = affinity_from_losses(L0, L1)
+    idx = {t: i for i, t in enumerate(centres)}
+    assert Z[idx["a"], idx["b"]] > 0 and Z[idx["b"], idx["a"]] > 0      # aligned tasks help each other
+    assert Z[idx["c"], idx["a"]] < 0 and Z[idx["a"], idx["c"]] < 0      # opposed tasks hurt each other
+    assert all(Z[i, i] > 0 for i in range(3))
+    S = affinity_from_losses(L0, L1, self_normalized=True)
+    assert np.allclose(np.diag(S), 1) and S[idx["c"], idx["a"]] < 0
+
+
+# ------------------------------------------------------------------------------------------- variance
+
+
+def test_variance_and_snr_on_synthetic_gradients_with_known_variance():
+    rng = np.random.default_rng(0)
+    K, D, s = 4000, 50, 0.5
+    mu = np.ones(D)
+    G = mu + s * rng.standard_normal((K, D))
+    st = variance_stats(G)
+    # E||g - mu||^2 = D s^2, ||mu||^2 = D: V -> s^2 = 0.25
+    assert st["V"] == pytest.approx(s**2, rel=0.05) and st["SNR"] == pytest.approx(1 / s**2, rel=0.05)
+    # the streaming moments equal the direct formula
+    gb = G.mean(0)
+    direct = np.mean(((G - gb) ** 2).sum(1)) / (gb @ gb)
+    assert st["V"] == pytest.approx(direct, rel=1e-9)
+    m = GradMoments()
+    for g in [torch.tensor([1.0, 1.0]), torch.tensor([3.0, 1.0])]:
+        m.add(g)
+    assert m.stats()["V"] == pytest.approx(1.0 / 5.0)  # mean (2, 1); deviations (-1, 0), (1, 0)
+
+
+# ------------------------------------------------------------------------------------------- tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory, ):
+    arch = {"resolution": 16, "context_length": 16,
+            "transformer": {"patch_size": 4, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
+            "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}}
+    d = tmp_path_factory.mktemp("ana_world")
+    torch.manual_seed(0)
+    EmbeddedBackbone(arch).save(d / "base")
+    teacher = load_backbone(d / "base")
+    with torch.no_grad():
+        for p in teacher.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    teacher.save(d / "teacher")
+    return d
+
+
+def _ctx(world, **over):
+    cfg = build_config({}, [f"model.checkpoint={world / 'base'}", "tasks=ana_brightness", "sampler.steps=4",
+                            "sampler.guidance=1.0", "opd.noise_level=0.7", "grpo.group_size=2", "grpo.beta=0",
+                            f"opd.teachers.ana_brightness={world / 'teacher'}"] + [f"{k}={v}" for k, v in over.items()])
+    return GradContext(cfg, ["ana_brightness"], load_backbone(world / "base").train())
+
+
+def test_grad_context_reproduces_the_methods_gradient_without_stepping(tiny_world):
+    ctx = _ctx(tiny_world)
+    before = [p.detach().clone() for p in ctx.params]
+    l1, g1 = task_loss_and_grad(ctx, "grpo", "ana_brightness", 5)
+    l2, g2 = task_loss_and_grad(ctx, "grpo", "ana_brightness", 5)
+    assert torch.equal(g1, g2) and l1 == l2 and float(g1.norm()) > 0
+    assert all(torch.equal(a, p) for a, p in zip(before, ctx.params))  # optimizer_step never stepped
+    _, g_opd = task_loss_and_grad(ctx, "opd", "ana_brightness", 5)
+    assert float(g_opd.norm()) > 0
+
+
+def test_closed_form_opd_has_lower_relative_variance_than_ppo_style_opd(tiny_world):
+    """The paper's claim on a tiny model: same objective, same samples, the closed form is far less noisy."""
+    ctx = _ctx(tiny_world)
+    sde = estimator_variance(ctx, "opd_sde", "ana_brightness", n=4, k=8)
+    ppo = estimator_variance(ctx, "opd_ppo", "ana_brightness", n=4, k=8)
+    assert len(sde["per_step"]) == len(ctx.trained_steps())
+    assert sde["V"] < ppo["V"], (sde["V"], ppo["V"])
+
+
+def test_hacking_series_and_summary():
+    hist = [{"round": r, "label": "x", "budget": {"images": 8.0 * r},
+             "metrics": {"aesthetic": {"score": 0.1 * r, "gold": [0.5, 0.6, 0.4][r]}, "geneval": {"score": 0.0}}}
+            for r in range(3)]
+    s = proxy_gold_series(hist, "images")
+    assert list(s) == ["aesthetic"] and s["aesthetic"]["x"] == [0.0, 8.0, 16.0]
+    summ = hacking_summary(s)["aesthetic"]
+    assert summ["proxy_gain"] == pytest.approx(0.2) and summ["gold_drop_from_peak"] == pytest.approx(0.2)

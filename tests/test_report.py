@@ -1,0 +1,195 @@
+"""``opd-bench report`` on tiny real runs (cascade and OPD on a test task + GenEval): every section's numbers
+are checked against the runs' own files, the page is self-contained, and a non-run folder is one clear error."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from opd_bench import train as train_mod
+from opd_bench.analysis import normalize
+from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.cli import main
+from opd_bench.config import build_config
+from opd_bench.methods import METHODS
+from opd_bench.report import SECTIONS, ci_ranks
+from opd_bench.runner import Runner
+from opd_bench.tasks import register_task, registry
+from opd_bench.tasks.base import Task
+
+ARCH = {
+    "resolution": 32,
+    "context_length": 16,
+    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+}
+TASKS = ["rpt_glow", "geneval"]
+
+if "rpt_glow" not in registry():
+
+    @register_task("rpt_glow")
+    class Glow(Task):
+        """Test-only task with a learned-reward-like pair of metrics: proxy = brightness, gold = closeness of the
+        brightness to 0.6 (so the proxy can be over-optimised)."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a glowing image number {i}"} for i in range(8 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return images.mean(dim=(1, 2, 3))
+
+        def metrics(self, images, records):
+            b = self.reward(images, records)
+            return {"score": b, "gold": 1 - (b - 0.6).abs()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    torch.manual_seed(0)
+    EmbeddedBackbone(ARCH).save(d / "base")
+    teacher = load_backbone(d / "base")
+    with torch.no_grad():
+        for p in teacher.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    teacher.save(d / "teacher")
+    exp = d / "runs" / "exp"
+    for method in ("cascade", "opd"):
+        over = [f"method={method}", f"tasks={','.join(TASKS)}", f"model.checkpoint={d / 'base'}", "name=exp",
+                "sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2",
+                "eval.steps=3", "eval.prompts_per_task=4", "eval.bootstrap=50", "eval.guidance=2.0",
+                "eval.every=1", "budget.value=12", "train.checkpoint_every=1", "train.lr=3e-3"]
+        over += [f"opd.teachers.{t}={d / 'teacher'}" for t in TASKS]
+        Runner(build_config({}, over), exp / f"{method}_s0", METHODS[method](), TASKS, show_progress=False,
+               log_tensorboard=False).run()
+    old = train_mod.EVAL_CACHE
+    train_mod.EVAL_CACHE = d / "eval_cache"  # the teachers' evals are cached here, not in the repo
+    yield d
+    train_mod.EVAL_CACHE = old
+
+
+@pytest.fixture(scope="module")
+def report(runs):
+    out = runs / "reports" / "exp"
+    code = main(["report", str(runs / "runs" / "exp"), "--out", str(out), "--samples", "1"])
+    assert code == 0
+    return out
+
+
+def _hist(run):
+    return [json.loads(l) for l in (run / "eval_history.jsonl").read_text().splitlines()]
+
+
+def test_report_files_and_self_contained_html(report):
+    html = (report / "report.html").read_text()
+    md = (report / "report.md").read_text()
+    for s in SECTIONS:
+        assert f">{s}</h2>" in html and f"## {s}" in md
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<link" not in html and "@import" not in html and "<script" not in html
+    assert html.count('src="data:image/png;base64,') >= 4  # curves, interference, hacking, samples
+    for png in ("curves.png", "interference.png", "hacking.png", "samples.png"):
+        assert (report / png).is_file() and f"]({png})" in md
+    assert "opd-bench analyze variance" in html  # no variance results yet: the section says how
+
+
+def test_final_table_matches_summaries_and_ledgers(runs, report):
+    data = json.loads((report / "report.json").read_text())
+    html = (report / "report.html").read_text()
+    for method in ("cascade", "opd"):
+        run = runs / "runs" / "exp" / f"{method}_s0"
+        summary = json.loads((run / "summary.json").read_text())
+        row = data["final_table"][method]
+        for t in TASKS:
+            v = summary["final"]["scores"][t]
+            assert row["tasks"][t]["mean"] == pytest.approx(v)
+            assert row["tasks"][t]["ci"] == pytest.approx(summary["final"]["ci"][t])
+            assert f"{v:.3f} [" in html
+        ledger = json.loads((run / "ledger.json").read_text())
+        assert row["budget"]["spent"] == pytest.approx(ledger["spent"]["train"]["images"])
+        base = {t: data["base"][t]["mean"] for t in data["base"]}
+        teach = {t: data["teachers"][t]["mean"] for t in data["teachers"]}
+        norm = [normalize(summary["final"]["scores"][t], base.get(t), teach.get(t)) for t in TASKS]
+        assert row["normalized_avg"]["mean"] == pytest.approx(np.mean(norm))
+    # the base is the runs' start eval; the teacher was evaluated (same protocol) through the eval cache
+    start = _hist(runs / "runs" / "exp" / "opd_s0")[0]
+    assert data["base"]["rpt_glow"]["mean"] == pytest.approx(start["scores"]["rpt_glow"])
+    assert set(data["teachers"]) == set(TASKS)
+
+
+def test_forgetting_matches_a_hand_computation(runs, report):
+    data = json.loads((report / "report.json").read_text())
+    base = {t: data["base"][t]["mean"] for t in data["base"]}
+    teach = {t: data["teachers"][t]["mean"] for t in data["teachers"]}
+    by_label = {f["label"]: f for f in data["forgetting"]}
+    # cascade: checkpoints = end of stage 0, final; tasks in stage order
+    hist = _hist(runs / "runs" / "exp" / "cascade_s0")
+    rows = [h for h in hist if h["label"] == "end of stage 0"] + [h for h in hist if h["label"] == "final"]
+    assert len(rows) == 2
+    R = np.array([[normalize(h["scores"][t], base.get(t), teach.get(t)) for t in TASKS] for h in rows])
+    f = by_label["cascade"]
+    for i, t in enumerate(TASKS):
+        assert f["forgetting"][t] == pytest.approx(R[0, i] - R[1, i])
+    assert f["bwt"] == pytest.approx(R[1, 0] - R[0, 0])
+    # opd: every eval point of the run
+    hist = _hist(runs / "runs" / "exp" / "opd_s0")
+    pts = {}
+    for h in hist:
+        pts[(h["round"], json.dumps(h["budget"], sort_keys=True))] = h
+    R = np.array([[normalize(h["scores"][t], base.get(t), teach.get(t)) for t in TASKS] for h in pts.values()])
+    for i, t in enumerate(TASKS):
+        assert by_label["opd"]["forgetting"][t] == pytest.approx(R[:-1, i].max() - R[-1, i])
+    assert by_label["opd"]["bwt"] is None
+
+
+def test_interference_hacking_and_statistics_sections(runs, report):
+    data = json.loads((report / "report.json").read_text())
+    for method, objective in (("opd", "opd"), ("cascade", "grpo")):
+        r = data["interference"][method]
+        C = np.array(r["cosine"])
+        assert r["objective"] == objective and C.shape == (2, 2) and np.allclose(np.diag(C), 1)
+        assert r["conflict_rate"] == float(C[0, 1] < 0)
+        n = list(r["grad_norms"].values())
+        assert r["magnitude_imbalance"] == pytest.approx(max(n) / min(n))
+    hist = _hist(runs / "runs" / "exp" / "opd_s0")
+    s = data["hacking"]["opd s0"]["series"]["rpt_glow"]
+    assert s["proxy"][-1] == pytest.approx(hist[-1]["metrics"]["rpt_glow"]["score"])
+    assert s["gold"][-1] == pytest.approx(hist[-1]["metrics"]["rpt_glow"]["gold"])
+    neg = data["negative_transfer"]["opd"]
+    for t in TASKS:
+        assert neg[t] == pytest.approx(data["final_table"]["opd"]["tasks"][t]["mean"] - data["teachers"][t]["mean"])
+    poi = data["probability_of_improvement"]
+    assert poi["opd"]["cascade"] + poi["cascade"]["opd"] == pytest.approx(1.0)
+
+
+def test_ranks_separate_only_disjoint_cis():
+    assert ci_ranks({"a": (0.5, 0.7), "b": (0.1, 0.3), "c": (0.25, 0.55)}) == {"a": 1, "b": 2, "c": 1}
+
+
+def test_variance_cli_feeds_the_report(runs, capsys):
+    run = runs / "runs" / "exp" / "opd_s0"
+    code = main(["analyze", "variance", "--checkpoint", str(run), "--tasks", "rpt_glow", "--k", "3",
+                 "--batch-sizes", "2,4"])
+    assert code == 0, capsys.readouterr().err
+    v = json.loads((run / "variance" / "variance.json").read_text())
+    res = v["results"]["rpt_glow"]
+    assert set(v["estimators"]) == {"opd_ode", "opd_sde", "opd_ppo", "grpo"}
+    for e in v["estimators"]:
+        assert res[e]["k"] == 3 and res[e]["V"] is not None and set(res[e]["by_batch_size"]) == {"2", "4"}
+        assert len(res[e]["per_step"]) >= 1
+    assert (run / "variance" / "variance_overall.png").is_file()
+    out = runs / "reports" / "with_variance"
+    assert main(["report", str(run), "--out", str(out), "--no-interference", "--samples", "0"]) == 0
+    md = (out / "report.md").read_text()
+    assert "variance0_overall.png" in md and (out / "variance0_per_step.png").is_file()
+    assert "opd-bench analyze variance --checkpoint" not in md
+
+
+def test_non_run_folder_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: not a run folder") and "\n" not in err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["analyze", "variance", "--checkpoint", str(tmp_path / "missing")]) == 2
