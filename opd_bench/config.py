@@ -146,6 +146,20 @@ class EvalConfig:
 
 
 @dataclass
+class RealTaskConfig:
+    """Local paths of a real-world task (``opd_bench/tasks/real.py``): reward weights and prompt files."""
+
+    weights: str = ""
+    processor: str = ""
+    head: str = ""
+    model_name: str = ""
+    config_file: str = ""
+    divisor: float = 1.0
+    train_prompts: str = ""
+    eval_prompts: str = ""
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -161,6 +175,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    #: real-world tasks' local weights and prompt files, by task name.
+    real_tasks: Dict[str, RealTaskConfig] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -261,6 +277,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"train.betas: expected two numbers in [0, 1) (got {cfg.train.betas!r})")
     if cfg.cascade.split and (len(cfg.cascade.split) != len(cfg.cascade.order) or any(s <= 0 for s in cfg.cascade.split)):
         raise ConfigError("cascade.split: needs one positive share per entry of cascade.order")
+    for name, rt in cfg.real_tasks.items():
+        if rt.weights and not Path(rt.weights).expanduser().exists():
+            raise ConfigError(f"real_tasks.{name}.weights: path not found: {rt.weights}")
     for k, w in cfg.multi_reward.weights.items():
         if w < 0:
             raise ConfigError(f"multi_reward.weights.{k}: must be >= 0 (got {w})")

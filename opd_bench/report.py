@@ -166,15 +166,18 @@ def reference_scores(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str,
         teachers[t] = {"mean": float(v), "ci": [math.nan, math.nan], "source": "given"}
     if evaluate_teachers:
         for r in runs:
+            by_ckpt: Dict[str, List[str]] = {}  # one load per teacher checkpoint, whatever its number of tasks
             for t in r.tasks:
-                if t in teachers:
-                    continue
-                name = r.cfg.opd.teachers.get(t, f"teacher_{t}")
+                if t not in teachers:
+                    by_ckpt.setdefault(str(r.cfg.opd.teachers.get(t, f"teacher_{t}")), []).append(t)
+            for name, ts in by_ckpt.items():
                 try:
-                    res = _train.cached_eval(name, [t], _train.protocol_of(r.cfg), r.cfg.device)[t]
+                    res = _train.cached_eval(name, ts, _train.protocol_of(r.cfg), r.cfg.device)
                 except UserError:
                     continue
-                teachers[t] = {"mean": float(res["mean"]), "ci": [res["ci_low"], res["ci_high"]], "source": str(name)}
+                for t in ts:
+                    teachers[t] = {"mean": float(res[t]["mean"]), "ci": [res[t]["ci_low"], res[t]["ci_high"]],
+                                   "source": name}
     return base, teachers
 
 
@@ -292,7 +295,7 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
     protocol = protocol_of(cfg)
     models = [(lab, ck) for lab, ck in [("base", base_ckpt)]
               + [(f"{lab} (seed {r.seed})", r.final_checkpoint) for lab, r in runs_by_label.items()]
-              + [(f"teacher {t}", c) for t, c in teacher_ckpts.items()] if ck is not None]
+              + [(f"teacher {', '.join(ts)}", c) for c, ts in _by_value(teacher_ckpts).items()] if ck is not None]
     cols = []
     for t in tasks:
         recs = select_records(get_task(t).prompts("eval"), protocol.prompts_per_task)[:n_prompts]
@@ -331,6 +334,13 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return {"models": labels, "columns": [f"{t} #{i}: {r['prompt']}" for t, i, r in cols]}
+
+
+def _by_value(d: Dict[str, str]) -> Dict[str, List[str]]:
+    out: Dict[str, List[str]] = {}
+    for k, v in d.items():
+        out.setdefault(v, []).append(k)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- the report

@@ -17,7 +17,7 @@ import math
 import os
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -36,7 +36,7 @@ from .distributed import Dist
 from .losses import grpo_advantages
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
-from .tasks import get_task
+from .tasks import configure_tasks, get_task
 
 STATE = "state"
 FINAL = "final"
@@ -436,6 +436,7 @@ class Runner:
 
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
+        configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
         dist = self.dist = Dist()
         main = dist.is_main
         torch.manual_seed(cfg.seed)

@@ -50,8 +50,12 @@ def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cp
     return out
 
 
+def world_of(cfg: RunConfig) -> str:
+    return "embedded" if cfg.model.backbone == "embedded" else "real"
+
+
 def build_configs(methods, tasks_spec, seeds, config, overrides, name) -> List[RunConfig]:
-    task_list = parse_tasks(tasks_spec)
+    task_list = parse_tasks(tasks_spec, world_of(load_config(config, overrides + [f"method={methods[0]}"])))
     cfgs = []
     for m in methods:
         for seed in range(seeds):
@@ -66,7 +70,7 @@ def run_dir_for(runs_dir: Path, cfg: RunConfig, several: bool) -> Path:
 
 
 def run_one(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict:
-    tasks = parse_tasks(cfg.tasks)
+    tasks = parse_tasks(cfg.tasks, world_of(cfg))
     method = METHODS[cfg.method]()
     return Runner(cfg, run_dir, method, tasks).run(resume=resume)
 

@@ -28,6 +28,30 @@ def tiny_model(tiny_arch):
     return EmbeddedBackbone(tiny_arch).eval()
 
 
+@pytest.fixture(scope="session")
+def hf_clip_folder(tmp_path_factory):
+    """A tiny transformers CLIPModel + CLIP tokenizer + image-processor config."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from opd_bench.backbones.tiny_sd3 import tiny_clip_tokenizer
+
+    torch.manual_seed(0)
+    tok = tiny_clip_tokenizer()
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=16,
+    )
+    folder = tmp_path_factory.mktemp("hfclip") / "clip"
+    CLIPModel(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(folder))
+    return folder
+
+
 def _register_test_tasks():
     from opd_bench.tasks import register_task, registry
     from opd_bench.tasks.base import Task
@@ -38,6 +62,8 @@ def _register_test_tasks():
     @register_task("brightness")
     class Brightness(Task):
         """A test-only task with a real, easy reward (mean image brightness): any policy can improve it fast."""
+
+        world = "test"
 
         def prompts(self, split):
             return [{"prompt": f"a bright image number {i}"} for i in range(8 if split == "train" else 4)]

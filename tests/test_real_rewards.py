@@ -31,30 +31,6 @@ def _images(n=5, size=40, seed=0):
 # ------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
-def hf_clip_folder(tmp_path_factory):
-    """A tiny transformers CLIPModel + CLIP tokenizer + image-processor config."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    from opd_bench.backbones.tiny_sd3 import tiny_clip_tokenizer
-
-    torch.manual_seed(0)
-    tok = tiny_clip_tokenizer()
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2),
-        projection_dim=16,
-    )
-    folder = tmp_path_factory.mktemp("hfclip") / "clip"
-    CLIPModel(cfg).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(folder))
-    return folder
-
-
-@pytest.fixture(scope="session")
 def open_clip_files(tmp_path_factory):
     """A tiny open_clip architecture (config JSON) and its random weights as safetensors."""
     import open_clip

@@ -59,7 +59,7 @@ def runs(tmp_path_factory):
         over = [f"method={method}", f"tasks={','.join(TASKS)}", f"model.checkpoint={d / 'base'}", "name=exp",
                 "sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2",
                 "eval.steps=3", "eval.prompts_per_task=4", "eval.bootstrap=50", "eval.guidance=2.0",
-                "eval.every=1", "budget.value=12", "train.checkpoint_every=1", "train.lr=3e-3"]
+                "eval.every=1", "budget.value=12", "train.checkpoint_every=1", "train.lr=3e-3", "grpo.beta=0"]
         over += [f"opd.teachers.{t}={d / 'teacher'}" for t in TASKS]
         Runner(build_config({}, over), exp / f"{method}_s0", METHODS[method](), TASKS, show_progress=False,
                log_tensorboard=False).run()
@@ -169,14 +169,14 @@ def test_ranks_separate_only_disjoint_cis():
 
 def test_variance_cli_feeds_the_report(runs, capsys):
     run = runs / "runs" / "exp" / "opd_s0"
-    code = main(["analyze", "variance", "--checkpoint", str(run), "--tasks", "rpt_glow", "--k", "3",
-                 "--batch-sizes", "2,4"])
+    code = main(["analyze", "variance", "--checkpoint", str(run), "--tasks", "rpt_glow", "--k", "2",
+                 "--batch-sizes", "2"])
     assert code == 0, capsys.readouterr().err
     v = json.loads((run / "variance" / "variance.json").read_text())
     res = v["results"]["rpt_glow"]
     assert set(v["estimators"]) == {"opd_ode", "opd_sde", "opd_ppo", "grpo"}
     for e in v["estimators"]:
-        assert res[e]["k"] == 3 and res[e]["V"] is not None and set(res[e]["by_batch_size"]) == {"2", "4"}
+        assert res[e]["k"] == 2 and res[e]["V"] is not None and set(res[e]["by_batch_size"]) == {"2"}
         assert len(res[e]["per_step"]) >= 1
     assert (run / "variance" / "variance_overall.png").is_file()
     out = runs / "reports" / "with_variance"

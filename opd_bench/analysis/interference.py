@@ -129,6 +129,15 @@ class GradContext(RunContext):
         self.losses: List[float] = []
         self.step_grads: List[torch.Tensor] = []
         self._frozen: Dict[Tuple, object] = {}
+        self._by_name: Dict[str, object] = {}
+
+    def teacher(self, task: str):
+        """The runner's teacher, loaded once per checkpoint even when several tasks share it."""
+        name = str(self.cfg.opd.teachers.get(task, f"teacher_{task}"))
+        if task not in self._teachers and name in self._by_name:
+            self._teachers[task] = self._by_name[name]
+        self._by_name[name] = model = super().teacher(task)
+        return model
 
     def backward(self, loss: torch.Tensor, n_samples: int) -> None:
         before = flat_grad(self.params) if self.record_steps else None

@@ -27,15 +27,15 @@ def task_names() -> List[str]:
     return sorted(registry())
 
 
-def parse_tasks(spec) -> List[str]:
-    """``all`` or a comma list (str or list) -> validated task names in the given order."""
+def parse_tasks(spec, world: str = "embedded") -> List[str]:
+    """``all`` (every task of ``world``) or a comma list (str or list) -> validated task names in order."""
     names = task_names()
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     items = [s.strip() for s in items if s and s.strip()]
     if not items:
         raise UserError("no tasks given (use --tasks all or a comma list, e.g. ocr,geneval)")
     if items == ["all"]:
-        return names
+        return [n for n in names if getattr(registry()[n], "world", "embedded") == world]
     unknown = [s for s in items if s not in names]
     if unknown:
         raise UserError(f"unknown task {unknown[0]!r} (available: {', '.join(names) or 'none'}, or 'all')")
@@ -43,14 +43,23 @@ def parse_tasks(spec) -> List[str]:
 
 
 _instances: Dict[str, Task] = {}
+_options: Dict[str, dict] = {}
+
+
+def configure_tasks(options: Dict[str, dict]) -> None:
+    """Per-task constructor options (e.g. the real reward models' local paths from ``real_tasks``)."""
+    for name, opts in options.items():
+        if _options.get(name) != opts:
+            _options[name] = dict(opts)
+            _instances.pop(name, None)
 
 
 def get_task(name: str) -> Task:
     """The (cached) task instance for ``name``."""
     parse_tasks([name])
     if name not in _instances:
-        _instances[name] = registry()[name]()
+        _instances[name] = registry()[name](**_options.get(name, {}))
     return _instances[name]
 
 
-__all__ = ["Task", "PromptRecord", "register_task", "task_names", "parse_tasks", "get_task"]
+__all__ = ["Task", "PromptRecord", "register_task", "task_names", "parse_tasks", "get_task", "configure_tasks"]

@@ -41,6 +41,11 @@ class Task(ABC):
     #: record key whose values are categories (e.g. GenEval's ``tag``): evaluation then reports each category
     #: and the task score is the mean of the category means. None = a plain mean over prompts.
     category_key: Optional[str] = None
+    #: which world's ``--tasks all`` includes this task: "embedded" (the default world) or "real".
+    world: str = "embedded"
+    #: True when the reward can judge ANY prompt (aesthetic, preference, PickScore...): multi-reward
+    #: ``weighted_sum`` then scores other tasks' prompts with it too.
+    prompt_agnostic: bool = False
 
     @abstractmethod
     def prompts(self, split: str) -> List[PromptRecord]:
