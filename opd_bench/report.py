@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -347,9 +346,12 @@ def _by_value(d: Dict[str, str]) -> Dict[str, List[str]]:
 
 
 def _fmt(x, nd=3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    return f"{x:.{nd}f}"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    s = f"{x:.{nd}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s  # no "-0.000"
 
 
 def _ci(d) -> str:

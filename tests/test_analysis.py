@@ -90,7 +90,7 @@ def test_lookahead_affinity_sign_on_a_toy_case():
     centres = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([2.0, 0.5]), "c": torch.tensor([-1.0, 0.0])}
 
     def loss(t):
-        return float(((w - centres[t]) ** 2).sum())
+        return float(((w.detach() - centres[t]) ** 2).sum())
 
     grads = {}
     for t, c in centres.items():

@@ -14,7 +14,6 @@ lookahead step on exactly the same batch.
 """
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple

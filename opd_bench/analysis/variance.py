@@ -205,7 +205,7 @@ def plot_variance(result: dict, out_dir: Path, prefix: str = "variance") -> List
     tasks, ests = result["tasks"], result["estimators"]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.8 * len(tasks) * max(1, len(ests)) / 3, 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 0.6 * len(tasks) * max(1, len(ests))), 3.8))
     w = 0.8 / max(1, len(ests))
     for e_i, est in enumerate(ests):
         vals = [_f(result["results"][t].get(est, {}).get("V")) for t in tasks]

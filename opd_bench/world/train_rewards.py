@@ -42,7 +42,7 @@ PAIR_MARGIN = 0.05            # gold difference below which a pair counts as a t
 TARGETS = {"aesthetic": ("heldout_spearman", 0.8), "preference": ("heldout_pairwise_accuracy", 0.85)}
 DEFAULTS = {
     "aesthetic": {"steps": 450, "n_train": 12000, "batch": 128, "lr": 1e-3, "n_test": 1024},
-    "preference": {"steps": 400, "n_train": 1024, "batch": 24, "lr": 1e-3, "n_test": 256, "per_prompt": 6,
+    "preference": {"steps": 800, "n_train": 1024, "batch": 24, "lr": 1e-3, "n_test": 256, "per_prompt": 6, "pool": 12,
                    "init_visual": str(RELEASED_DIR / "reward_aesthetic")},
 }
 
