@@ -236,13 +236,18 @@ def world_pretrain(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     pairs: int = typer.Option(40000, "--pairs", min=1, help="Generated (caption, image) pairs"),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
 ):
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
     from .progress import console
     from .world.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr)
+    if init is not None:
+        from .checkpoint import verify_checkpoint
+
+        verify_checkpoint(init)
+    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""))
     cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")

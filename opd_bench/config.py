@@ -128,7 +128,7 @@ class TrainConfig:
 
 @dataclass
 class BudgetConfig:
-    value: float = 4000
+    value: float = 2000
     #: one of the ledger's units (method.md section 6).
     unit: Literal["images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps"] = "images"
 

@@ -32,6 +32,13 @@ class EvalProtocol:
     batch_size: int = 64
     bootstrap: int = 1000
 
+    @classmethod
+    def from_config(cls, cfg) -> "EvalProtocol":
+        """The protocol of a run config (its ``eval`` section and the sampler's shift)."""
+        e = cfg.eval
+        return cls(steps=e.steps, guidance=e.guidance, shift=cfg.sampler.shift, seed=e.seed,
+                   prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("batch_size")  # does not change results

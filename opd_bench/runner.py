@@ -323,11 +323,6 @@ class Runner:
         self.dist = Dist()
 
     # ---- evaluation ---------------------------------------------------------------------------------------
-    def protocol(self) -> EvalProtocol:
-        e = self.cfg.eval
-        return EvalProtocol(steps=e.steps, guidance=e.guidance, shift=self.cfg.sampler.shift, seed=e.seed,
-                            prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
-
     def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
         """Evaluate on the main process (others wait); returns the eval-history row (None off the main rank)."""
         row = self._run_eval(ctx, label) if ctx.dist.is_main else None
@@ -337,7 +332,7 @@ class Runner:
     def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, self.protocol(), show_progress=False)
+            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg), show_progress=False)
         n = sum(t["n"] for t in res["tasks"].values())
         ctx.ledger.images("eval", n)
         ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))

@@ -25,9 +25,7 @@ EVAL_CACHE = Path("runs") / ".eval_cache"
 
 
 def protocol_of(cfg: RunConfig) -> EvalProtocol:
-    e = cfg.eval
-    return EvalProtocol(steps=e.steps, guidance=e.guidance, shift=cfg.sampler.shift, seed=e.seed,
-                        prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
+    return EvalProtocol.from_config(cfg)
 
 
 def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:

@@ -37,6 +37,8 @@ class PretrainConfig:
     n_pairs: int = 40_000
     resolution: int = 32
     arch: dict = field(default_factory=dict)
+    #: continue from this embedded checkpoint (its weights; fresh optimizer and schedule), "" = from scratch.
+    init: str = ""
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -82,9 +84,15 @@ def pretrain(
     captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution)
     data_s = time.time() - t0
     data_sha = dataset_digest(captions, images)
-    arch = dict(cfg.arch)
-    arch.setdefault("resolution", cfg.resolution)
-    model = EmbeddedBackbone(arch, train_text_encoder=True)
+    history = []
+    if cfg.init:
+        model = EmbeddedBackbone.load(cfg.init)
+        history = list(model.config.get("training_history", [])) + [model.config.get("training", {})]
+        model.set_train_text_encoder(True)
+    else:
+        arch = dict(cfg.arch)
+        arch.setdefault("resolution", cfg.resolution)
+        model = EmbeddedBackbone(arch, train_text_encoder=True)
     model.train()
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     params = [p for p in model.parameters() if p.requires_grad]
@@ -133,6 +141,6 @@ def pretrain(
         "torch_threads": torch.get_num_threads(),
         "data_sha256": data_sha,
     }
-    model.save(out, extra_config={"training": {"command": command, "config": asdict(cfg), "metrics": metrics}},
-               include_text_encoder=True)
+    model.save(out, extra_config={"training": {"command": command, "config": asdict(cfg), "metrics": metrics},
+                                  "training_history": history}, include_text_encoder=True)
     return metrics
