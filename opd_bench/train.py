@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from rich.console import Console
 from rich.table import Table
 
 from .backbones import load_backbone, resolve_checkpoint
-from .checkpoint import checkpoint_digest, load_checkpoint
+from .checkpoint import checkpoint_digest
 from .config import RunConfig, load_config
 from .distributed import Dist
 from .errors import UserError
@@ -77,7 +77,7 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path) -> Dict[str
     """Train one GRPO teacher per task (same base, the config's GRPO settings); returns {task: checkpoint}."""
     out = {}
     for t in tasks:
-        tcfg = load_config(None, [f"method=grpo", f"tasks={t}", f"seed={cfg.seed}",
+        tcfg = load_config(None, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}",
                                   f"model.checkpoint={cfg.model.checkpoint}"])
         tcfg.name = f"teacher_{t}"
         d = Path(runs_dir) / cfg.name / "teachers" / t

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from tiny_world import make_tiny_world
 import torch
 
 from opd_bench.analysis import normalize
@@ -13,7 +14,7 @@ from opd_bench.analysis.interference import (
     negative_transfer, task_loss_and_grad,
 )
 from opd_bench.analysis.variance import GradMoments, estimator_variance, variance_stats
-from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.backbones import load_backbone
 from opd_bench.config import build_config
 from opd_bench.tasks import register_task, registry
 from opd_bench.tasks.base import Task
@@ -138,13 +139,7 @@ def tiny_world(tmp_path_factory, ):
             "transformer": {"patch_size": 4, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
             "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}}
     d = tmp_path_factory.mktemp("ana_world")
-    torch.manual_seed(0)
-    EmbeddedBackbone(arch).save(d / "base")
-    teacher = load_backbone(d / "base")
-    with torch.no_grad():
-        for p in teacher.transformer.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    teacher.save(d / "teacher")
+    make_tiny_world(d, arch)
     return d
 
 

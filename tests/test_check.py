@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from tiny_world import TINY_ARCH as ARCH
 import torch
 
 from opd_bench import __version__
@@ -26,12 +27,6 @@ from opd_bench.tasks import get_task, register_task, registry
 from opd_bench.tasks.base import Task
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH = {
-    "resolution": 32,
-    "context_length": 16,
-    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
-    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-}
 PROMPTS, STEPS = 6, 4
 TASKS = "geneval,aesthetic,fidelity"
 

@@ -8,29 +8,18 @@ import subprocess
 import sys
 
 import pytest
+from tiny_world import make_tiny_world
 import torch
 from safetensors.torch import load_file
 
-from opd_bench.backbones import EmbeddedBackbone, load_backbone
 
-ARCH = {
-    "resolution": 32, "context_length": 16,
-    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
-    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-}
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "accelerate")),
                     reason="accelerate CLI not installed")
 @pytest.mark.parametrize("method", ["grpo", "opd"])
 def test_two_processes_equal_one_process(tmp_path, method):
-    torch.manual_seed(0)
-    EmbeddedBackbone(ARCH).save(tmp_path / "base")
-    teacher = load_backbone(tmp_path / "base")
-    with torch.no_grad():
-        for p in teacher.transformer.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    teacher.save(tmp_path / "teacher")
+    make_tiny_world(tmp_path)
     task = "aesthetic" if method == "grpo" else "geneval"  # a continuous reward, so GRPO has signal
     args = ["run", "--method", method, "--tasks", task, "--budget", "3:optimizer_steps", "--runs-dir", str(tmp_path)]
     for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",

@@ -5,7 +5,7 @@ from torch import nn
 
 from opd_bench.losses import grpo_advantages, kl_to_reference, opd_step_loss, ppo_clip_loss, ppo_opd_loss
 from opd_bench.rollout import rollout
-from opd_bench.sampler import sde_sigma, sde_transition, timestep_schedule, transition_logprob
+from opd_bench.sampler import sde_transition, timestep_schedule, transition_logprob
 
 
 def test_grpo_advantages_group_and_global():

@@ -5,11 +5,10 @@ import re
 
 import numpy as np
 import pytest
-import torch
+from tiny_world import make_tiny_world
 
 from opd_bench import train as train_mod
 from opd_bench.analysis import normalize
-from opd_bench.backbones import EmbeddedBackbone, load_backbone
 from opd_bench.cli import main
 from opd_bench.config import build_config
 from opd_bench.methods import METHODS
@@ -18,12 +17,6 @@ from opd_bench.runner import Runner
 from opd_bench.tasks import register_task, registry
 from opd_bench.tasks.base import Task
 
-ARCH = {
-    "resolution": 32,
-    "context_length": 16,
-    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
-    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-}
 TASKS = ["rpt_glow", "geneval"]
 
 if "rpt_glow" not in registry():
@@ -47,13 +40,7 @@ if "rpt_glow" not in registry():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
-    torch.manual_seed(0)
-    EmbeddedBackbone(ARCH).save(d / "base")
-    teacher = load_backbone(d / "base")
-    with torch.no_grad():
-        for p in teacher.transformer.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    teacher.save(d / "teacher")
+    make_tiny_world(d)
     exp = d / "runs" / "exp"
     for method in ("cascade", "opd"):
         over = [f"method={method}", f"tasks={','.join(TASKS)}", f"model.checkpoint={d / 'base'}", "name=exp",

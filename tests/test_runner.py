@@ -5,37 +5,23 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from tiny_world import make_tiny_world
 import torch
 from safetensors.torch import load_file
 
-from opd_bench.backbones import EmbeddedBackbone, load_backbone
+from opd_bench.backbones import load_backbone
 from opd_bench.config import build_config
 from opd_bench.methods import METHODS
 from opd_bench.runner import Runner, RunContext
 from opd_bench.ledger import Ledger
 
-ARCH = {
-    "resolution": 32,
-    "context_length": 16,
-    "transformer": {"patch_size": 8, "num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16},
-    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("world")
-    torch.manual_seed(0)
-    base = EmbeddedBackbone(ARCH)
-    base.save(d / "base")
-    teacher = load_backbone(d / "base")
-    with torch.no_grad():
-        for p in teacher.transformer.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    teacher.save(d / "teacher")
-    return d
+    return make_tiny_world(d)
 
 
 def cfg_for(world, method, tasks, **over):

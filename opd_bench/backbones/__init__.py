@@ -1,7 +1,6 @@
 """Backbones: one adapter class per model family, all implementing :class:`~.base.Backbone`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..checkpoint import CONFIG, read_config

@@ -12,7 +12,7 @@ Prompt files: ``.txt`` (one prompt per line; OCR targets are the quoted span) or
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 
