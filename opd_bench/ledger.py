@@ -103,3 +103,39 @@ class Ledger:
             for k, v in other.phases.get(src, {}).items():
                 out.phases[dst][k] += v
         return out
+
+
+def with_teacher_cost(student: Dict[str, float], teachers: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float]]:
+    """DiffusionOPD's spend reported both ways (method.md section 6): ``excluded`` (teachers given),
+    ``included_sequential`` (every teacher trained one after another: all units add up) and
+    ``included_parallel`` (teachers trained side by side: every count adds up, wall-clock seconds add only the
+    slowest teacher)."""
+    seq = dict(student)
+    par = dict(student)
+    for spent in teachers.values():
+        for unit, v in spent.items():
+            seq[unit] = seq.get(unit, 0.0) + v
+            if unit != "seconds":
+                par[unit] = par.get(unit, 0.0) + v
+    slowest = max((t.get("seconds", 0.0) for t in teachers.values()), default=0.0)
+    par["seconds"] = student.get("seconds", 0.0) + slowest
+    return {"excluded": dict(student), "included_sequential": seq, "included_parallel": par}
+
+
+def teacher_spend(checkpoint_dir) -> Dict[str, float]:
+    """The training spend recorded with a teacher checkpoint: ``release.ledger.train`` of a released teacher,
+    or the ``ledger.json`` of the run whose ``final/`` it is. Empty when unknown."""
+    import json
+    from pathlib import Path
+
+    p = Path(checkpoint_dir)
+    try:
+        cfg = json.loads((p / "config.json").read_text())
+        if "release" in cfg:
+            return dict(cfg["release"]["ledger"]["train"])
+        run_ledger = p.parent / "ledger.json"
+        if run_ledger.is_file():
+            return dict(json.loads(run_ledger.read_text())["spent"]["train"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return {}

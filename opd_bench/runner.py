@@ -30,7 +30,7 @@ from .checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, s
 from .config import RunConfig, dump_config, to_dict
 from .errors import UserError
 from .evaluate import EvalProtocol, evaluate
-from .ledger import Ledger
+from .ledger import Ledger, teacher_spend, with_teacher_cost
 from .progress import progress_bar
 from .distributed import Dist
 from .losses import grpo_advantages
@@ -416,12 +416,21 @@ class Runner:
         self.stage = meta["stage"]
 
     def ledger_report(self, ctx: RunContext) -> dict:
-        return {
+        report = {
             "budget": {"value": self.cfg.budget.value, "unit": self.cfg.budget.unit},
             "spent": {p: ctx.ledger.summary(p) for p in ("teacher", "train", "eval")},
             "counters": ctx.ledger.to_dict(),
             "rounds": ctx.round,
         }
+        if self.cfg.method == "opd":  # the student phase alone, and with the teachers' training cost included
+            teachers = {t: teacher_spend(resolve_checkpoint(self.cfg.opd.teachers.get(t, f"teacher_{t}")))
+                        for t in self.tasks}
+            report["opd_teacher_cost"] = {
+                "teachers": teachers,
+                "unknown": sorted(t for t, v in teachers.items() if not v),
+                **with_teacher_cost(report["spent"]["train"], teachers),
+            }
+        return report
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def budget_left(self, ctx: RunContext) -> float:

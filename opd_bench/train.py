@@ -163,3 +163,9 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
     for k, r in results.items():
         sp = r["ledger"]["spent"]["train"]
         console.print(f"{k[0]} seed {k[1]}: spent " + ", ".join(f"{u}={v:.3g}" for u, v in sp.items()))
+        tc = r["ledger"].get("opd_teacher_cost")
+        if tc:
+            for view in ("included_sequential", "included_parallel"):
+                console.print(f"  with teacher training {view.split('_')[1]}: "
+                              + ", ".join(f"{u}={v:.3g}" for u, v in tc[view].items())
+                              + (f" (teacher cost unknown for {', '.join(tc['unknown'])})" if tc["unknown"] else ""))

@@ -161,3 +161,25 @@ def test_existing_run_folder_is_not_overwritten(world, tmp_path, capsys):
     code = main(["run", "--method", "opd", "--tasks", "geneval", "--name", "x", "--runs-dir", str(tmp_path)])
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "x" / "precious.txt").read_text() == "keep me"
+
+
+def test_opd_budget_with_and_without_teacher_cost(world, tmp_path):
+    from opd_bench.ledger import with_teacher_cost
+
+    student = {"images": 100.0, "seconds": 10.0, "flops": 5.0}
+    teachers = {"a": {"images": 50.0, "seconds": 30.0, "flops": 2.0}, "b": {"images": 70.0, "seconds": 20.0, "flops": 1.0}}
+    v = with_teacher_cost(student, teachers)
+    assert v["excluded"] == student
+    assert v["included_sequential"] == {"images": 220.0, "seconds": 60.0, "flops": 8.0}
+    assert v["included_parallel"] == {"images": 220.0, "seconds": 40.0, "flops": 8.0}
+    # a run whose teacher is another run's final/ picks that run's ledger up
+    tcfg = cfg_for(world, "grpo", ["brightness"])
+    Runner(tcfg, tmp_path / "teacher_run", METHODS["grpo"](), ["brightness"], show_progress=False,
+           log_tensorboard=False).run()
+    cfg = cfg_for(world, "opd", ["brightness"], **{"opd.teachers.brightness": tmp_path / "teacher_run" / "final"})
+    summary = Runner(cfg, tmp_path / "opd_run", METHODS["opd"](), ["brightness"], show_progress=False,
+                     log_tensorboard=False).run()
+    tc = summary["ledger"]["opd_teacher_cost"]
+    teacher_images = json.loads((tmp_path / "teacher_run" / "ledger.json").read_text())["spent"]["train"]["images"]
+    assert tc["unknown"] == [] and tc["teachers"]["brightness"]["images"] == teacher_images
+    assert tc["included_sequential"]["images"] == summary["ledger"]["spent"]["train"]["images"] + teacher_images
