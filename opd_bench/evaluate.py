@@ -2,7 +2,6 @@
 per-prompt seeds), shared by ``opd-bench eval``, the runner's periodic eval and the regression gate."""
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -194,11 +193,3 @@ def results_table(results: Dict[str, dict], title: str = "evaluation"):
                 cells.append("-" if c is None else f"{c['mean']:.3f}")
             table.add_row(f"  {cat}", *cells)
     return table
-
-
-def write_results(path: Path, results: dict) -> None:
-    atomic_write_json(Path(path), {k: v for k, v in results.items() if not k.startswith("_")})
-
-
-def load_results(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

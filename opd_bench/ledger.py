@@ -95,15 +95,6 @@ class Ledger:
             led.phases[p] = defaultdict(float, c)
         return led
 
-    def merged(self, other: "Ledger", phase_map: Dict[str, str]) -> "Ledger":
-        """A new ledger with ``other``'s phases added into ours under new names (e.g. teachers' ``train`` ->
-        ``teacher``), for reporting OPD's cost with teacher training included."""
-        out = Ledger.from_dict(self.to_dict())
-        for src, dst in phase_map.items():
-            for k, v in other.phases.get(src, {}).items():
-                out.phases[dst][k] += v
-        return out
-
 
 def with_teacher_cost(student: Dict[str, float], teachers: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float]]:
     """DiffusionOPD's spend reported both ways (method.md section 6): ``excluded`` (teachers given),

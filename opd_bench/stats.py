@@ -1,7 +1,7 @@
 """Statistics used by evaluation, reports and the regression gate (Agarwal et al. 2021 conventions)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -34,14 +34,6 @@ def stratified_bootstrap_ci(
     return (float(np.quantile(out, alpha / 2)), float(np.quantile(out, 1 - alpha / 2)))
 
 
-def paired_diff_ci(new: Sequence[float], old: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                   alpha: float = 0.05) -> Tuple[float, float, float]:
-    """Mean paired difference new - old with its percentile bootstrap CI (same prompts, same seeds)."""
-    d = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
-    lo, hi = bootstrap_ci(d, n_boot, seed, alpha)
-    return float(d.mean()), lo, hi
-
-
 def iqm(values: Sequence[float]) -> float:
     """Interquartile mean: the mean of the middle 50% of the values."""
     v = np.sort(np.asarray(values, dtype=np.float64).ravel())
@@ -59,13 +51,3 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     gt = (x[:, None] > y[None, :]).mean()
     eq = (x[:, None] == y[None, :]).mean()
     return float(gt + 0.5 * eq)
-
-
-def summarize(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> Dict[str, float]:
-    lo, hi = bootstrap_ci(values, n_boot, seed)
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()) if v.size else float("nan"), "ci_low": lo, "ci_high": hi, "n": int(v.size)}
-
-
-def optional_float(x) -> Optional[float]:
-    return None if x is None else float(x)
