@@ -320,7 +320,6 @@ class Runner:
         self._tb = None
         #: the stage the run is in (cascade); changes only through method.start_stage, saved with the state.
         self.stage = 0
-        self.dist = Dist()
 
     # ---- evaluation ---------------------------------------------------------------------------------------
     def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
@@ -441,7 +440,7 @@ class Runner:
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
         configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
-        dist = self.dist = Dist()
+        dist = Dist()
         main = dist.is_main
         torch.manual_seed(cfg.seed)
         student = load_backbone(cfg.model.checkpoint, cfg.device, backbone_options(cfg.model))
