@@ -43,6 +43,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "context_length": 32,
     "mlp_hidden": 128,
     "vocab_size": 0,   # compact vocabulary size, set from the training prompts (PreferenceModel only)
+    "flip_average": False,  # PreferenceModel: score with the mean of the image's and its mirror's embedding
 }
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
@@ -221,7 +222,12 @@ class PreferenceModel(RewardModel):
         return self.clip.logit_scale.exp().clamp(max=100.0) * (image_emb * text_emb).sum(-1)
 
     def raw(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        return self.logits(self.encode_images(images), self.encode_prompts(prompts, images.device))
+        """With ``config["flip_average"]`` the image embedding is the mean of the image's and its left-right
+        mirror's (the gold scores are mirror-invariant); checkpoints without the key score plain."""
+        image_emb = self.encode_images(images)
+        if self.config.get("flip_average", False):
+            image_emb = 0.5 * (image_emb + self.encode_images(images.flip(-1)))
+        return self.logits(image_emb, self.encode_prompts(prompts, images.device))
 
 
 MODELS = {"aesthetic": AestheticModel, "preference": PreferenceModel}

@@ -6,7 +6,7 @@
 * aesthetic: MSE regression of the gold aesthetic score from images rendered for the task's *train* prompts
   (and random world scenes) over a broad quality range (:mod:`opd_bench.world.reward_data`).
 * preference: Bradley-Terry on every pair of candidates of the same train prompt whose gold preference
-  differs by more than ``PAIR_MARGIN``, plus a small CLIP contrastive term (best candidate vs prompt) that
+  differs by more than ``PAIR_MARGIN`` (hard-pair weighted, ``hard_gamma``), plus a small CLIP contrastive term (best candidate vs prompt) that
   helps the text tower learn the vocabulary. The image tower starts from the released aesthetic model's
   (as PickScore fine-tunes a pretrained CLIP), so train ``aesthetic`` first; ``--init-visual none`` trains
   from scratch.
@@ -42,7 +42,8 @@ PAIR_MARGIN = 0.05            # gold difference below which a pair counts as a t
 TARGETS = {"aesthetic": ("heldout_spearman", 0.8), "preference": ("heldout_pairwise_accuracy", 0.85)}
 DEFAULTS = {
     "aesthetic": {"steps": 450, "n_train": 12000, "batch": 128, "lr": 1e-3, "n_test": 1024},
-    "preference": {"steps": 800, "n_train": 1024, "batch": 24, "lr": 1e-3, "n_test": 256, "per_prompt": 6, "pool": 12,
+    "preference": {"steps": 1000, "n_train": 1024, "batch": 24, "lr": 1e-3, "n_test": 256, "per_prompt": 6, "pool": 24,
+                   "contrastive_weight": 0.5, "hard_gamma": 1.0, "arch": {"flip_average": True},
                    "init_visual": str(RELEASED_DIR / "reward_aesthetic")},
 }
 
@@ -170,11 +171,21 @@ def evaluate_preference(model: PreferenceModel, n_prompts: int, seed: int = HELD
             "scoring_ms_per_image": scoring_ms_per_image(model, flat, prompts)}
 
 
-def bradley_terry_loss(logits: torch.Tensor, gold: torch.Tensor, margin: float = PAIR_MARGIN) -> torch.Tensor:
-    """Mean -log sigmoid(l_i - l_j) over same-prompt pairs with gold_i - gold_j > margin. logits/gold [P, K]."""
+def bradley_terry_loss(logits: torch.Tensor, gold: torch.Tensor, margin: float = PAIR_MARGIN,
+                       hard_gamma: float = 0.0) -> torch.Tensor:
+    """Mean -log sigmoid(l_i - l_j) over same-prompt pairs with gold_i - gold_j > margin. logits/gold [P, K].
+
+    ``hard_gamma`` > 0 weights each pair by (1 - sigmoid(l_i - l_j)) ** hard_gamma (focal-style, detached
+    and renormalised to mean 1), emphasising the pairs the model still orders wrongly or barely right."""
     better = (gold[:, :, None] - gold[:, None, :]) > margin
-    diff = logits[:, :, None] - logits[:, None, :]
-    return -F.logsigmoid(diff[better]).mean() if better.any() else logits.sum() * 0.0
+    if not better.any():
+        return logits.sum() * 0.0
+    diff = (logits[:, :, None] - logits[:, None, :])[better]
+    nll = -F.logsigmoid(diff)
+    if hard_gamma > 0:
+        w = (1.0 - torch.sigmoid(diff.detach())) ** hard_gamma
+        return (w * nll).sum() / w.sum().clamp_min(1e-8)
+    return nll.mean()
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -185,8 +196,9 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: tor
 
 
 def fit_preference(seed: int, steps: int, n_train: int, batch: int, lr: float, per_prompt: int = 6,
-                   pool: Optional[int] = None, contrastive_weight: float = 0.5,
-                   init_visual: Optional[str] = None, log=print, probe=None, **_) -> PreferenceModel:
+                   pool: Optional[int] = None, contrastive_weight: float = 0.5, hard_gamma: float = 0.0,
+                   arch: Optional[Dict[str, Any]] = None, init_visual: Optional[str] = None, log=print,
+                   probe=None, **_) -> PreferenceModel:
     """Bradley-Terry (+ contrastive) training. ``init_visual``: an aesthetic checkpoint whose image tower
     initialises the CLIP image tower (PickScore likewise fine-tunes a pretrained CLIP), or None.
     ``pool``: candidates rendered per prompt (default ``per_prompt``); each step draws ``per_prompt`` of
@@ -198,7 +210,7 @@ def fit_preference(seed: int, steps: int, n_train: int, batch: int, lr: float, p
     x = images_to_tensor(images.reshape(p * k, *images.shape[2:])).reshape(p, k, 3, *images.shape[2:4])
     g = torch.from_numpy(gold)
     log(f"preference: {p} prompts x {k} candidates, {len(comparison_pairs(gold, PAIR_MARGIN))} pairs")
-    model = PreferenceModel(make_config(), build_vocab(r["prompt"] for r in records))
+    model = PreferenceModel(make_config(**(arch or {})), build_vocab(r["prompt"] for r in records))
     if init_visual:
         model.clip.visual.load_state_dict(AestheticModel.from_checkpoint(init_visual).visual.state_dict())
         log(f"  image tower initialised from {init_visual}")
@@ -218,7 +230,7 @@ def fit_preference(seed: int, steps: int, n_train: int, batch: int, lr: float, p
         txt_emb = model.clip.encode_text(tokens[idx], normalize=True)
         logits = model.logits(img_emb, txt_emb[:, None, :].expand_as(img_emb))
         best = gb.argmax(1)
-        loss_bt = bradley_terry_loss(logits, gb)
+        loss_bt = bradley_terry_loss(logits, gb, hard_gamma=hard_gamma)
         loss_clip = contrastive_loss(img_emb[torch.arange(batch), best], txt_emb,
                                      model.clip.logit_scale.exp().clamp(max=100.0))
         optimise(model, opt, loss_bt + contrastive_weight * loss_clip, step, steps, lr)
