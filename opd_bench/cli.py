@@ -82,7 +82,10 @@ def run(
     method: str = typer.Option("opd", "--method", "-m", help="Method(s), comma-separated: " + ", ".join(METHODS)),
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks, e.g. ocr,geneval"),
     budget: Optional[str] = typer.Option(None, "--budget", help="VALUE:UNIT, unit in " + ", ".join(BUDGET_UNITS)),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of seeds (0..N-1) per method"),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of seeds per method (--first-seed .. +N-1)"),
+    first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed (e.g. to add seeds to a comparison)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run the (method, seed) runs in N parallel processes, "
+                             "each with cpu_count/N threads; each run's output goes to <run dir>.log"),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (path or name under configs/)"),
     set_: List[str] = typer.Option([], "--set", help="Dotted override, repeatable: --set train.lr=1e-4"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder"),
@@ -102,7 +105,7 @@ def run(
     overrides = list(set_)
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
-    run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers)
+    run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
 
 
 @app.command("eval")
@@ -237,6 +240,10 @@ def world_pretrain(
     pairs: int = typer.Option(40000, "--pairs", min=1, help="Generated (caption, image) pairs"),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
+    text_fraction: float = typer.Option(0.15, "--text-fraction", min=0.0, max=1.0,
+                                        help="Share of text-only scenes in the generated pairs"),
+    spell_quoted: bool = typer.Option(True, "--spell-quoted/--no-spell-quoted",
+                                      help="Tokenise quoted text character by character"),
 ):
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
@@ -247,7 +254,8 @@ def world_pretrain(
         from .checkpoint import verify_checkpoint
 
         verify_checkpoint(init)
-    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""))
+    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
+                          text_fraction=text_fraction, arch={"spell_quoted": spell_quoted})
     cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from .backbones import load_backbone, resolve_checkpoint
 from .checkpoint import checkpoint_digest
-from .config import RunConfig, load_config
+from .config import RunConfig, dump_config, load_config
 from .distributed import Dist
 from .errors import UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
-from .progress import console
+from .progress import console, progress_bar
 from .runner import FINAL, Runner, is_run_dir
 from .tasks import parse_tasks
 
@@ -52,11 +57,11 @@ def world_of(cfg: RunConfig) -> str:
     return "embedded" if cfg.model.backbone == "embedded" else "real"
 
 
-def build_configs(methods, tasks_spec, seeds, config, overrides, name) -> List[RunConfig]:
+def build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed: int = 0) -> List[RunConfig]:
     task_list = parse_tasks(tasks_spec, world_of(load_config(config, overrides + [f"method={methods[0]}"])))
     cfgs = []
     for m in methods:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             cfg = load_config(config, overrides + [f"method={m}", f"tasks={','.join(task_list)}", f"seed={seed}"])
             cfg.name = name or f"{'-'.join(methods)}_{'-'.join(task_list) if tasks_spec != 'all' else 'all'}"
             cfgs.append(cfg)
@@ -87,8 +92,9 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path) -> Dict[str
     return out
 
 
-def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retrain_teachers=False) -> List[Path]:
-    cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name)
+def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retrain_teachers=False,
+             first_seed: int = 0, jobs: int = 1) -> List[Path]:
+    cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed)
     several = len(cfgs) > 1
     dirs = [run_dir_for(runs_dir, c, several) for c in cfgs]
     for d in dirs:
@@ -100,13 +106,71 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
         teachers = train_teachers(cfgs[0], parse_tasks(cfgs[0].tasks), runs_dir)
         for c in cfgs:
             c.opd.teachers = dict(teachers, **c.opd.teachers)
-    results = {}
-    for c, d in zip(cfgs, dirs):
-        console.print(f"[bold]{c.method}[/] seed {c.seed} on {', '.join(c.tasks)} -> {d}")
-        results[(c.method, c.seed)] = run_one(c, d)
+    if jobs > 1 and len(cfgs) > 1 and dist.world_size == 1:
+        results = run_parallel(cfgs, dirs, jobs)
+    else:
+        results = {}
+        for c, d in zip(cfgs, dirs):
+            console.print(f"[bold]{c.method}[/] seed {c.seed} on {', '.join(c.tasks)} -> {d}")
+            results[(c.method, c.seed)] = run_one(c, d)
     if dist.is_main:
         print_final_table(cfgs, results)
     return dirs
+
+
+def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> Dict:
+    """Run each (method, seed) in its own child process, ``jobs`` at a time, each with
+    cpu_count // jobs intra-op threads (CPU runs stay deterministic given the seed and thread count).
+    A child's output goes to ``<run dir>.log``; returns {(method, seed): summary} like the serial path."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    pending = list(zip(cfgs, dirs))
+    running: List[tuple] = []
+    failed: List[str] = []
+    results: Dict = {}
+    with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar:
+        job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs))
+        while pending or running:
+            while pending and len(running) < jobs:
+                c, d = pending.pop(0)
+                cfg_file = Path(tmp) / f"{c.method}_s{c.seed}.yaml"
+                cfg_file.write_text(dump_config(c))
+                log = d.parent / f"{d.name}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(log, "w")
+                proc = subprocess.Popen([sys.executable, "-m", "opd_bench.train", str(cfg_file), str(d)],
+                                        stdout=fh, stderr=subprocess.STDOUT, env=env)
+                console.print(f"[bold]{c.method}[/] seed {c.seed} -> {d} (log: {log})")
+                running.append((proc, fh, c, d, log))
+            time.sleep(0.5)
+            for item in list(running):
+                proc, fh, c, d, log = item
+                if proc.poll() is None:
+                    continue
+                fh.close()
+                running.remove(item)
+                bar.update(job, advance=1)
+                if proc.returncode == 0 and (d / "summary.json").is_file():
+                    results[(c.method, c.seed)] = json.loads((d / "summary.json").read_text())
+                else:
+                    failed.append(f"{c.method} seed {c.seed} (exit {proc.returncode}, see {log})")
+    if failed:
+        raise UserError("run(s) failed: " + "; ".join(failed) + " -- continue each with --resume <run dir>")
+    return results
+
+
+def _child_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m opd_bench.train CONFIG.yaml RUN_DIR``: one run of run_parallel (internal)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m opd_bench.train CONFIG.yaml RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run_one(load_config(args[0]), Path(args[1]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def resume_run(path: Path) -> dict:
@@ -169,3 +233,7 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
                 console.print(f"  with teacher training {view.split('_')[1]}: "
                               + ", ".join(f"{u}={v:.3g}" for u, v in tc[view].items())
                               + (f" (teacher cost unknown for {', '.join(tc['unknown'])})" if tc["unknown"] else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

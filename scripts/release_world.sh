@@ -8,8 +8,19 @@ python -m opd_bench.world.make_prompts --seed 0 --samples docs/img/world_samples
 python -m opd_bench.world.taste_prompts                                                 # aesthetic + preference prompt sets
 python -m opd_bench.world.train_rewards --task aesthetic --out checkpoints/reward_aesthetic
 python -m opd_bench.world.train_rewards --task preference --out checkpoints/reward_preference
-opd-bench world pretrain --out checkpoints/base                                          # ~35-60 min on 2 cores
+# the base: four seeded stages (each recorded in checkpoints/base/config.json), ~75 min on 2 cores.
+# Stages 1-2 of the released base ran before text-only scenes were centred: rerun today they train on centred
+# text (their recorded data_sha256 then differs); stages 3-4 are exactly what was released.
+opd-bench world pretrain --out checkpoints/base --no-spell-quoted
+opd-bench world pretrain --init checkpoints/base --seed 1 --steps 4000 --lr 7e-4 --no-spell-quoted --out checkpoints/base
+opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4 --text-fraction 0.5 --out checkpoints/base
+opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
+# one GRPO teacher per task (configs/teacher.yaml: 3200 images, lr 1e-4), ~9 min each on one thread
 for t in geneval ocr aesthetic preference; do
   opd-bench run --method grpo --tasks "$t" --config teacher --name "teacher_$t"
   opd-bench world release "runs/teacher_$t" "teacher_$t"
 done
+# the main job's student, then the regression baselines of every released model
+opd-bench run --method opd --tasks all --name opd_all
+opd-bench world release runs/opd_all opd_student
+bash baselines/record_all.sh

@@ -89,3 +89,19 @@ def test_trainable_parameters_exclude_frozen_text_encoder(tiny_model):
     assert all(id(p) not in ids for p in tiny_model.text_encoder.parameters())
     tiny_model.set_train_text_encoder(True)
     assert any(id(p) in {id(q) for q in tiny_model.trainable_parameters()} for p in tiny_model.text_encoder.parameters())
+
+
+def test_spell_quoted_tokenises_quoted_text_per_character():
+    from opd_bench.backbones.embedded import EmbeddedBackbone, spell_quoted
+
+    assert spell_quoted('a sign that says "JZP" and "7"') == 'a sign that says "J Z P" and "7"'
+    assert spell_quoted("no quotes here") == "no quotes here"
+    torch.manual_seed(0)
+    plain = EmbeddedBackbone({"resolution": 16, "spell_quoted": False})
+    spelled = EmbeddedBackbone({"resolution": 16, "spell_quoted": True})
+    spelled.load_state_dict(plain.state_dict())
+    # BPE merges "jzp" into sub-word pieces; spelled out, every character is its own token (as for "J Z P")
+    a = plain._encode_text(['the text "JZP"'])[0]
+    b = spelled._encode_text(['the text "JZP"'])[0]
+    c = plain._encode_text(['the text "J Z P"'])[0]
+    assert not torch.allclose(a, b) and torch.allclose(b, c)

@@ -22,8 +22,8 @@ def test_every_method_md_convention_is_a_field():
 
 
 def test_dotted_overrides_are_typed():
-    cfg = load_config("default", ["train.lr=1e-4", "opd.sampler=sde", "tasks=ocr,geneval", "train.ema.enabled=true"])
-    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
+    cfg = load_config("default", ["train.lr=2e-5", "opd.sampler=sde", "tasks=ocr,geneval", "train.ema.enabled=true"])
+    assert cfg.train.lr == 2e-5 and isinstance(cfg.train.lr, float)
     assert cfg.opd.sampler == "sde" and cfg.tasks == ["ocr", "geneval"] and cfg.train.ema.enabled is True
 
 

@@ -5,6 +5,7 @@ BPE tokenizer. Built entirely from a config dict, so no weights are ever downloa
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -23,6 +24,9 @@ DEFAULT_ARCH = {
     "resolution": 32,
     "channels": 3,
     "context_length": 24,
+    #: tokenise quoted text character by character ("JZP" -> "J Z P"), so every glyph has one token whatever
+    #: the BPE merges (as spelling-aware text encoders do for text rendering); False in older checkpoints.
+    "spell_quoted": False,
     "transformer": {
         "patch_size": 4,
         "num_layers": 4,
@@ -36,6 +40,14 @@ DEFAULT_ARCH = {
         "num_attention_heads": 4,
     },
 }
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def spell_quoted(prompt: str) -> str:
+    """``a sign that says "JZP"`` -> ``a sign that says "J Z P"`` (quoted text spelled out)."""
+    return _QUOTED.sub(lambda m: '"' + " ".join(m.group(1).replace(" ", "")) + '"', prompt)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -92,6 +104,8 @@ class EmbeddedBackbone(Backbone):
         return self._train_text
 
     def _encode_text(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.arch.get("spell_quoted"):
+            prompts = [spell_quoted(p) for p in prompts]
         ids = self.tokenizer(prompts).to(self.device)
         out = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long())
         return out.last_hidden_state, out.pooler_output

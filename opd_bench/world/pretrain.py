@@ -36,6 +36,8 @@ class PretrainConfig:
     caption_dropout: float = 0.1
     n_pairs: int = 40_000
     resolution: int = 32
+    #: share of text-only scenes in the generated pairs (the rest: GenEval-style and varied scenes)
+    text_fraction: float = 0.15
     arch: dict = field(default_factory=dict)
     #: continue from this embedded checkpoint (its weights; fresh optimizer and schedule), "" = from scratch.
     init: str = ""
@@ -81,12 +83,14 @@ def pretrain(
     pairs = pairs or pretraining_pairs
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution)
+    captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution, text_fraction=cfg.text_fraction)
     data_s = time.time() - t0
     data_sha = dataset_digest(captions, images)
     history = []
     if cfg.init:
         model = EmbeddedBackbone.load(cfg.init)
+        if "spell_quoted" in cfg.arch:   # a tokenisation switch, not a weight shape: may change on --init
+            model.arch["spell_quoted"] = bool(cfg.arch["spell_quoted"])
         history = list(model.config.get("training_history", [])) + [model.config.get("training", {})]
         model.set_train_text_encoder(True)
     else:

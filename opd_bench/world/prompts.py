@@ -120,7 +120,7 @@ def geneval_scene(record: Record, rng: np.random.Generator) -> Scene:
 def scene_for_record(record: Record, rng: np.random.Generator) -> Scene:
     """A correct scene for a prompt record of the geneval (``include``) or ocr (``text``) task."""
     if "text" in record and record["text"]:
-        return text_scene(rng, record["text"])
+        return text_scene(rng, record["text"], centred=True)
     if "include" in record:
         return geneval_scene(record, rng)
     raise ValueError(f"no scene generator for record {record!r}")
@@ -190,24 +190,30 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     return out
 
 
-def _pretraining_scene(rng: np.random.Generator) -> Scene:
-    """One scene of the pretraining mix: 60% built from a random GenEval-category record (so single and
-    two objects, counts 2-4, colours, relations are all covered), 15% text only, 25% varied scenes."""
+#: share of text-only scenes in the default pretraining mix
+TEXT_FRACTION = 0.15
+
+
+def _pretraining_scene(rng: np.random.Generator, text_fraction: float = TEXT_FRACTION) -> Scene:
+    """One scene of the pretraining mix: ``text_fraction`` text only (centred, like a sign); of the rest, 80% built from a random
+    GenEval-category record (so single and two objects, counts 2-4, colours, relations are all covered) and
+    20% varied scenes (0-4 objects, optional text). The default is 60% / 15% / 25%."""
     u = rng.random()
-    if u < 0.6:
+    if u < text_fraction:
+        return text_scene(rng, random_text(rng), centred=True)
+    if u < text_fraction + 0.8 * (1 - text_fraction):
         metas = geneval_metadata(CATEGORIES[rng.integers(len(CATEGORIES))])
         return geneval_scene(metas[rng.integers(len(metas))], rng)
-    if u < 0.75:
-        return text_scene(rng, random_text(rng))
     return random_scene(rng, "any")
 
 
-def pretraining_pairs(n: int, seed: int, size: int = 32) -> tuple[list[str], np.ndarray]:
+def pretraining_pairs(n: int, seed: int, size: int = 32,
+                      text_fraction: float = TEXT_FRACTION) -> tuple[list[str], np.ndarray]:
     """``n`` (caption, image) pairs for pretraining; deterministic given ``seed``. Images: uint8 NxHxWx3."""
     rng = np.random.default_rng(seed)
     captions, images = [], np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
-        scene = _pretraining_scene(rng)
+        scene = _pretraining_scene(rng, text_fraction)
         captions.append(caption(scene, rng))
         images[i] = render(scene, size)
     return captions, images

@@ -204,9 +204,13 @@ def random_text(rng: np.random.Generator, max_len: int = 3) -> str:
     return "".join(TEXT_ALPHABET[i] for i in rng.integers(len(TEXT_ALPHABET), size=n))
 
 
-def text_scene(rng: np.random.Generator, text: str, taken: Sequence = (), background: str | None = None) -> Scene:
-    """A scene with ``text`` at a random legible spot (clear of ``taken`` boxes) on a random background."""
+def text_scene(rng: np.random.Generator, text: str, taken: Sequence = (), background: str | None = None,
+               centred: bool = False) -> Scene:
+    """A scene with ``text`` on a random background: centred like a sign or label (``centred``), else at a
+    random legible spot clear of ``taken`` boxes."""
     bg = background or list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    if centred and not taken:
+        return Scene(text=text, text_color=contrast_text_color(bg), text_cx=0.5, text_cy=0.5, background=bg)
     l, t, r, b = (v - 0.5 for v in text_box(text, 0.5, 0.5))   # extent around the anchor
     for _ in range(200):
         cx = float(rng.uniform(0.04 - l, 0.96 - r)) if r - l < 0.9 else 0.5
@@ -217,13 +221,13 @@ def text_scene(rng: np.random.Generator, text: str, taken: Sequence = (), backgr
 
 
 def random_scene(rng: np.random.Generator, kind: str = "any") -> Scene:
-    """A random scene. ``kind``: "geneval" (1-4 objects, no text), "ocr" (1-3 chars of text, no objects),
+    """A random scene. ``kind``: "geneval" (1-4 objects, no text), "ocr" (1-3 chars of centred text, no objects),
     "any" (0-4 objects and optional text; at most 2 objects alongside text)."""
     bg = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     if kind == "geneval":
         return Scene(objects=place_objects(rng, random_specs(rng, int(rng.integers(1, 5)))), background=bg)
     if kind == "ocr":
-        return text_scene(rng, random_text(rng), background=bg)
+        return text_scene(rng, random_text(rng), background=bg, centred=True)
     if kind != "any":
         raise ValueError(f"unknown scene kind {kind!r}")
     with_text = rng.random() < 0.4
