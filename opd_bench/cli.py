@@ -130,8 +130,10 @@ def eval_(
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)
     out = out or Path("evals") / path.name
+    from .checkpoint import checkpoint_digest
+
     res = evaluate(model, task_list, EvalProtocol(steps=steps, guidance=guidance, seed=seed, prompts_per_task=prompts),
-                   out_dir=out)
+                   out_dir=out, checkpoint={"name": path.name, "sha256": checkpoint_digest(path)})
     from rich.console import Console
 
     Console().print(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))

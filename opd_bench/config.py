@@ -115,7 +115,7 @@ class EMAConfig:
 
 @dataclass
 class TrainConfig:
-    lr: float = 3e-4
+    lr: float = 1e-4
     weight_decay: float = 1e-4
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float = 1.0

@@ -100,9 +100,13 @@ def evaluate(
     out_dir: Optional[Path] = None,
     show_progress: bool = True,
     keep_images: bool = False,
+    checkpoint: Optional[dict] = None,
 ) -> dict:
-    """Evaluate ``model`` on every task; returns (and optionally writes) the results dict."""
+    """Evaluate ``model`` on every task; returns (and optionally writes) the results dict.
+    ``checkpoint`` (e.g. name and sha256) is recorded in it as provenance."""
     results = {"protocol": protocol.to_dict(), "tasks": {}, "timing": {}}
+    if checkpoint:
+        results["checkpoint"] = checkpoint
     images_by_task = {}
     model.eval()
     with progress_bar(show_progress) as bar:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .analysis import RunInfo, is_normalized, label_runs, load_run, normalize
+from .analysis import MIN_TEACHER_GAP, RunInfo, is_normalized, label_runs, load_run, normalize
 from .analysis import forgetting as fg
 from .analysis import hacking as hk
 from .analysis import interference as itf
@@ -388,7 +388,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
     doc.p(f"{len(runs)} run(s): " + ", ".join(f"{r.label} seed {r.seed} ({r.path})" for r in runs)
           + ". Scores are normalised per task as n = (score − base) / (teacher − base) where the teacher's score is"
-            " known, else raw (method.md §7).", note=True)
+            f" known and beats the base by at least {MIN_TEACHER_GAP}, else raw (method.md §7).", note=True)
 
     say("reference scores (base, teachers)")
     base, teachers = reference_scores(runs, teacher_scores)

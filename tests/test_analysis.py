@@ -6,7 +6,7 @@ import pytest
 from tiny_world import make_tiny_world
 import torch
 
-from opd_bench.analysis import normalize
+from opd_bench.analysis import MIN_TEACHER_GAP, normalize
 from opd_bench.analysis.forgetting import backward_transfer, forgetting, normalize_matrix, score_matrix
 from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
 from opd_bench.analysis.interference import (
@@ -53,6 +53,9 @@ def test_forgetting_and_bwt_on_a_hand_made_matrix():
 def test_normalisation_uses_teacher_where_known_else_raw():
     assert normalize(0.5, 0.2, 0.8) == pytest.approx(0.5)
     assert normalize(0.5, 0.2, None) == 0.5 and normalize(0.5, 0.2, 0.2) == 0.5
+    # a teacher that does not beat the base by MIN_TEACHER_GAP would blow the ratio up or flip its sign: raw
+    assert normalize(0.5, 0.25, 0.26) == 0.5 and normalize(0.5, 0.6, 0.5) == 0.5
+    assert normalize(0.5, 0.25, 0.25 + 2 * MIN_TEACHER_GAP) == pytest.approx(2.5)
     N = normalize_matrix([[0.2, 3.0], [0.8, 4.0]], ["a", "b"], {"a": 0.2, "b": 1.0}, {"a": 0.6})
     assert np.allclose(N, [[0.0, 3.0], [1.5, 4.0]])
 
