@@ -8,8 +8,10 @@ value of it in the ``train`` phase.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Dict
 
 PHASES = ("teacher", "train", "eval")
@@ -116,9 +118,6 @@ def with_teacher_cost(student: Dict[str, float], teachers: Dict[str, Dict[str, f
 def teacher_spend(checkpoint_dir) -> Dict[str, float]:
     """The training spend recorded with a teacher checkpoint: ``release.ledger.train`` of a released teacher,
     or the ``ledger.json`` of the run whose ``final/`` it is. Empty when unknown."""
-    import json
-    from pathlib import Path
-
     p = Path(checkpoint_dir)
     try:
         cfg = json.loads((p / "config.json").read_text())

@@ -17,6 +17,7 @@ import math
 import os
 import time
 import zlib
+from functools import cached_property
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -422,14 +423,18 @@ class Runner:
             "rounds": ctx.round,
         }
         if self.cfg.method == "opd":  # the student phase alone, and with the teachers' training cost included
-            teachers = {t: teacher_spend(resolve_checkpoint(self.cfg.opd.teachers.get(t, f"teacher_{t}")))
-                        for t in self.tasks}
+            teachers = self._teachers_spend
             report["opd_teacher_cost"] = {
                 "teachers": teachers,
                 "unknown": sorted(t for t, v in teachers.items() if not v),
                 **with_teacher_cost(report["spent"]["train"], teachers),
             }
         return report
+
+    @cached_property
+    def _teachers_spend(self) -> Dict[str, Dict[str, float]]:
+        """Each OPD teacher's recorded training spend: fixed for the run, so read once, not at every save."""
+        return {t: teacher_spend(resolve_checkpoint(self.cfg.opd.teachers.get(t, f"teacher_{t}"))) for t in self.tasks}
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def budget_left(self, ctx: RunContext) -> float:

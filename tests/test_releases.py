@@ -38,7 +38,8 @@ BASE_EVAL = BASELINES.parent / "reports" / "base_eval" / "eval.json"
 @pytest.mark.parametrize("task", [
     *[t for t in TASKS if t != "ocr"],
     # Known unmet target (issue 3): the base draws glyph-like marks the OCR rarely reads (score 0.009).
-    pytest.param("ocr", marks=pytest.mark.xfail(strict=True, reason="base OCR score 0.009 on the full eval: no headroom yet")),
+    pytest.param("ocr", marks=pytest.mark.xfail(strict=True,
+                                                reason="base OCR score 0.009 on the full eval: no headroom yet")),
 ])
 def test_base_leaves_headroom(task):
     """On the full eval protocol (every eval prompt, 40-step ODE; `opd-bench eval --checkpoint base --tasks all

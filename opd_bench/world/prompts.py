@@ -195,9 +195,9 @@ TEXT_FRACTION = 0.15
 
 
 def _pretraining_scene(rng: np.random.Generator, text_fraction: float = TEXT_FRACTION) -> Scene:
-    """One scene of the pretraining mix: ``text_fraction`` text only (centred, like a sign); of the rest, 80% built from a random
-    GenEval-category record (so single and two objects, counts 2-4, colours, relations are all covered) and
-    20% varied scenes (0-4 objects, optional text). The default is 60% / 15% / 25%."""
+    """One scene of the pretraining mix: ``text_fraction`` text only (centred, like a sign); of the rest,
+    80% built from a random GenEval-category record (so single and two objects, counts 2-4, colours,
+    relations are all covered) and 20% varied scenes (0-4 objects, optional text). Default 15% / 60% / 25%."""
     u = rng.random()
     if u < text_fraction:
         return text_scene(rng, random_text(rng), centred=True)

@@ -6,10 +6,10 @@
 * aesthetic: MSE regression of the gold aesthetic score from images rendered for the task's *train* prompts
   (and random world scenes) over a broad quality range (:mod:`opd_bench.world.reward_data`).
 * preference: Bradley-Terry on every pair of candidates of the same train prompt whose gold preference
-  differs by more than ``PAIR_MARGIN`` (hard-pair weighted, ``hard_gamma``), plus a small CLIP contrastive term (best candidate vs prompt) that
-  helps the text tower learn the vocabulary. The image tower starts from the released aesthetic model's
-  (as PickScore fine-tunes a pretrained CLIP), so train ``aesthetic`` first; ``--init-visual none`` trains
-  from scratch.
+  differs by more than ``PAIR_MARGIN`` (hard-pair weighted, ``hard_gamma``), plus a small CLIP contrastive
+  term (best candidate vs prompt) that helps the text tower learn the vocabulary. The image tower starts
+  from the released aesthetic model's (as PickScore fine-tunes a pretrained CLIP), so train ``aesthetic``
+  first; ``--init-visual none`` trains from scratch.
 
 Held-out figures use the task's *eval* prompts and a fixed data seed (``HELDOUT_SEED``), so checkpoints
 trained with different seeds are compared on the same images. Everything is deterministic given ``seed``
