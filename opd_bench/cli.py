@@ -246,6 +246,9 @@ def world_pretrain(
                                         help="Share of text-only scenes in the generated pairs"),
     spell_quoted: bool = typer.Option(True, "--spell-quoted/--no-spell-quoted",
                                       help="Tokenise quoted text character by character"),
+    glyph_slots: int = typer.Option(0, "--glyph-slots", min=0, max=16,
+                                    help="Character slots of the glyph encoder of quoted text (0 = none); "
+                                         "with --init, adds one to a model that has none"),
 ):
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
@@ -257,7 +260,8 @@ def world_pretrain(
 
         verify_checkpoint(init)
     cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
-                          text_fraction=text_fraction, arch={"spell_quoted": spell_quoted})
+                          text_fraction=text_fraction,
+                          arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {})})
     cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")

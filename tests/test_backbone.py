@@ -105,3 +105,43 @@ def test_spell_quoted_tokenises_quoted_text_per_character():
     b = spelled._encode_text(['the text "JZP"'])[0]
     c = plain._encode_text(['the text "J Z P"'])[0]
     assert not torch.allclose(a, b) and torch.allclose(b, c)
+
+
+def test_glyph_encoder_slots_layout_and_persistence(tiny_model, tmp_path):
+    from opd_bench.backbones.embedded import GlyphEncoder
+
+    enc = GlyphEncoder(slots=4, dim=8)
+    chars, layout = enc.ids(['a sign that says "J4"', "no text", '"abcdef"', '"Q?"'])
+    # J=10, 4=31 (A-Z then 0-9, 1-based); lower case is upper-cased; "?" is the unknown id 37; truncated at 4
+    assert chars.tolist() == [[10, 31, 0, 0], [0, 0, 0, 0], [1, 2, 3, 4], [17, 37, 0, 0]]
+    # layout id of slot k of an n-character text: 1 + n(n-1)/2 + k, so "J4" and "Q?" (n=2) share slots 2, 3
+    assert layout.tolist() == [[2, 3, 0, 0], [0, 0, 0, 0], [7, 8, 9, 10], [2, 3, 0, 0]]
+
+    base = tiny_model.save(tmp_path / "base")
+    model = load_backbone(base)
+    before = model.encode_prompts(['a sign "AB"']).states
+    model.enable_glyphs(4)
+    states = model._encode_text(['a sign "AB"', 'a sign "BA"'])[0]
+    assert states.shape[1] == before.shape[1] + 4
+    assert torch.equal(states[:1, : before.shape[1]], before)   # the text encoder's states are unchanged
+    assert not torch.allclose(states[0, -4:-2], states[1, -4:-2])                 # the glyph slots differ
+    x = torch.randn(1, *model.latent_shape)
+    with torch.no_grad():
+        v = model.velocity(x, 0.5, model.encode_prompts(['a sign "AB"']), 3.0)
+    saved = model.save(tmp_path / "glyph", include_text_encoder=True)
+    again = load_backbone(saved)
+    assert again.arch["glyph_slots"] == 4
+    with torch.no_grad():
+        assert torch.equal(again.velocity(x, 0.5, again.encode_prompts(['a sign "AB"']), 3.0), v)
+    # a transformer-only child takes the glyph encoder from its text source too
+    child = load_backbone(again.save(tmp_path / "child"))
+    with torch.no_grad():
+        assert torch.equal(child.velocity(x, 0.5, child.encode_prompts(['a sign "AB"']), 3.0), v)
+    # glyph weights in a checkpoint whose architecture has no glyph encoder are refused
+    tensors, cfg = load_checkpoint(saved)
+    cfg["arch"]["glyph_slots"] = 0
+    from opd_bench.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "bad", tensors, cfg, kind="embedded_t2i")
+    with pytest.raises(CheckpointError, match="glyph_encoder"):
+        load_backbone(tmp_path / "bad")

@@ -27,6 +27,8 @@ DEFAULT_ARCH = {
     #: tokenise quoted text character by character ("JZP" -> "J Z P"), so every glyph has one token whatever
     #: the BPE merges (as spelling-aware text encoders do for text rendering); False in older checkpoints.
     "spell_quoted": False,
+    #: character slots of the glyph encoder (0 = none, as in older checkpoints); see :class:`GlyphEncoder`.
+    "glyph_slots": 0,
     "transformer": {
         "patch_size": 4,
         "num_layers": 4,
@@ -48,6 +50,47 @@ _QUOTED = re.compile(r'"([^"]*)"')
 def spell_quoted(prompt: str) -> str:
     """``a sign that says "JZP"`` -> ``a sign that says "J Z P"`` (quoted text spelled out)."""
     return _QUOTED.sub(lambda m: '"' + " ".join(m.group(1).replace(" ", "")) + '"', prompt)
+
+
+GLYPH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+class GlyphEncoder(torch.nn.Module):
+    """Character-level encoder of a prompt's quoted text, appended to the text encoder's states.
+
+    BPE text encoders cannot tell a denoiser which glyph goes where (Liu et al. 2022, "Character-Aware Models
+    Improve Visual Text Rendering"; Glyph-ByT5), and spelling the text out still leaves the slot of each
+    character implicit in its distance to the opening quote. Here slot ``k`` holds one token,
+    ``LayerNorm(char_embedding(c_k) + layout_embedding(k, n))`` for the ``k``-th of ``n`` characters of the
+    first quoted string (upper-cased; characters outside A-Z0-9 share an "unknown" id; beyond ``slots``
+    truncated); unused slots hold the "empty" token. The denoiser still has to learn every glyph's shape.
+    """
+
+    def __init__(self, slots: int, dim: int):
+        super().__init__()
+        self.slots = int(slots)
+        self.char = torch.nn.Embedding(len(GLYPH_CHARS) + 2, dim)   # 0 empty, 1..36 A-Z0-9, 37 unknown
+        self.layout = torch.nn.Embedding(self.slots * (self.slots + 1) // 2 + 1, dim)   # 0 empty, then (k, n)
+        self.norm = torch.nn.LayerNorm(dim)
+
+    def ids(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(char ids, layout ids), each [B, slots] long."""
+        chars = torch.zeros(len(prompts), self.slots, dtype=torch.long)
+        layout = torch.zeros_like(chars)
+        for b, p in enumerate(prompts):
+            m = _QUOTED.search(p)
+            text = (m.group(1).replace(" ", "").upper() if m else "")[: self.slots]
+            n = len(text)
+            for k, c in enumerate(text):
+                i = GLYPH_CHARS.find(c)
+                chars[b, k] = i + 1 if i >= 0 else len(GLYPH_CHARS) + 1
+                layout[b, k] = 1 + n * (n - 1) // 2 + k
+        return chars, layout
+
+    def forward(self, prompts: List[str]) -> torch.Tensor:
+        chars, layout = self.ids(prompts)
+        dev = self.char.weight.device
+        return self.norm(self.char(chars.to(dev)) + self.layout(layout.to(dev)))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -94,8 +137,13 @@ class EmbeddedBackbone(Backbone):
             pos_embed_max_size=res // tcfg["patch_size"],
         )
         self.latent_shape = (ch, res, res)
+        self.glyph_encoder: Optional[GlyphEncoder] = None
+        if a.get("glyph_slots", 0):
+            self.glyph_encoder = GlyphEncoder(a["glyph_slots"], xcfg["hidden_size"])
         self._train_text = train_text_encoder
         self.text_encoder.requires_grad_(train_text_encoder)
+        if self.glyph_encoder is not None:
+            self.glyph_encoder.requires_grad_(train_text_encoder)
         #: where a transformer-only checkpoint takes its (frozen) text encoder from.
         self.text_source: Optional[dict] = None
 
@@ -104,11 +152,29 @@ class EmbeddedBackbone(Backbone):
         return self._train_text
 
     def _encode_text(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.arch.get("spell_quoted"):
-            prompts = [spell_quoted(p) for p in prompts]
-        ids = self.tokenizer(prompts).to(self.device)
+        spelled = [spell_quoted(p) for p in prompts] if self.arch.get("spell_quoted") else prompts
+        ids = self.tokenizer(spelled).to(self.device)
         out = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long())
-        return out.last_hidden_state, out.pooler_output
+        states = out.last_hidden_state
+        if self.glyph_encoder is not None:
+            states = torch.cat([states, self.glyph_encoder(prompts)], dim=1)
+        return states, out.pooler_output
+
+    def enable_glyphs(self, slots: int) -> None:
+        """Add a fresh :class:`GlyphEncoder` with ``slots`` slots (e.g. when continuing pretraining of a model
+        that had none); it trains along with the text encoder."""
+        if self.glyph_encoder is not None:
+            raise ValueError("this model already has a glyph encoder")
+        self.arch["glyph_slots"] = int(slots)
+        self.glyph_encoder = GlyphEncoder(slots, self.arch["text"]["hidden_size"]).to(self.device)
+        self.glyph_encoder.requires_grad_(self._train_text)
+        self.clear_prompt_cache()
+
+    def _text_modules(self) -> dict:
+        mods = {"text_encoder": self.text_encoder}
+        if self.glyph_encoder is not None:
+            mods["glyph_encoder"] = self.glyph_encoder
+        return mods
 
     @property
     def device(self) -> torch.device:
@@ -126,7 +192,7 @@ class EmbeddedBackbone(Backbone):
         """2 * (matmul params) * tokens + attention (QK^T and AV: 4 * T^2 * width per layer)."""
         a = self.arch
         tc = a["transformer"]
-        tokens = (a["resolution"] // tc["patch_size"]) ** 2 + a["context_length"]
+        tokens = (a["resolution"] // tc["patch_size"]) ** 2 + a["context_length"] + a.get("glyph_slots", 0)
         width = tc["num_attention_heads"] * tc["attention_head_dim"]
         block_params = sum(p.numel() for p in self.transformer.transformer_blocks.parameters())
         return float(2 * block_params * tokens + tc["num_layers"] * 4 * tokens**2 * width)
@@ -142,12 +208,14 @@ class EmbeddedBackbone(Backbone):
     def trainable_parameters(self):
         params = list(self.transformer.parameters())
         if self._train_text:
-            params += list(self.text_encoder.parameters())
+            for m in self._text_modules().values():
+                params += list(m.parameters())
         return params
 
     def set_train_text_encoder(self, flag: bool) -> None:
         self._train_text = flag
-        self.text_encoder.requires_grad_(flag)
+        for m in self._text_modules().values():
+            m.requires_grad_(flag)
         self.clear_prompt_cache()
 
     def save(self, path, extra_config: Optional[dict] = None, include_text_encoder: Optional[bool] = None) -> Path:
@@ -157,7 +225,8 @@ class EmbeddedBackbone(Backbone):
         tensors = {f"transformer.{k}": v for k, v in self.transformer.state_dict().items()}
         config = {"backbone": "embedded", "arch": self.arch}
         if include:
-            tensors.update({f"text_encoder.{k}": v for k, v in self.text_encoder.state_dict().items()})
+            for prefix, m in self._text_modules().items():
+                tensors.update({f"{prefix}.{k}": v for k, v in m.state_dict().items()})
             config["text_encoder"] = "included"
         else:
             if self.text_source is None:
@@ -176,8 +245,7 @@ class EmbeddedBackbone(Backbone):
         _load_strict(model.transformer, tr, path, "transformer")
         te = config.get("text_encoder")
         if te == "included":
-            txt = {k[len("text_encoder."):]: v for k, v in tensors.items() if k.startswith("text_encoder.")}
-            _load_strict(model.text_encoder, txt, path, "text encoder")
+            model._load_text_modules(tensors, path)
             model.text_source = {"from": str(path), "digest": checkpoint_digest(path)}
         elif isinstance(te, dict) and "from" in te:
             src = resolve(te["from"]) if resolve else Path(te["from"])
@@ -188,13 +256,21 @@ class EmbeddedBackbone(Backbone):
                     f"found {digest[:12]}"
                 )
             src_t, _ = load_checkpoint(src, kind=KIND)
-            txt = {k[len("text_encoder."):]: v for k, v in src_t.items() if k.startswith("text_encoder.")}
-            _load_strict(model.text_encoder, txt, src, "text encoder")
+            model._load_text_modules(src_t, src)
             model.text_source = dict(te)
         else:
             raise CheckpointError(f"checkpoint {path}: config.json has no valid 'text_encoder' entry")
         model.config = config
         return model
+
+
+    def _load_text_modules(self, tensors: dict, path) -> None:
+        for prefix, m in self._text_modules().items():
+            sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            _load_strict(m, sub, path, prefix.replace("_", " "))
+        extra = sorted({k.split(".")[0] for k in tensors} - {"transformer", *self._text_modules()})
+        if extra:
+            raise CheckpointError(f"checkpoint {path}: unexpected weights {extra[0]}.* for this architecture")
 
 
 def _load_strict(module, state, path, what):

@@ -61,8 +61,8 @@ def dataset_digest(captions, images: np.ndarray) -> str:
 def flow_matching_loss(model: EmbeddedBackbone, x0: torch.Tensor, prompts, generator: torch.Generator) -> torch.Tensor:
     """Rectified-flow MSE between the predicted and the true velocity eps - x0 at a logit-normal t."""
     b = x0.shape[0]
-    t = torch.sigmoid(torch.randn(b, generator=generator))
-    eps = torch.randn(x0.shape, generator=generator)
+    t = torch.sigmoid(torch.randn(b, generator=generator, device=generator.device))
+    eps = torch.randn(x0.shape, generator=generator, device=generator.device)
     tb = t.view(b, 1, 1, 1)
     xt = (1 - tb) * x0 + tb * eps
     cond = model.encode_prompts(prompts, cache=False)
@@ -91,6 +91,11 @@ def pretrain(
         model = EmbeddedBackbone.load(cfg.init)
         if "spell_quoted" in cfg.arch:   # a tokenisation switch, not a weight shape: may change on --init
             model.arch["spell_quoted"] = bool(cfg.arch["spell_quoted"])
+        slots = int(cfg.arch.get("glyph_slots", 0))
+        if slots and model.glyph_encoder is None:   # a new module may be added on --init, never changed
+            model.enable_glyphs(slots)
+        elif slots and slots != model.arch.get("glyph_slots"):
+            raise ValueError(f"--init model has {model.arch.get('glyph_slots')} glyph slots, asked for {slots}")
         history = list(model.config.get("training_history", [])) + [model.config.get("training", {})]
         model.set_train_text_encoder(True)
     else:
