@@ -36,3 +36,23 @@ def test_pretrain_init_continues_and_can_add_a_glyph_encoder(tiny_arch, tmp_path
     # the glyph encoder trained along with the rest: its LayerNorm moved off the fresh init (weight 1, bias 0)
     assert not torch.equal(model.glyph_encoder.norm.weight, torch.ones_like(model.glyph_encoder.norm.weight))
     assert model.encode_prompts(['a sign "AB"']).states.shape[1] == tiny_arch["context_length"] + 3
+
+
+def test_pretrain_step_hook_sees_the_ema_and_can_stop_early(tiny_arch, tmp_path):
+    from opd_bench.world.pretrain import _lr_at
+
+    seen = []
+
+    def hook(step, model, ema):
+        seen.append((step, {k: v.clone() for k, v in ema.items()}))
+        return step == 2
+
+    pretrain(tmp_path / "s", _cfg(tiny_arch), command="t", show_progress=False, on_step=hook)
+    assert [s for s, _ in seen] == [1, 2]
+    saved, _ = load_checkpoint(tmp_path / "s")   # the EMA at the stop is what was saved
+    ema2 = seen[-1][1]
+    assert all(torch.equal(saved[f"transformer.{k}"], ema2[f"transformer.{k}"])
+               for k in ("proj_out.weight", "pos_embed.proj.weight"))
+    cfg = _cfg(tiny_arch, steps=10, lr=1.0, schedule="constant")
+    assert [_lr_at(s, cfg) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert _lr_at(9, _cfg(tiny_arch, steps=10, lr=1.0)) < 0.2   # cosine decays towards 0.1 lr

@@ -141,9 +141,8 @@ class EmbeddedBackbone(Backbone):
         if a.get("glyph_slots", 0):
             self.glyph_encoder = GlyphEncoder(a["glyph_slots"], xcfg["hidden_size"])
         self._train_text = train_text_encoder
-        self.text_encoder.requires_grad_(train_text_encoder)
-        if self.glyph_encoder is not None:
-            self.glyph_encoder.requires_grad_(train_text_encoder)
+        for m in self._text_modules().values():
+            m.requires_grad_(train_text_encoder)
         #: where a transformer-only checkpoint takes its (frozen) text encoder from.
         self.text_source: Optional[dict] = None
 
@@ -262,7 +261,6 @@ class EmbeddedBackbone(Backbone):
             raise CheckpointError(f"checkpoint {path}: config.json has no valid 'text_encoder' entry")
         model.config = config
         return model
-
 
     def _load_text_modules(self, tensors: dict, path) -> None:
         for prefix, m in self._text_modules().items():

@@ -41,11 +41,17 @@ class PretrainConfig:
     arch: dict = field(default_factory=dict)
     #: continue from this embedded checkpoint (its weights; fresh optimizer and schedule), "" = from scratch.
     init: str = ""
+    #: learning rate after the linear warmup: "cosine" (decays to 0.1 lr) or "constant" (for scaling curves)
+    schedule: str = "cosine"
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule != "cosine":
+        raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine or constant)")
     frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
@@ -76,8 +82,14 @@ def pretrain(
     command: str = "",
     pairs: Optional[Callable] = None,
     show_progress: bool = True,
+    device: str = "cpu",
+    on_step: Optional[Callable[[int, EmbeddedBackbone, dict], bool]] = None,
 ) -> dict:
-    """Train the base model and save it (EMA weights) to ``out``. Returns the recorded metrics."""
+    """Train the base model and save it (EMA weights) to ``out``. Returns the recorded metrics.
+
+    ``device``: where to train (the saved checkpoint is the same format). ``on_step(steps_done, model, ema)``
+    is called after every optimizer step with the live model and the EMA state dict; returning True stops
+    training early (the EMA weights so far are saved). Research scripts use it to sample at milestones."""
     from .prompts import pretraining_pairs
 
     pairs = pairs or pretraining_pairs
@@ -102,13 +114,14 @@ def pretrain(
         arch = dict(cfg.arch)
         arch.setdefault("resolution", cfg.resolution)
         model = EmbeddedBackbone(arch, train_text_encoder=True)
+    model.to(device)
     model.train()
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed + 2)
-    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).mul_(2).sub_(1)
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).mul_(2).sub_(1).to(device)
     n = len(captions)
     order = rng.permutation(n)
     pos = 0
@@ -125,7 +138,7 @@ def pretrain(
             prompts = ["" if d else captions[i] for i, d in zip(idx, drop)]
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
-            loss = flow_matching_loss(model, x_all[idx], prompts, gen)
+            loss = flow_matching_loss(model, x_all[torch.as_tensor(idx, device=x_all.device)], prompts, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -139,7 +152,10 @@ def pretrain(
                         ema[k].copy_(v)
             losses.append(loss.item())
             bar.update(task, advance=1, description=f"pretrain loss {np.mean(losses[-50:]):.4f}")
+            if on_step is not None and on_step(step + 1, model, ema):
+                break
     model.load_state_dict(ema)
+    model.to("cpu")
     model.set_train_text_encoder(False)
     model.eval()
     metrics = {
