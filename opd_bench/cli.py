@@ -143,6 +143,36 @@ def eval_(
 
 
 @app.command()
+def compare(
+    base: List[Path] = typer.Option(..., "--base", "-b", help="eval.json (or its folder) of the reference model; "
+                                    "repeat with evaluations at other --seed values to average them"),
+    candidate: List[Path] = typer.Option(..., "--candidate", "-c", help="eval.json (or folder) of the model "
+                                         "compared with it (repeatable, as --base)"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma list (default: every shared task)"),
+    margin: float = typer.Option(0.05, "--margin", min=0.0, help="Smallest difference called 'better'"),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write compare.json and compare.md into this folder"),
+):
+    """Paired, per-prompt comparison of two models' evaluations (same prompts and noises): the mean difference
+    with a 95% bootstrap CI (stratified by GenEval category) and a verdict: better, worse, no clear difference."""
+    from rich.console import Console
+
+    from .checkpoint import atomic_write_json, atomic_write_text
+    from .compare import compare as run_compare
+    from .compare import comparison_markdown, comparison_table
+    from .tasks import parse_tasks
+
+    task_list = parse_tasks(tasks) if tasks else None
+    res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
+    Console().print(comparison_table(res))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "compare.json", res)
+        atomic_write_text(out / "compare.md", comparison_markdown(res))
+        Console().print(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
+
+
+@app.command()
 def report(
     runs: List[Path] = typer.Argument(None, help="Run folders, or folders of runs (default: every run under runs/)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<name>)"),
