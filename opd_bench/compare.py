@@ -179,18 +179,19 @@ def comparison_table(result: dict):
     b = result.get("base_checkpoint") or "base"
     c = result.get("candidate_checkpoint") or "candidate"
     seeds = result["seeds"]
-    t = Table(title=f"{c} vs {b}: paired by prompt ({len(seeds['base'])} + {len(seeds['candidate'])} seeds), "
-                    f"95% bootstrap CI, margin {result['margin']}")
-    for col in ("task", "n", b, c, "diff", "95% CI", "wins / losses", "verdict"):
-        t.add_column(col, justify="left" if col in ("task", "verdict") else "right")
+    t = Table(title=f"{c} (cand.) vs {b} (base): paired by prompt, {len(seeds['candidate'])} + "
+                    f"{len(seeds['base'])} seeds, 95% bootstrap CI, margin {result['margin']}")
+    for col in ("task", "n", "base", "cand.", "diff", "95% CI", "verdict"):
+        t.add_column(col, justify="left" if col in ("task", "verdict") else "right", no_wrap=col != "verdict",
+                     overflow="fold")
     style = {"better": "green", "worse": "red"}
     for name, r in result["tasks"].items():
         t.add_row(name, str(r["n_prompts"]), f"{r['base']:.3f}", f"{r['candidate']:.3f}", f"{r['diff']:+.3f}",
-                  f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['wins']:.0%} / {r['losses']:.0%}",
+                  f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
                   f"[{style.get(r['verdict'], 'yellow')}]{r['verdict']}[/]")
         for k, v in r["categories"].items():
             t.add_row(f"  {k}", str(v["n"]), f"{v['base']:.3f}", f"{v['candidate']:.3f}", f"{v['diff']:+.3f}",
-                      "", "", "")
+                      "", "")
     return t
 
 
