@@ -78,12 +78,17 @@ def run_one(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict:
     return Runner(cfg, run_dir, method, tasks).run(resume=resume)
 
 
-def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path) -> Dict[str, str]:
-    """Train one GRPO teacher per task (same base, the config's GRPO settings); returns {task: checkpoint}."""
+#: the recipe of the released teachers (configs/teacher.yaml), used by ``--train-teachers``
+TEACHER_CONFIG = "teacher"
+
+
+def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: Sequence[str] = ()) -> Dict[str, str]:
+    """Train one GRPO teacher per task with the released teachers' recipe (``configs/teacher.yaml``) from the
+    run's base model, seed and device (then ``overrides``); returns {task: final checkpoint}."""
     out = {}
     for t in tasks:
-        tcfg = load_config(None, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}",
-                                  f"model.checkpoint={cfg.model.checkpoint}"])
+        tcfg = load_config(TEACHER_CONFIG, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
+                                            f"model.checkpoint={cfg.model.checkpoint}", *overrides])
         tcfg.name = f"teacher_{t}"
         d = Path(runs_dir) / cfg.name / "teachers" / t
         console.print(f"[bold]training teacher for {t}[/] -> {d}")

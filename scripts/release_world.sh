@@ -15,9 +15,16 @@ opd-bench world pretrain --out checkpoints/base --no-spell-quoted
 opd-bench world pretrain --init checkpoints/base --seed 1 --steps 4000 --lr 7e-4 --no-spell-quoted --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4 --text-fraction 0.5 --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
-# one GRPO teacher per task (configs/teacher.yaml: 3200 images, lr 1e-4), ~9 min each on one thread
-for t in geneval ocr aesthetic preference; do
-  opd-bench run --method grpo --tasks "$t" --config teacher --name "teacher_$t"
+# one GRPO teacher per task. GenEval and preference: configs/teacher.yaml (16 prompts x 8 images per step,
+# 12800 images, lr 1e-4; ~45 min each on one thread with two sharing 2 cores; released with periodic evals,
+# --set eval.every=50). Aesthetic and OCR were released from the earlier 4-prompt, 3200-image recipe.
+for t in geneval preference; do
+  opd-bench run --method grpo --tasks "$t" --config teacher --name "teacher_$t" --set eval.every=50
+  opd-bench world release "runs/teacher_$t" "teacher_$t"
+done
+for t in ocr aesthetic; do
+  opd-bench run --method grpo --tasks "$t" --config teacher --name "teacher_$t" \
+    --set train.prompts_per_step=4 --set budget.value=3200
   opd-bench world release "runs/teacher_$t" "teacher_$t"
 done
 # the main job's student, then the regression baselines of every released model

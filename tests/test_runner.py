@@ -212,3 +212,29 @@ def test_parallel_jobs_match_serial_runs(world, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     c = _final_tensors(tmp_path / "par" / "opd_s0")
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the seeds differ
+
+
+def test_train_teachers_uses_the_released_teachers_recipe(world, tmp_path):
+    """`--train-teachers` trains each teacher with configs/teacher.yaml (not the library defaults), from the
+    run's base, seed and device; the run's own overrides stay out of the teachers' recipe."""
+    import yaml
+
+    from opd_bench.config import load_config
+    from opd_bench.train import train_teachers
+
+    cfg = cfg_for(world, "opd", ["brightness"], seed=3, **{"train.lr": 5e-3})
+    tiny = ["budget.value=16", "train.prompts_per_step=2", "grpo.group_size=4", "sampler.steps=3",
+            "eval.steps=3", "eval.prompts_per_task=2", "eval.bootstrap=20"]
+    out = train_teachers(cfg, ["brightness"], tmp_path, overrides=tiny)
+    run = tmp_path / cfg.name / "teachers" / "brightness"
+    assert out == {"brightness": str(run / "final")} and (run / "final" / "manifest.json").is_file()
+    used = yaml.safe_load((run / "config.yaml").read_text())
+    recipe = load_config("teacher")
+    assert used["method"] == "grpo" and used["seed"] == 3 and used["model"]["checkpoint"] == str(world / "base")
+    assert used["train"]["lr"] == recipe.train.lr != 5e-3
+    assert used["sampler"]["noise_level"] == recipe.sampler.noise_level
+    assert used["grpo"]["beta"] == recipe.grpo.beta and used["grpo"]["adv_std"] == recipe.grpo.adv_std
+    assert used["eval"]["prompts_per_task"] == 2 and used["budget"]["value"] == 16
+    # a field only configs/teacher.yaml sets: the library default differs, so this tells the two apart
+    default = build_config({}, []).train.checkpoint_every
+    assert used["train"]["checkpoint_every"] == recipe.train.checkpoint_every != default
