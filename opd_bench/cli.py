@@ -164,12 +164,13 @@ def compare(
 
     task_list = parse_tasks(tasks) if tasks else None
     res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
-    Console().print(comparison_table(res))
+    con = Console()
+    con.print(comparison_table(res))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "compare.json", res)
         atomic_write_text(out / "compare.md", comparison_markdown(res))
-        Console().print(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
+        con.print(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
 
 
 @app.command()

@@ -43,6 +43,16 @@ def load_eval(path) -> dict:
     return data
 
 
+def is_eval_of(path, checkpoint) -> bool:
+    """Whether the eval.json at ``path`` evaluated exactly ``checkpoint`` (folder or released name): the sha256
+    recorded by ``opd-bench eval`` must equal the checkpoint's current digest."""
+    from .backbones import resolve_checkpoint
+    from .checkpoint import checkpoint_digest
+
+    recorded = load_eval(path).get("checkpoint", {}).get("sha256")
+    return recorded == checkpoint_digest(resolve_checkpoint(checkpoint))
+
+
 def _per_prompt(evals: Sequence[dict], task: str, metric: str, side: str) -> Dict[str, float]:
     """Per-prompt mean of ``metric`` over the side's evaluations (which must share the prompt set)."""
     seeds = [e["protocol"].get("seed") for e in evals]

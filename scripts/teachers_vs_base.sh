@@ -14,13 +14,8 @@ GENEVAL_SEEDS="1234 1235 1236 1237"
 
 ev() {  # ev CHECKPOINT TASK SEED: evaluate unless an eval of this very checkpoint is already there
   local dir="$EV/$1/$2_$3"
-  if [[ -f $dir/eval.json ]] && python - "$dir/eval.json" "$1" <<'PY'
-import json, sys
-from opd_bench.backbones import resolve_checkpoint
-from opd_bench.checkpoint import checkpoint_digest
-sys.exit(json.load(open(sys.argv[1])).get("checkpoint", {}).get("sha256") != checkpoint_digest(resolve_checkpoint(sys.argv[2])))
-PY
-  then echo "up to date: $dir"; else opd-bench eval --checkpoint "$1" --tasks "$2" --seed "$3" --out "$dir"; fi
+  if [[ -f $dir/eval.json ]] && python -c 'import sys; from opd_bench.compare import is_eval_of
+sys.exit(not is_eval_of(sys.argv[1], sys.argv[2]))' "$dir" "$1"; then echo "up to date: $dir"; else opd-bench eval --checkpoint "$1" --tasks "$2" --seed "$3" --out "$dir"; fi
 }
 
 for task in geneval ocr aesthetic preference; do

@@ -29,11 +29,11 @@ TEACHERS_VS_BASE = ROOT / "reports" / "teachers_vs_base" / "evals"
 def test_base_leaves_headroom(task):
     """On the full eval protocol (every eval prompt, 40-step ODE; `opd-bench eval --checkpoint base --tasks all
     --out reports/base_eval`) of the released base, each task scores 0.15-0.7 of its maximum 1."""
-    from opd_bench.checkpoint import checkpoint_digest
+    from opd_bench.compare import is_eval_of
 
-    doc = json.loads(BASE_EVAL.read_text())
-    assert doc["checkpoint"]["sha256"] == checkpoint_digest(ROOT / "checkpoints" / "base"), \
+    assert is_eval_of(BASE_EVAL, ROOT / "checkpoints" / "base"), \
         "reports/base_eval is not the eval of the released base: re-run it"
+    doc = json.loads(BASE_EVAL.read_text())
     mean = float(doc["tasks"][task]["mean"])
     assert 0.15 <= mean <= 0.7, f"base {task} score {mean:.3f} leaves no clear headroom"
 
@@ -50,17 +50,14 @@ def _unmet(task: str, why: str):
     _unmet("preference", "teacher_preference +0.019, CI (+0.001, +0.038): above 0 but under the 0.05 margin"),
 ])
 def test_teacher_beats_base_on_its_task(task):
-    from opd_bench.backbones import resolve_checkpoint
-    from opd_bench.checkpoint import checkpoint_digest
-    from opd_bench.compare import compare
+    from opd_bench.compare import compare, is_eval_of
 
     sides = {}
     for model in ("base", f"teacher_{task}"):
         evals = sorted((TEACHERS_VS_BASE / model).glob(f"{task}_*/eval.json"))
         assert evals, f"no recorded {task} evaluation of {model}: run scripts/teachers_vs_base.sh"
-        digest = checkpoint_digest(resolve_checkpoint(model))
         for e in evals:
-            assert json.loads(e.read_text())["checkpoint"]["sha256"] == digest, \
+            assert is_eval_of(e, model), \
                 f"{e} is not an evaluation of the released {model}: run scripts/teachers_vs_base.sh"
         sides[model] = evals
     r = compare(sides["base"], sides[f"teacher_{task}"], [task], margin=0.05)["tasks"][task]
