@@ -280,19 +280,30 @@ def world_pretrain(
     glyph_slots: int = typer.Option(0, "--glyph-slots", min=0, max=16,
                                     help="Character slots of the glyph encoder of quoted text (0 = none); "
                                          "with --init, adds one to a model that has none"),
+    glyph_pooled: int = typer.Option(0, "--glyph-pooled", min=0, max=16,
+                                     help="Character slots of quoted text routed into the pooled (adaLN) "
+                                          "conditioning (0 = none); with --init, adds it to a model that has none"),
+    schedule: str = typer.Option("cosine", "--schedule", help="Learning rate after warmup: cosine or constant"),
+    text_quote: Optional[float] = typer.Option(None, "--text-quote", min=0.0, max=1.0,
+                                               help="Probability that a caption quotes its scene's text "
+                                                    "(default: the web-like mix, which quotes it 57% of the time)"),
 ):
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
     from .progress import console
     from .world.pretrain import PretrainConfig, pretrain
 
+    if schedule not in ("cosine", "constant"):
+        raise UserError(f"--schedule: {schedule!r} is not cosine or constant")
     if init is not None:
         from .checkpoint import verify_checkpoint
 
         verify_checkpoint(init)
     cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
                           text_fraction=text_fraction,
-                          arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {})})
+                          schedule=schedule, text_quote=text_quote,
+                          arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {}),
+                                **({"glyph_pooled": glyph_pooled} if glyph_pooled else {})})
     cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")

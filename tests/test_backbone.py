@@ -145,3 +145,31 @@ def test_glyph_encoder_slots_layout_and_persistence(tiny_model, tmp_path):
     save_checkpoint(tmp_path / "bad", tensors, cfg, kind="embedded_t2i")
     with pytest.raises(CheckpointError, match="glyph_encoder"):
         load_backbone(tmp_path / "bad")
+
+
+def test_glyph_pooled_starts_neutral_is_slot_aware_and_persists(tiny_model, tmp_path):
+    model = load_backbone(tiny_model.save(tmp_path / "base"))
+    prompts = ['a sign "AB"', 'a sign "BA"', 'a sign "A"', "a red circle"]
+    before = model._encode_text(prompts)
+    model.enable_glyph_pooled(3)
+    after = model._encode_text(prompts)
+    # its output layer starts at zero: adding it to a trained model changes nothing
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    with pytest.raises(ValueError, match="already"):
+        model.enable_glyph_pooled(3)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.glyph_pooled.out.weight)
+    extra = model._encode_text(prompts)[1] - before[1]
+    # same characters in other slots ("AB" vs "BA") and another length ("A") give other vectors; no text, zero
+    assert not torch.allclose(extra[0], extra[1]) and not torch.allclose(extra[0], extra[2])
+    assert not torch.allclose(extra[3], torch.zeros_like(extra[3]))   # the "empty text" code is learned too
+    assert torch.equal(model._encode_text(prompts[:1])[0], before[0][:1])  # the token states stay untouched
+    x = torch.randn(1, *model.latent_shape)
+    with torch.no_grad():
+        v = model.velocity(x, 0.5, model.encode_prompts(prompts[:1], cache=False), 3.0)
+    again = load_backbone(model.save(tmp_path / "pooled", include_text_encoder=True))
+    assert again.arch["glyph_pooled"] == 3
+    with torch.no_grad():
+        assert torch.equal(again.velocity(x, 0.5, again.encode_prompts(prompts[:1]), 3.0), v)
+        child = load_backbone(again.save(tmp_path / "child"))   # transformer-only: takes it from its source
+        assert torch.equal(child.velocity(x, 0.5, child.encode_prompts(prompts[:1]), 3.0), v)

@@ -39,6 +39,7 @@ def test_unknown_method_is_one_line_exit_2():
         (["eval", "--checkpoint", "/no/such/ckpt"], "checkpoint not found"),
         (["report", "/no/such/run"], "not a run folder"),
         (["check", "--baseline", "/no/such.json"], "file not found"),
+        (["world", "pretrain", "--schedule", "linear", "--out", "/tmp/never"], "is not cosine or constant"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(args, needle, capsys):

@@ -36,6 +36,12 @@ def test_pretrain_init_continues_and_can_add_a_glyph_encoder(tiny_arch, tmp_path
     # the glyph encoder trained along with the rest: its LayerNorm moved off the fresh init (weight 1, bias 0)
     assert not torch.equal(model.glyph_encoder.norm.weight, torch.ones_like(model.glyph_encoder.norm.weight))
     assert model.encode_prompts(['a sign "AB"']).states.shape[1] == tiny_arch["context_length"] + 3
+    # pooled glyph conditioning can be added on --init as well; its zero-initialised output layer trains
+    pretrain(tmp_path / "p", _cfg(tiny_arch, init=str(tmp_path / "g"), seed=3, arch={"glyph_pooled": 2}),
+             command="third", show_progress=False)
+    pooled = load_backbone(tmp_path / "p")
+    assert pooled.arch["glyph_pooled"] == 2 and pooled.arch["glyph_slots"] == 3
+    assert pooled.glyph_pooled.out.weight.abs().sum() > 0
 
 
 def test_pretrain_step_hook_sees_the_ema_and_can_stop_early(tiny_arch, tmp_path):

@@ -109,6 +109,13 @@ def test_captions_and_pretraining_pairs():
     variants = {caption(s, rng) for _ in range(200)}
     assert len(variants) > 20
     assert any("red" not in c for c in variants) and any("K7" not in c for c in variants)
+    # the web-like default quotes the text in about 57% of captions (80% mention it, 5 of 7 phrasings quote);
+    # text_quote sets that probability, and the captions stay otherwise as imperfect
+    rate = lambda q: np.mean(['"K7"' in caption(s, rng, q) for _ in range(2000)])   # noqa: E731
+    assert 0.52 < rate(None) < 0.62 and rate(1.0) == 1.0 and rate(0.0) == 0.0 and 0.25 < rate(0.3) < 0.35
+    assert len({caption(s, rng, 1.0) for _ in range(200)}) > 20
+    q_caps, _ = pretraining_pairs(300, seed=5, text_quote=1.0)
+    assert np.mean(['"' in c for c in q_caps]) > np.mean(['"' in c for c in caps])
 
 
 def test_parser_ignores_text_next_to_objects():

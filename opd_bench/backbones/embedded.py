@@ -29,6 +29,8 @@ DEFAULT_ARCH = {
     "spell_quoted": False,
     #: character slots of the glyph encoder (0 = none, as in older checkpoints); see :class:`GlyphEncoder`.
     "glyph_slots": 0,
+    #: character slots routed into the pooled (adaLN) conditioning (0 = none); see :class:`GlyphPooled`.
+    "glyph_pooled": 0,
     "transformer": {
         "patch_size": 4,
         "num_layers": 4,
@@ -55,6 +57,23 @@ def spell_quoted(prompt: str) -> str:
 GLYPH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
+def glyph_ids(prompts: List[str], slots: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Character and layout ids of each prompt's first quoted string, each [B, slots] long: char 0 = empty,
+    1..36 = A-Z0-9 (upper-cased), 37 = any other character; layout 0 = empty, else ``1 + n(n-1)/2 + k`` for
+    the ``k``-th of ``n`` characters. Text beyond ``slots`` characters is truncated."""
+    chars = torch.zeros(len(prompts), slots, dtype=torch.long)
+    layout = torch.zeros_like(chars)
+    for b, p in enumerate(prompts):
+        m = _QUOTED.search(p)
+        text = (m.group(1).replace(" ", "").upper() if m else "")[:slots]
+        n = len(text)
+        for k, c in enumerate(text):
+            i = GLYPH_CHARS.find(c)
+            chars[b, k] = i + 1 if i >= 0 else len(GLYPH_CHARS) + 1
+            layout[b, k] = 1 + n * (n - 1) // 2 + k
+    return chars, layout
+
+
 class GlyphEncoder(torch.nn.Module):
     """Character-level encoder of a prompt's quoted text, appended to the text encoder's states.
 
@@ -75,22 +94,39 @@ class GlyphEncoder(torch.nn.Module):
 
     def ids(self, prompts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(char ids, layout ids), each [B, slots] long."""
-        chars = torch.zeros(len(prompts), self.slots, dtype=torch.long)
-        layout = torch.zeros_like(chars)
-        for b, p in enumerate(prompts):
-            m = _QUOTED.search(p)
-            text = (m.group(1).replace(" ", "").upper() if m else "")[: self.slots]
-            n = len(text)
-            for k, c in enumerate(text):
-                i = GLYPH_CHARS.find(c)
-                chars[b, k] = i + 1 if i >= 0 else len(GLYPH_CHARS) + 1
-                layout[b, k] = 1 + n * (n - 1) // 2 + k
-        return chars, layout
+        return glyph_ids(prompts, self.slots)
 
     def forward(self, prompts: List[str]) -> torch.Tensor:
         chars, layout = self.ids(prompts)
         dev = self.char.weight.device
         return self.norm(self.char(chars.to(dev)) + self.layout(layout.to(dev)))
+
+
+class GlyphPooled(torch.nn.Module):
+    """The quoted text as a vector added to the pooled text embedding, which drives every block's adaptive
+    norm (as a class label does in DiT), instead of reaching the denoiser only through joint attention.
+
+    ``Linear(SiLU(LayerNorm(sum_k E[k, c_k] + L[n])))``: one embedding per (slot, character) pair, so the sum
+    says which character sits in which slot, plus one per length ``n``. The output layer starts at zero, so
+    adding it to a trained model (``--init``) changes nothing until it trains."""
+
+    def __init__(self, slots: int, dim: int):
+        super().__init__()
+        self.slots = int(slots)
+        self.vocab = len(GLYPH_CHARS) + 2
+        self.char = torch.nn.Embedding(self.slots * self.vocab, dim)
+        self.length = torch.nn.Embedding(self.slots + 1, dim)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.out = torch.nn.Linear(dim, dim)
+        torch.nn.init.zeros_(self.out.weight)
+        torch.nn.init.zeros_(self.out.bias)
+
+    def forward(self, prompts: List[str]) -> torch.Tensor:
+        chars, _ = glyph_ids(prompts, self.slots)
+        dev = self.char.weight.device
+        slot = torch.arange(self.slots).view(1, -1) * self.vocab
+        h = self.char((chars + slot).to(dev)).sum(1) + self.length((chars > 0).sum(1).to(dev))
+        return self.out(torch.nn.functional.silu(self.norm(h)))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -140,6 +176,9 @@ class EmbeddedBackbone(Backbone):
         self.glyph_encoder: Optional[GlyphEncoder] = None
         if a.get("glyph_slots", 0):
             self.glyph_encoder = GlyphEncoder(a["glyph_slots"], xcfg["hidden_size"])
+        self.glyph_pooled: Optional[GlyphPooled] = None
+        if a.get("glyph_pooled", 0):
+            self.glyph_pooled = GlyphPooled(a["glyph_pooled"], xcfg["hidden_size"])
         self._train_text = train_text_encoder
         for m in self._text_modules().values():
             m.requires_grad_(train_text_encoder)
@@ -157,7 +196,10 @@ class EmbeddedBackbone(Backbone):
         states = out.last_hidden_state
         if self.glyph_encoder is not None:
             states = torch.cat([states, self.glyph_encoder(prompts)], dim=1)
-        return states, out.pooler_output
+        pooled = out.pooler_output
+        if self.glyph_pooled is not None:
+            pooled = pooled + self.glyph_pooled(prompts)
+        return states, pooled
 
     def enable_glyphs(self, slots: int) -> None:
         """Add a fresh :class:`GlyphEncoder` with ``slots`` slots (e.g. when continuing pretraining of a model
@@ -169,10 +211,21 @@ class EmbeddedBackbone(Backbone):
         self.glyph_encoder.requires_grad_(self._train_text)
         self.clear_prompt_cache()
 
+    def enable_glyph_pooled(self, slots: int) -> None:
+        """Add a fresh :class:`GlyphPooled` (its output starts at zero, so the model's outputs are unchanged)."""
+        if self.glyph_pooled is not None:
+            raise ValueError("this model already has pooled glyph conditioning")
+        self.arch["glyph_pooled"] = int(slots)
+        self.glyph_pooled = GlyphPooled(slots, self.arch["text"]["hidden_size"]).to(self.device)
+        self.glyph_pooled.requires_grad_(self._train_text)
+        self.clear_prompt_cache()
+
     def _text_modules(self) -> dict:
         mods = {"text_encoder": self.text_encoder}
         if self.glyph_encoder is not None:
             mods["glyph_encoder"] = self.glyph_encoder
+        if self.glyph_pooled is not None:
+            mods["glyph_pooled"] = self.glyph_pooled
         return mods
 
     @property

@@ -41,6 +41,8 @@ class PretrainConfig:
     arch: dict = field(default_factory=dict)
     #: continue from this embedded checkpoint (its weights; fresh optimizer and schedule), "" = from scratch.
     init: str = ""
+    #: probability that a caption quotes its scene's text; None = the released base's web-like mix (57%)
+    text_quote: Optional[float] = None
     #: learning rate after the linear warmup: "cosine" (decays to 0.1 lr) or "constant" (for scaling curves)
     schedule: str = "cosine"
 
@@ -95,7 +97,8 @@ def pretrain(
     pairs = pairs or pretraining_pairs
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution, text_fraction=cfg.text_fraction)
+    extra = {} if cfg.text_quote is None else {"text_quote": cfg.text_quote}
+    captions, images = pairs(cfg.n_pairs, cfg.seed, cfg.resolution, text_fraction=cfg.text_fraction, **extra)
     data_s = time.time() - t0
     data_sha = dataset_digest(captions, images)
     history = []
@@ -108,6 +111,11 @@ def pretrain(
             model.enable_glyphs(slots)
         elif slots and slots != model.arch.get("glyph_slots"):
             raise ValueError(f"--init model has {model.arch.get('glyph_slots')} glyph slots, asked for {slots}")
+        pooled = int(cfg.arch.get("glyph_pooled", 0))
+        if pooled and model.glyph_pooled is None:
+            model.enable_glyph_pooled(pooled)
+        elif pooled and pooled != model.arch.get("glyph_pooled"):
+            raise ValueError(f"--init model has {model.arch.get('glyph_pooled')} pooled glyph slots, asked for {pooled}")
         history = list(model.config.get("training_history", [])) + [model.config.get("training", {})]
         model.set_train_text_encoder(True)
     else:

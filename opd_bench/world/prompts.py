@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -139,6 +139,7 @@ NOISE = ("hd", "4k", "stock image", "free download", "clipart", "illustration", 
 PREFIXES = ("a photo of", "an image of", "a picture of", "", "", "photo:", "simple drawing of")
 TEXT_MENTIONS = ('with the text "{}"', 'that says "{}"', 'with the word "{}"', 'saying "{}"', '"{}"',
                  "with some text", "with letters")
+QUOTED_MENTIONS = tuple(m for m in TEXT_MENTIONS if "{}" in m)
 
 
 def _pick(rng: np.random.Generator, seq: Sequence[str]) -> str:
@@ -161,10 +162,14 @@ def _mention(rng: np.random.Generator, shape: str, colors: List[str]) -> str:
     return f"{count} {color} {_plural(noun)}".replace("  ", " ")
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
+def caption(scene: Scene, rng: np.random.Generator, text_quote: Optional[float] = None) -> str:
     """An imperfect web-style caption of ``scene``: objects grouped by shape and sometimes omitted,
     counts exact or vague, synonyms, colours sometimes missing or wrong, the relation of two objects
-    sometimes stated, the text sometimes quoted, stray words sometimes added."""
+    sometimes stated, the text sometimes quoted, stray words sometimes added.
+
+    ``text_quote``: the probability that the caption quotes the scene's text. ``None`` (the default and the
+    released base's data) mentions the text 80% of the time, with one of ``TEXT_MENTIONS``, two of whose
+    seven phrasings ("with letters") do not quote it: the string is quoted in 57% of captions."""
     groups: Dict[str, List[str]] = {}
     for o in scene.objects:
         groups.setdefault(o.shape, []).append(o.color)
@@ -175,7 +180,10 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
         if rels:   # phrase as "<second> <relation> <first>", like the position prompts
             a, b = _mention(rng, objs[1].shape, [objs[1].color]), _mention(rng, objs[0].shape, [objs[0].color])
             parts = [f"{a} {_pick(rng, rels)} {b}"]
-    if scene.text and rng.random() < 0.8:
+    if scene.text and text_quote is not None:
+        if rng.random() < text_quote:
+            parts.append(("a sign " if not parts and rng.random() < 0.5 else "") + _pick(rng, QUOTED_MENTIONS).format(scene.text))
+    elif scene.text and rng.random() < 0.8:
         t = _pick(rng, TEXT_MENTIONS)
         parts.append(("a sign " if not parts and rng.random() < 0.5 else "") + t.format(scene.text))
     if not parts:
@@ -207,13 +215,14 @@ def _pretraining_scene(rng: np.random.Generator, text_fraction: float = TEXT_FRA
     return random_scene(rng, "any")
 
 
-def pretraining_pairs(n: int, seed: int, size: int = 32,
-                      text_fraction: float = TEXT_FRACTION) -> tuple[list[str], np.ndarray]:
-    """``n`` (caption, image) pairs for pretraining; deterministic given ``seed``. Images: uint8 NxHxWx3."""
+def pretraining_pairs(n: int, seed: int, size: int = 32, text_fraction: float = TEXT_FRACTION,
+                      text_quote: Optional[float] = None) -> tuple[list[str], np.ndarray]:
+    """``n`` (caption, image) pairs for pretraining; deterministic given ``seed``. Images: uint8 NxHxWx3.
+    ``text_quote``: see :func:`caption` (``None`` keeps the released base's data)."""
     rng = np.random.default_rng(seed)
     captions, images = [], np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
         scene = _pretraining_scene(rng, text_fraction)
-        captions.append(caption(scene, rng))
+        captions.append(caption(scene, rng, text_quote))
         images[i] = render(scene, size)
     return captions, images
