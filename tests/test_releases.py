@@ -45,9 +45,9 @@ def _unmet(task: str, why: str):
 @pytest.mark.parametrize("task", [
     "aesthetic",
     "geneval",
-    # Known unmet targets (issue 4), strict so they fail loudly once met:
+    "preference",
+    # Known unmet target (issue 4), strict so it fails loudly once met:
     _unmet("ocr", "the base's OCR reward is ~0, so GRPO has no signal (-0.001)"),
-    _unmet("preference", "teacher_preference +0.019, CI (+0.001, +0.038): above 0 but under the 0.05 margin"),
 ])
 def test_teacher_beats_base_on_its_task(task):
     from opd_bench.compare import compare, is_eval_of
