@@ -291,9 +291,9 @@ def world_pretrain(
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
     from .progress import console
-    from .world.pretrain import PretrainConfig, pretrain
+    from .world.pretrain import SCHEDULES, PretrainConfig, pretrain
 
-    if schedule not in ("cosine", "constant"):
+    if schedule not in SCHEDULES:
         raise UserError(f"--schedule: {schedule!r} is not cosine or constant")
     if init is not None:
         from .checkpoint import verify_checkpoint

@@ -120,7 +120,7 @@ def test_glyph_encoder_slots_layout_and_persistence(tiny_model, tmp_path):
     base = tiny_model.save(tmp_path / "base")
     model = load_backbone(base)
     before = model.encode_prompts(['a sign "AB"']).states
-    model.enable_glyphs(4)
+    model.add_glyph_module("glyph_slots", 4)
     states = model._encode_text(['a sign "AB"', 'a sign "BA"'])[0]
     assert states.shape[1] == before.shape[1] + 4
     assert torch.equal(states[:1, : before.shape[1]], before)   # the text encoder's states are unchanged
@@ -151,12 +151,12 @@ def test_glyph_pooled_starts_neutral_is_slot_aware_and_persists(tiny_model, tmp_
     model = load_backbone(tiny_model.save(tmp_path / "base"))
     prompts = ['a sign "AB"', 'a sign "BA"', 'a sign "A"', "a red circle"]
     before = model._encode_text(prompts)
-    model.enable_glyph_pooled(3)
+    model.add_glyph_module("glyph_pooled", 3)
     after = model._encode_text(prompts)
     # its output layer starts at zero: adding it to a trained model changes nothing
     assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
     with pytest.raises(ValueError, match="already"):
-        model.enable_glyph_pooled(3)
+        model.add_glyph_module("glyph_pooled", 3)
     torch.manual_seed(0)
     torch.nn.init.normal_(model.glyph_pooled.out.weight)
     extra = model._encode_text(prompts)[1] - before[1]

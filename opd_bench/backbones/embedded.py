@@ -129,6 +129,14 @@ class GlyphPooled(torch.nn.Module):
         return self.out(torch.nn.functional.silu(self.norm(h)))
 
 
+#: optional character-level text modules: arch key (its value = slots, 0 = absent) -> (attribute and weight
+#: prefix, class, what it is called in messages)
+GLYPH_MODULES = {
+    "glyph_slots": ("glyph_encoder", GlyphEncoder, "a glyph encoder"),
+    "glyph_pooled": ("glyph_pooled", GlyphPooled, "pooled glyph conditioning"),
+}
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
@@ -174,11 +182,10 @@ class EmbeddedBackbone(Backbone):
         )
         self.latent_shape = (ch, res, res)
         self.glyph_encoder: Optional[GlyphEncoder] = None
-        if a.get("glyph_slots", 0):
-            self.glyph_encoder = GlyphEncoder(a["glyph_slots"], xcfg["hidden_size"])
         self.glyph_pooled: Optional[GlyphPooled] = None
-        if a.get("glyph_pooled", 0):
-            self.glyph_pooled = GlyphPooled(a["glyph_pooled"], xcfg["hidden_size"])
+        for key, (attr, cls, _) in GLYPH_MODULES.items():
+            if a.get(key, 0):
+                setattr(self, attr, cls(a[key], xcfg["hidden_size"]))
         self._train_text = train_text_encoder
         for m in self._text_modules().values():
             m.requires_grad_(train_text_encoder)
@@ -201,31 +208,24 @@ class EmbeddedBackbone(Backbone):
             pooled = pooled + self.glyph_pooled(prompts)
         return states, pooled
 
-    def enable_glyphs(self, slots: int) -> None:
-        """Add a fresh :class:`GlyphEncoder` with ``slots`` slots (e.g. when continuing pretraining of a model
-        that had none); it trains along with the text encoder."""
-        if self.glyph_encoder is not None:
-            raise ValueError("this model already has a glyph encoder")
-        self.arch["glyph_slots"] = int(slots)
-        self.glyph_encoder = GlyphEncoder(slots, self.arch["text"]["hidden_size"]).to(self.device)
-        self.glyph_encoder.requires_grad_(self._train_text)
-        self.clear_prompt_cache()
-
-    def enable_glyph_pooled(self, slots: int) -> None:
-        """Add a fresh :class:`GlyphPooled` (its output starts at zero, so the model's outputs are unchanged)."""
-        if self.glyph_pooled is not None:
-            raise ValueError("this model already has pooled glyph conditioning")
-        self.arch["glyph_pooled"] = int(slots)
-        self.glyph_pooled = GlyphPooled(slots, self.arch["text"]["hidden_size"]).to(self.device)
-        self.glyph_pooled.requires_grad_(self._train_text)
+    def add_glyph_module(self, key: str, slots: int) -> None:
+        """Add a fresh optional module of :data:`GLYPH_MODULES` (``"glyph_slots"``: :class:`GlyphEncoder`;
+        ``"glyph_pooled"``: :class:`GlyphPooled`, whose output starts at zero) with ``slots`` slots, e.g. when
+        continuing pretraining of a model that had none; it trains along with the text encoder."""
+        attr, cls, what = GLYPH_MODULES[key]
+        if getattr(self, attr) is not None:
+            raise ValueError(f"this model already has {what}")
+        self.arch[key] = int(slots)
+        module = cls(slots, self.arch["text"]["hidden_size"]).to(self.device)
+        module.requires_grad_(self._train_text)
+        setattr(self, attr, module)
         self.clear_prompt_cache()
 
     def _text_modules(self) -> dict:
         mods = {"text_encoder": self.text_encoder}
-        if self.glyph_encoder is not None:
-            mods["glyph_encoder"] = self.glyph_encoder
-        if self.glyph_pooled is not None:
-            mods["glyph_pooled"] = self.glyph_pooled
+        for attr, _, _ in GLYPH_MODULES.values():
+            if getattr(self, attr) is not None:
+                mods[attr] = getattr(self, attr)
         return mods
 
     @property

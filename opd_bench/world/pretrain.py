@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..backbones.embedded import EmbeddedBackbone
+from ..backbones.embedded import GLYPH_MODULES, EmbeddedBackbone
 from ..progress import progress_bar
 
 
@@ -47,12 +47,16 @@ class PretrainConfig:
     schedule: str = "cosine"
 
 
+#: learning-rate schedules after the warmup (PretrainConfig.schedule)
+SCHEDULES = ("cosine", "constant")
+
+
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.schedule == "constant":
         return cfg.lr
-    if cfg.schedule != "cosine":
+    if cfg.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine or constant)")
     frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -106,16 +110,12 @@ def pretrain(
         model = EmbeddedBackbone.load(cfg.init)
         if "spell_quoted" in cfg.arch:   # a tokenisation switch, not a weight shape: may change on --init
             model.arch["spell_quoted"] = bool(cfg.arch["spell_quoted"])
-        slots = int(cfg.arch.get("glyph_slots", 0))
-        if slots and model.glyph_encoder is None:   # a new module may be added on --init, never changed
-            model.enable_glyphs(slots)
-        elif slots and slots != model.arch.get("glyph_slots"):
-            raise ValueError(f"--init model has {model.arch.get('glyph_slots')} glyph slots, asked for {slots}")
-        pooled = int(cfg.arch.get("glyph_pooled", 0))
-        if pooled and model.glyph_pooled is None:
-            model.enable_glyph_pooled(pooled)
-        elif pooled and pooled != model.arch.get("glyph_pooled"):
-            raise ValueError(f"--init model has {model.arch.get('glyph_pooled')} pooled glyph slots, asked for {pooled}")
+        for key in GLYPH_MODULES:   # a new module may be added on --init, never changed
+            slots = int(cfg.arch.get(key, 0))
+            if slots and not model.arch.get(key):
+                model.add_glyph_module(key, slots)
+            elif slots and slots != model.arch.get(key):
+                raise ValueError(f"--init model has {key}={model.arch.get(key)}, asked for {slots}")
         history = list(model.config.get("training_history", [])) + [model.config.get("training", {})]
         model.set_train_text_encoder(True)
     else:

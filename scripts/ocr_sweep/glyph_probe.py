@@ -24,6 +24,7 @@ import torch
 
 from opd_bench.backbones import load_backbone
 from opd_bench.evaluate import EvalProtocol, generate
+from opd_bench.world import to_uint8
 from opd_bench.world.ocr import read_text
 from opd_bench.world.scenes import TEXT_ALPHABET, render, text_scene
 
@@ -42,7 +43,7 @@ def probe(model, noises=(0, 1), templates=TEMPLATES, steps: int = 40, verbose: b
             with torch.no_grad():
                 imgs = generate(model, prompts, noise, EvalProtocol(steps=steps))
             spread = (imgs - imgs.mean(0, keepdim=True)).abs().mean().item()
-            reads = read_text((imgs.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+            reads = read_text(to_uint8(imgs))
             ok = sum(r.strip().upper() == c for r, c in zip(reads, TEXT_ALPHABET))
             hits, total = hits + ok, total + len(prompts)
             if verbose:
