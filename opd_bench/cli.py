@@ -272,6 +272,9 @@ def world_pretrain(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     pairs: int = typer.Option(40000, "--pairs", min=1, help="Generated (caption, image) pairs"),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    warmup: int = typer.Option(200, "--warmup", min=0, help="Linear learning-rate warmup steps"),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=1.0,
+                                    help="Decay of the weight EMA that is saved (0.999: about the last 1000 steps)"),
     init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
     text_fraction: float = typer.Option(0.15, "--text-fraction", min=0.0, max=1.0,
                                         help="Share of text-only scenes in the generated pairs"),
@@ -283,6 +286,9 @@ def world_pretrain(
     glyph_pooled: int = typer.Option(0, "--glyph-pooled", min=0, max=16,
                                      help="Character slots of quoted text routed into the pooled (adaLN) "
                                           "conditioning (0 = none); with --init, adds it to a model that has none"),
+    glyph_canvas: int = typer.Option(0, "--glyph-canvas", min=0, max=16,
+                                     help="Character slots of quoted text laid out over the image columns "
+                                          "(0 = none); with --init, adds it to a model that has none"),
     schedule: str = typer.Option("cosine", "--schedule", help="Learning rate after warmup: cosine or constant"),
     text_quote: Optional[float] = typer.Option(None, "--text-quote", min=0.0, max=1.0,
                                                help="Probability that a caption quotes its scene's text "
@@ -300,10 +306,11 @@ def world_pretrain(
 
         verify_checkpoint(init)
     cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
-                          text_fraction=text_fraction,
+                          text_fraction=text_fraction, warmup=warmup, ema_decay=ema_decay,
                           schedule=schedule, text_quote=text_quote,
                           arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {}),
-                                **({"glyph_pooled": glyph_pooled} if glyph_pooled else {})})
+                                **({"glyph_pooled": glyph_pooled} if glyph_pooled else {}),
+                                **({"glyph_canvas": glyph_canvas} if glyph_canvas else {})})
     cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")

@@ -173,3 +173,50 @@ def test_glyph_pooled_starts_neutral_is_slot_aware_and_persists(tiny_model, tmp_
         assert torch.equal(again.velocity(x, 0.5, again.encode_prompts(prompts[:1]), 3.0), v)
         child = load_backbone(again.save(tmp_path / "child"))   # transformer-only: takes it from its source
         assert torch.equal(child.velocity(x, 0.5, child.encode_prompts(prompts[:1]), 3.0), v)
+
+
+def test_glyph_canvas_lays_characters_over_columns_starts_neutral_and_persists(tiny_model, tmp_path):
+    model = load_backbone(tiny_model.save(tmp_path / "base"))
+    prompts = ['a sign "AB"', 'a sign "BA"', 'a sign "A"', "a red circle"]
+    x = torch.randn(len(prompts), *model.latent_shape)
+    t = torch.full((len(prompts),), 0.5)
+    with torch.no_grad():
+        v0 = model.denoise(x, t, *model._encode_text(prompts))
+    model.add_glyph_module("glyph_canvas", 3)
+    canvas = model.glyph_canvas
+    grid = model.arch["resolution"] // model.arch["transformer"]["patch_size"]
+    assert canvas.grid == grid
+    # the starting layout: each column over at most one character, left to right, a centred line of n
+    for n in (1, 2, 3):
+        gate = canvas.gate[n - 1]
+        assert torch.all(gate.sum(-1) <= 1) and torch.all(gate[:, n:] == 0)
+        slots = [int(g.argmax()) for g in gate if g.sum() > 0]
+        assert slots == sorted(slots) and set(slots) == set(range(n))
+    states, pooled = model._encode_text(prompts)
+    assert states.shape[1] == model.arch["context_length"] + grid
+    assert torch.all(states[3, -grid:] == 0)                       # no quoted text: an empty canvas
+    with torch.no_grad():                                          # zero output layer: nothing changes yet
+        assert torch.allclose(model.denoise(x, t, states, pooled), v0)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(canvas.out.weight)
+    bias = canvas.image_bias(states[:, -grid:])
+    assert torch.all(bias[3] == 0)
+    assert not torch.allclose(bias[0], bias[1]) and not torch.allclose(bias[0], bias[2])   # order and length
+    # the bias reaches every row of image tokens: patch-embed output = plain embedding + bias per column
+    seen = []
+    h = model.transformer.pos_embed.register_forward_hook(lambda m, i, o: seen.append(o.clone()) and None)
+    with torch.no_grad():
+        v = model.denoise(x, t, states, pooled)
+        plain = model.transformer.pos_embed(x)                      # outside denoise: no canvas
+    h.remove()
+    rows = seen[0].shape[1] // grid
+    assert torch.allclose(seen[0] - plain, bias.repeat(1, rows, 1), atol=1e-5)
+    assert torch.allclose(v[3], v0[3], atol=1e-6) and not torch.allclose(v[0], v0[0])
+    with torch.no_grad():
+        v1 = model.velocity(x[:1], 0.5, model.encode_prompts(prompts[:1], cache=False), 3.0)
+    again = load_backbone(model.save(tmp_path / "canvas", include_text_encoder=True))
+    assert again.arch["glyph_canvas"] == 3
+    with torch.no_grad():
+        assert torch.equal(again.velocity(x[:1], 0.5, again.encode_prompts(prompts[:1]), 3.0), v1)
+        child = load_backbone(again.save(tmp_path / "child"))   # transformer-only: takes it from its source
+        assert torch.equal(child.velocity(x[:1], 0.5, child.encode_prompts(prompts[:1]), 3.0), v1)

@@ -42,6 +42,11 @@ def test_pretrain_init_continues_and_can_add_a_glyph_encoder(tiny_arch, tmp_path
     pooled = load_backbone(tmp_path / "p")
     assert pooled.arch["glyph_pooled"] == 2 and pooled.arch["glyph_slots"] == 3
     assert pooled.glyph_pooled.out.weight.abs().sum() > 0
+    # and a glyph canvas, whose zero-initialised output layer trains too
+    pretrain(tmp_path / "c", _cfg(tiny_arch, init=str(tmp_path / "a"), seed=4, arch={"glyph_canvas": 2}),
+             command="fourth", show_progress=False)
+    canvas = load_backbone(tmp_path / "c")
+    assert canvas.arch["glyph_canvas"] == 2 and canvas.glyph_canvas.out.weight.abs().sum() > 0
 
 
 def test_pretrain_step_hook_sees_the_ema_and_can_stop_early(tiny_arch, tmp_path):

@@ -123,3 +123,30 @@ def test_parser_ignores_text_next_to_objects():
     scenes = [s for s in (random_scene(rng, "any") for _ in range(200)) if s.text and s.objects]
     assert len(scenes) > 20
     assert np.mean([_matches(s, parse(render(s, 32))) for s in scenes]) >= 0.98
+
+
+def test_signs_set_one_monospace_cell_per_character():
+    from opd_bench.world.scenes import SIGN_CELL, text_box
+
+    rng = np.random.default_rng(11)
+    ocr = [random_scene(rng, "ocr") for _ in range(40)]
+    assert all(s.sign for s in ocr)                               # the OCR task's scenes are signs
+    assert not any(s.sign for s in (random_scene(rng, "any") for _ in range(100)))   # free text elsewhere
+    side = 128
+    for text in ("W", "MW", "K7Q", "LLL"):
+        s = Scene(text=text, text_cx=0.5, text_cy=0.5, background="white", sign=True)
+        ink = render(s, side).min(axis=2) < 128
+        cols = np.flatnonzero(ink.any(axis=0)) / side
+        n = len(text)
+        lo, hi = 0.5 - n * SIGN_CELL / 2, 0.5 + n * SIGN_CELL / 2
+        assert lo <= cols.min() and cols.max() < hi                 # all ink inside the n cells
+        for k in range(n):                                         # and every cell holds ink
+            a, b = int((lo + k * SIGN_CELL) * side), int((lo + (k + 1) * SIGN_CELL) * side)
+            assert ink[:, a:b].any(), (text, k)
+        box = text_box(text, 0.5, 0.5, sign=True)
+        rows = np.flatnonzero(ink.any(axis=1)) / side
+        assert box[0] == lo and box[2] == hi and abs(rows.min() - box[1]) < 0.03 and abs(rows.max() - box[3]) < 0.03
+    # the same character looks the same in every cell (a monospace font: only shifted by whole cells)
+    a = render(Scene(text="K", text_cx=0.5 - SIGN_CELL / 2, background="white", sign=True), side)
+    b = render(Scene(text="KK", background="white", sign=True), side)
+    assert np.abs(a[:, : side // 2].astype(int) - b[:, : side // 2].astype(int)).max() <= 2

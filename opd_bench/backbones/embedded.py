@@ -31,6 +31,8 @@ DEFAULT_ARCH = {
     "glyph_slots": 0,
     #: character slots routed into the pooled (adaLN) conditioning (0 = none); see :class:`GlyphPooled`.
     "glyph_pooled": 0,
+    #: character slots laid out over the image columns (0 = none); see :class:`GlyphCanvas`.
+    "glyph_canvas": 0,
     "transformer": {
         "patch_size": 4,
         "num_layers": 4,
@@ -129,12 +131,78 @@ class GlyphPooled(torch.nn.Module):
         return self.out(torch.nn.functional.silu(self.norm(h)))
 
 
+#: the canvas's starting layout: a centred line of characters, each in a cell this wide (fraction of the side),
+#: as the world sets text (a monospace font, one cell of 1/4 of the side per character)
+CANVAS_CELL = 0.25
+
+
+class GlyphCanvas(torch.nn.Module):
+    """Which character of a centred line of quoted text falls in each column of the image, added to the image
+    tokens (a layout prior, as layout-conditioned text renderers use one: TextDiffuser's character-level
+    segmentation mask, GlyphControl's glyph image; here only the character *ids* per column, so the denoiser
+    still has to learn every glyph's shape).
+
+    Column ``j`` of ``grid`` gets ``h_j = sum_k G[n, j, k] E[c_k] + L[n, j]`` for the ``n`` characters
+    ``c_k`` of the first quoted string; the gates ``G`` start at a centred line of :data:`CANVAS_CELL`-wide
+    cells (1 where column ``j`` lies over character ``k``) and are learned, like the embeddings.
+    ``tokens(prompts)`` gives ``h`` [B, grid, dim] (zero without quoted text); it travels with the text
+    encoder's states, so prompt caching and CFG's empty prompt need nothing new. ``image_bias(h)`` =
+    ``Linear(SiLU(LayerNorm(h)))`` [B, grid, width] is added to every row of image tokens after the patch
+    embedding; the output layer starts at zero, so adding it to a trained model (``--init``) changes nothing
+    until it trains."""
+
+    def __init__(self, slots: int, dim: int, grid: int, width: int):
+        super().__init__()
+        self.slots, self.grid = int(slots), int(grid)
+        self.char = torch.nn.Embedding(len(GLYPH_CHARS) + 2, dim)
+        self.layout = torch.nn.Embedding(self.slots * self.grid, dim)
+        gate = torch.zeros(self.slots, self.grid, self.slots)
+        for n in range(1, self.slots + 1):
+            for j in range(self.grid):
+                k = int(((j + 0.5) / self.grid - (0.5 - n * CANVAS_CELL / 2)) // CANVAS_CELL)
+                if 0 <= k < n:
+                    gate[n - 1, j, k] = 1.0
+        self.gate = torch.nn.Parameter(gate)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.out = torch.nn.Linear(dim, width)
+        torch.nn.init.zeros_(self.out.weight)
+        torch.nn.init.zeros_(self.out.bias)
+
+    def tokens(self, prompts: List[str]) -> torch.Tensor:
+        chars, _ = glyph_ids(prompts, self.slots)
+        dev = self.char.weight.device
+        chars = chars.to(dev)
+        n = (chars > 0).sum(1)                                                   # [B]
+        nk = (n - 1).clamp(min=0)
+        h = torch.bmm(self.gate[nk], self.char(chars))                           # [B, grid, dim]
+        h = h + self.layout(nk.view(-1, 1) * self.grid + torch.arange(self.grid, device=dev).view(1, -1))
+        return h * (n > 0).view(-1, 1, 1).to(h.dtype)
+
+    def image_bias(self, h: torch.Tensor) -> torch.Tensor:
+        present = (h.abs().sum(-1, keepdim=True) > 0).to(h.dtype)               # no quoted text: no bias
+        return self.out(torch.nn.functional.silu(self.norm(h))) * present
+
+
 #: optional character-level text modules: arch key (its value = slots, 0 = absent) -> (attribute and weight
-#: prefix, class, what it is called in messages)
+#: prefix, constructor (slots, arch) -> module, what it is called in messages)
 GLYPH_MODULES = {
-    "glyph_slots": ("glyph_encoder", GlyphEncoder, "a glyph encoder"),
-    "glyph_pooled": ("glyph_pooled", GlyphPooled, "pooled glyph conditioning"),
+    "glyph_slots": ("glyph_encoder", lambda slots, a: GlyphEncoder(slots, a["text"]["hidden_size"]),
+                    "a glyph encoder"),
+    "glyph_pooled": ("glyph_pooled", lambda slots, a: GlyphPooled(slots, a["text"]["hidden_size"]),
+                     "pooled glyph conditioning"),
+    "glyph_canvas": ("glyph_canvas", lambda slots, a: GlyphCanvas(
+        slots, a["text"]["hidden_size"], a["resolution"] // a["transformer"]["patch_size"],
+        a["transformer"]["num_attention_heads"] * a["transformer"]["attention_head_dim"]), "a glyph canvas"),
 }
+
+
+def _add_canvas_bias(module, inputs, out):
+    """Forward hook on the patch embedding: adds the glyph canvas's column bias that ``denoise`` left on the
+    module (``canvas_bias`` [B, grid, width]) to every row of tokens (row-major: token ``h * grid + w``)."""
+    bias = getattr(module, "canvas_bias", None)
+    if bias is None:
+        return out
+    return out + bias.repeat(1, out.shape[1] // bias.shape[1], 1)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -183,9 +251,11 @@ class EmbeddedBackbone(Backbone):
         self.latent_shape = (ch, res, res)
         self.glyph_encoder: Optional[GlyphEncoder] = None
         self.glyph_pooled: Optional[GlyphPooled] = None
-        for key, (attr, cls, _) in GLYPH_MODULES.items():
+        self.glyph_canvas: Optional[GlyphCanvas] = None
+        for key, (attr, make, _) in GLYPH_MODULES.items():
             if a.get(key, 0):
-                setattr(self, attr, cls(a[key], xcfg["hidden_size"]))
+                setattr(self, attr, make(a[key], a))
+        self.transformer.pos_embed.register_forward_hook(_add_canvas_bias)
         self._train_text = train_text_encoder
         for m in self._text_modules().values():
             m.requires_grad_(train_text_encoder)
@@ -206,17 +276,19 @@ class EmbeddedBackbone(Backbone):
         pooled = out.pooler_output
         if self.glyph_pooled is not None:
             pooled = pooled + self.glyph_pooled(prompts)
+        if self.glyph_canvas is not None:   # last: denoise() splits these off again
+            states = torch.cat([states, self.glyph_canvas.tokens(prompts)], dim=1)
         return states, pooled
 
     def add_glyph_module(self, key: str, slots: int) -> None:
         """Add a fresh optional module of :data:`GLYPH_MODULES` (``"glyph_slots"``: :class:`GlyphEncoder`;
         ``"glyph_pooled"``: :class:`GlyphPooled`, whose output starts at zero) with ``slots`` slots, e.g. when
         continuing pretraining of a model that had none; it trains along with the text encoder."""
-        attr, cls, what = GLYPH_MODULES[key]
+        attr, make, what = GLYPH_MODULES[key]
         if getattr(self, attr) is not None:
             raise ValueError(f"this model already has {what}")
         self.arch[key] = int(slots)
-        module = cls(slots, self.arch["text"]["hidden_size"]).to(self.device)
+        module = make(int(slots), self.arch).to(self.device)
         module.requires_grad_(self._train_text)
         setattr(self, attr, module)
         self.clear_prompt_cache()
@@ -234,11 +306,18 @@ class EmbeddedBackbone(Backbone):
 
     # ---- denoiser -----------------------------------------------------------------------------------------
     def denoise(self, x, t, states, pooled):
-        # diffusers' SD3 convention: timestep = t * 1000 (sigmas * num_train_timesteps).
-        return self.transformer(
-            hidden_states=x, encoder_hidden_states=states, pooled_projections=pooled, timestep=t * 1000.0,
-            return_dict=False,
-        )[0]
+        if self.glyph_canvas is not None:
+            g = self.glyph_canvas.grid
+            states, canvas = states[:, :-g], states[:, -g:]
+            self.transformer.pos_embed.canvas_bias = self.glyph_canvas.image_bias(canvas)
+        try:
+            # diffusers' SD3 convention: timestep = t * 1000 (sigmas * num_train_timesteps).
+            return self.transformer(
+                hidden_states=x, encoder_hidden_states=states, pooled_projections=pooled, timestep=t * 1000.0,
+                return_dict=False,
+            )[0]
+        finally:
+            self.transformer.pos_embed.canvas_bias = None
 
     def flops_per_forward(self) -> float:
         """2 * (matmul params) * tokens + attention (QK^T and AV: 4 * T^2 * width per layer)."""

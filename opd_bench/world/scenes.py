@@ -47,7 +47,11 @@ MIN_SIZE = 0.2      # 6.4 px at 32 px
 MAX_SIZE = 0.7
 GAP = 0.07          # minimum gap between object boxes (about 2 px at 32 px)
 _SS = 4             # supersampling factor of render()
-_FONT = Path(__import__("matplotlib").get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+_FONTS = Path(__import__("matplotlib").get_data_path()) / "fonts" / "ttf"
+_FONT = _FONTS / "DejaVuSans-Bold.ttf"            # free text beside objects
+_SIGN_FONT = _FONTS / "DejaVuSansMono-Bold.ttf"   # signs: one monospace cell per character
+#: width of one character's cell on a sign, as a fraction of the image side (8 px at 32 px)
+SIGN_CELL = 0.25
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Scene:
     text_cx: float = 0.5
     text_cy: float = 0.5
     background: str = "white"
+    #: the text is a centred sign: set in a monospace bold font, one :data:`SIGN_CELL`-wide cell per
+    #: character (else free text in a proportional bold font, sized by its length)
+    sign: bool = False
 
 
 def contrast_text_color(background: str) -> str:
@@ -109,15 +116,30 @@ def _draw_obj(draw: ImageDraw.ImageDraw, obj: Obj, side: int) -> None:
 
 
 @lru_cache(maxsize=64)
-def _font(px: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_FONT), px)
+def _font(px: int, sign: bool = False) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(_SIGN_FONT if sign else _FONT), px)
 
 
-def text_box(text: str, cx: float, cy: float) -> tuple[float, float, float, float]:
-    """Box (fractions) that ``text`` covers when centred at (cx, cy); the font size depends on its length."""
+def _glyphs(text: str, cx: float, sign: bool, side: int) -> tuple[ImageFont.FreeTypeFont, list[tuple[str, float]]]:
+    """The font and the (string, x centre in px) pieces that set ``text`` centred at ``cx``: one piece per
+    character on a sign (each centred in its cell), else the whole string."""
+    if not sign:
+        return _font(_text_px(text, side)), [(text, cx * side)]
+    font = _font(_sign_px(side), True)
+    x0 = cx - len(text) * SIGN_CELL / 2
+    return font, [(c, (x0 + (k + 0.5) * SIGN_CELL) * side) for k, c in enumerate(text)]
+
+
+def text_box(text: str, cx: float, cy: float, sign: bool = False) -> tuple[float, float, float, float]:
+    """Box (fractions) that ``text`` covers when centred at (cx, cy): free text's ink (its font size depends on
+    its length); a sign's cells, as high as its ink."""
     ref = 256  # measure at a reference resolution, with the anchor render() uses
-    l, t, r, b = _font(_text_px(text, ref)).getbbox(text, anchor="mm")
-    return (cx + l / ref, cy + t / ref, cx + r / ref, cy + b / ref)
+    font, pieces = _glyphs(text, cx, sign, ref)
+    boxes = [font.getbbox(t, anchor="mm") for t, _ in pieces]
+    top, bottom = cy + min(b[1] for b in boxes) / ref, cy + max(b[3] for b in boxes) / ref
+    if sign:
+        return (cx - len(text) * SIGN_CELL / 2, top, cx + len(text) * SIGN_CELL / 2, bottom)
+    return (cx + boxes[0][0] / ref, top, cx + boxes[0][2] / ref, bottom)
 
 
 def _text_px(text: str, side: int) -> int:
@@ -128,10 +150,15 @@ def _text_px(text: str, side: int) -> int:
     return max(1, int(min(frac, 0.88 / max(width, 1e-6)) * side))
 
 
+def _sign_px(side: int) -> int:
+    """Font size in pixels whose monospace advance is one :data:`SIGN_CELL`."""
+    return max(1, int(round(SIGN_CELL * side / (_font(100, True).getlength("A") / 100))))
+
+
 def _draw_text(draw: ImageDraw.ImageDraw, scene: Scene, side: int) -> None:
-    font = _font(_text_px(scene.text, side))
-    draw.text((scene.text_cx * side, scene.text_cy * side), scene.text, font=font,
-              fill=TEXT_COLORS[scene.text_color], anchor="mm")
+    font, pieces = _glyphs(scene.text, scene.text_cx, scene.sign, side)
+    for t, x in pieces:
+        draw.text((x, scene.text_cy * side), t, font=font, fill=TEXT_COLORS[scene.text_color], anchor="mm")
 
 
 def render(scene: Scene, size: int = 32) -> np.ndarray:
@@ -210,7 +237,8 @@ def text_scene(rng: np.random.Generator, text: str, taken: Sequence = (), backgr
     random legible spot clear of ``taken`` boxes."""
     bg = background or list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     if centred and not taken:
-        return Scene(text=text, text_color=contrast_text_color(bg), text_cx=0.5, text_cy=0.5, background=bg)
+        return Scene(text=text, text_color=contrast_text_color(bg), text_cx=0.5, text_cy=0.5, background=bg,
+                     sign=True)
     l, t, r, b = (v - 0.5 for v in text_box(text, 0.5, 0.5))   # extent around the anchor
     for _ in range(200):
         cx = float(rng.uniform(0.04 - l, 0.96 - r)) if r - l < 0.9 else 0.5

@@ -5,12 +5,19 @@ with the eval protocol's ODE sampler and CFG, and prints for each noise how far 
 character (mean |image - mean image| over the 32, in [0, 1] pixel units) and how many RapidOCR reads exactly.
 A model that ignores the quoted character gives nearly the same image for every one of them.
 
+``signs OUT --init CHECKPOINT --steps N [--canvas 3]``: continues pretraining on text-only signs (1-3 characters,
+every caption quotes the text with one of the OCR task's templates), with a glyph canvas unless ``--canvas 0``,
+and evaluates OCR (EMA weights, 80 eval prompts, the eval protocol) every 250 steps.
+``stage OUT --init CHECKPOINT --steps N --text-fraction F``: continues pretraining on the default web-like mix
+(what ``opd-bench world pretrain`` trains on), with the same OCR evaluations every 500 steps.
 ``toy OUT --init CHECKPOINT --steps N``: the control. Continues pretraining (``world.pretrain.pretrain``:
 same loss, EMA, schedule) on centred one-character signs whose caption always quotes the character, and
 probes the EMA weights every 250 steps. If the exact rate climbs here, the architecture can learn which
 glyph to draw, and the pretraining mix is what starves it.
 
     python scripts/ocr_sweep/glyph_probe.py probe checkpoints/base
+    OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py signs /tmp/signs --init checkpoints/base --steps 1500
+    OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py stage /tmp/mix --init /tmp/signs --steps 2000
     OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py toy /tmp/toy --init checkpoints/base --steps 1500
 """
 from __future__ import annotations
@@ -52,6 +59,68 @@ def probe(model, noises=(0, 1), templates=TEMPLATES, steps: int = 40, verbose: b
     return hits / total
 
 
+def ocr_by_length(model, prompts: int = 80) -> str:
+    """OCR score of the model on ``prompts`` eval prompts (eval protocol), overall and by text length."""
+    import re
+
+    from opd_bench.evaluate import evaluate
+
+    r = evaluate(model, ["ocr"], EvalProtocol(prompts_per_task=prompts, bootstrap=10), show_progress=False)
+    rows = r["tasks"]["ocr"]["per_prompt"]
+    by = {}
+    for p in rows:
+        by.setdefault(len(re.search(r'"([^"]*)"', p["prompt"]).group(1)), []).append(p["score"])
+    exact = np.mean([p["exact"] for p in rows])
+    return (f"ocr {r['tasks']['ocr']['mean']:.3f} exact {exact:.3f}, by length "
+            + " ".join(f"{n}: {np.mean(v):.3f} ({len(v)})" for n, v in sorted(by.items())))
+
+
+def _milestones(every: int):
+    t0 = time.time()
+
+    def on_step(step, model, ema):
+        if step % every == 0:
+            live = {k: v.clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(ema)
+            line = ocr_by_length(model)
+            model.load_state_dict(live)
+            model.train()
+            print(f"step {step}: {line}  {time.time() - t0:.0f}s", flush=True)
+        return False
+
+    return on_step
+
+
+def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -> None:
+    from opd_bench.world.pretrain import PretrainConfig, pretrain
+    from opd_bench.world.prompts import OCR_TEMPLATES
+    from opd_bench.world.scenes import random_text
+
+    def pairs(n, seed, size, text_fraction=1.0):
+        rng = np.random.default_rng(seed)
+        caps, imgs = [], []
+        for _ in range(n):
+            text = random_text(rng)
+            caps.append(OCR_TEMPLATES[rng.integers(len(OCR_TEMPLATES))].format(text))
+            imgs.append(render(text_scene(rng, text, centred=True), size))
+        return caps, np.stack(imgs)
+
+    arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
+    cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, n_pairs=20000, init=init, text_fraction=1.0, warmup=50,
+                         ema_decay=0.99, arch=arch)
+    pretrain(out, cfg, command=f"glyph_probe signs --canvas {canvas}", pairs=pairs, show_progress=False,
+             on_step=_milestones(250))
+
+
+def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, text_fraction: float) -> None:
+    from opd_bench.world.pretrain import PretrainConfig, pretrain
+
+    arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
+    cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, init=init, text_fraction=text_fraction, arch=arch)
+    pretrain(out, cfg, command=f"glyph_probe stage --text-fraction {text_fraction}", show_progress=False,
+             on_step=_milestones(500))
+
+
 def toy(out: Path, init: str, steps: int, lr: float, seed: int) -> None:
     from opd_bench.world.pretrain import PretrainConfig, pretrain
 
@@ -89,8 +158,22 @@ if __name__ == "__main__":
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--seed", type=int, default=7)
+    for name, steps in (("signs", 1500), ("stage", 2000)):
+        m = sub.add_parser(name)
+        m.add_argument("out", type=Path)
+        m.add_argument("--init", default="checkpoints/base")
+        m.add_argument("--steps", type=int, default=steps)
+        m.add_argument("--lr", type=float, default=5e-4)
+        m.add_argument("--seed", type=int, default=7)
+        m.add_argument("--canvas", type=int, default=3, help="glyph canvas slots (0 = none)")
+        if name == "stage":
+            m.add_argument("--text-fraction", type=float, default=0.4)
     a = ap.parse_args()
     if a.cmd == "probe":
         print(f"exact: {probe(load_backbone(a.checkpoint)):.3f}")
+    elif a.cmd == "signs":
+        signs(a.out, a.init, a.steps, a.lr, a.seed, a.canvas)
+    elif a.cmd == "stage":
+        stage(a.out, a.init, a.steps, a.lr, a.seed, a.canvas, a.text_fraction)
     else:
         toy(a.out, a.init, a.steps, a.lr, a.seed)
