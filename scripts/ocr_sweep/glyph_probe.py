@@ -75,6 +75,12 @@ def ocr_by_length(model, prompts: int = 80) -> str:
             + " ".join(f"{n}: {np.mean(v):.3f} ({len(v)})" for n, v in sorted(by.items())))
 
 
+def _command() -> str:
+    import sys
+
+    return "python scripts/ocr_sweep/glyph_probe.py " + " ".join(sys.argv[1:])
+
+
 def _milestones(every: int):
     t0 = time.time()
 
@@ -94,21 +100,22 @@ def _milestones(every: int):
 def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -> None:
     from opd_bench.world.pretrain import PretrainConfig, pretrain
     from opd_bench.world.prompts import OCR_TEMPLATES
-    from opd_bench.world.scenes import random_text
+    from opd_bench.world.scenes import BACKGROUNDS, random_text
 
     def pairs(n, seed, size, text_fraction=1.0):
         rng = np.random.default_rng(seed)
         caps, imgs = [], []
         for _ in range(n):
             text = random_text(rng)
+            bg = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
             caps.append(OCR_TEMPLATES[rng.integers(len(OCR_TEMPLATES))].format(text))
-            imgs.append(render(text_scene(rng, text, centred=True), size))
+            imgs.append(render(text_scene(rng, text, background=bg, centred=True), size))
         return caps, np.stack(imgs)
 
     arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, n_pairs=20000, init=init, text_fraction=1.0, warmup=50,
                          ema_decay=0.99, arch=arch)
-    pretrain(out, cfg, command=f"glyph_probe signs --canvas {canvas}", pairs=pairs, show_progress=False,
+    pretrain(out, cfg, command=_command(), pairs=pairs, show_progress=False,
              on_step=_milestones(250))
 
 
@@ -117,7 +124,7 @@ def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, t
 
     arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, init=init, text_fraction=text_fraction, arch=arch)
-    pretrain(out, cfg, command=f"glyph_probe stage --text-fraction {text_fraction}", show_progress=False,
+    pretrain(out, cfg, command=_command(), show_progress=False,
              on_step=_milestones(500))
 
 
