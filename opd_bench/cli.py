@@ -311,7 +311,7 @@ def world_pretrain(
                           arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {}),
                                 **({"glyph_pooled": glyph_pooled} if glyph_pooled else {}),
                                 **({"glyph_canvas": glyph_canvas} if glyph_canvas else {})})
-    cmd = "opd-bench world pretrain " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "opd-bench world pretrain"
+    cmd = " ".join(["opd-bench", *_INVOCATION])
     metrics = pretrain(out, cfg, command=cmd)
     console.print(f"wrote {out}: {metrics}")
 
@@ -414,8 +414,13 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
+#: the arguments of this invocation (recorded as a checkpoint's training command)
+_INVOCATION: List[str] = []
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: maps every user error to one line on stderr and exit 2."""
+    _INVOCATION[:] = sys.argv[1:] if argv is None else argv
     try:
         rv = app(args=argv, standalone_mode=False)
     except UserError as e:
