@@ -126,7 +126,10 @@ def test_parser_ignores_text_next_to_objects():
 
 
 def test_signs_set_one_monospace_cell_per_character():
+    from opd_bench.backbones.embedded import CANVAS_CELL
     from opd_bench.world.scenes import SIGN_CELL, text_box
+
+    assert CANVAS_CELL == SIGN_CELL            # the glyph canvas's starting layout is the world's sign layout
 
     rng = np.random.default_rng(11)
     ocr = [random_scene(rng, "ocr") for _ in range(40)]

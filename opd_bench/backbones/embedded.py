@@ -282,8 +282,9 @@ class EmbeddedBackbone(Backbone):
 
     def add_glyph_module(self, key: str, slots: int) -> None:
         """Add a fresh optional module of :data:`GLYPH_MODULES` (``"glyph_slots"``: :class:`GlyphEncoder`;
-        ``"glyph_pooled"``: :class:`GlyphPooled`, whose output starts at zero) with ``slots`` slots, e.g. when
-        continuing pretraining of a model that had none; it trains along with the text encoder."""
+        ``"glyph_pooled"``: :class:`GlyphPooled`; ``"glyph_canvas"``: :class:`GlyphCanvas`; the last two start
+        with a zero output) with ``slots`` slots, e.g. when continuing pretraining of a model that had none; it
+        trains along with the text encoder."""
         attr, make, what = GLYPH_MODULES[key]
         if getattr(self, attr) is not None:
             raise ValueError(f"this model already has {what}")
