@@ -17,9 +17,9 @@ from rich.table import Table
 
 from .backbones import load_backbone, resolve_checkpoint
 from .checkpoint import checkpoint_digest
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, dump_config, load_config, resolve_config_path
 from .distributed import Dist
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
 from .progress import console, progress_bar
@@ -78,20 +78,30 @@ def run_one(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict:
     return Runner(cfg, run_dir, method, tasks).run(resume=resume)
 
 
-#: the recipe of the released teachers (configs/teacher.yaml), used by ``--train-teachers``
+#: the recipe of the released teachers (configs/teacher.yaml), used by ``--train-teachers``; a task whose
+#: released teacher used another budget or batch has its own ``configs/teacher_<task>.yaml``
 TEACHER_CONFIG = "teacher"
 
 
+def teacher_config(task: str) -> str:
+    """The config of ``task``'s released teacher: ``teacher_<task>`` where that file exists, else ``teacher``."""
+    try:
+        resolve_config_path(f"{TEACHER_CONFIG}_{task}")
+        return f"{TEACHER_CONFIG}_{task}"
+    except ConfigError:
+        return TEACHER_CONFIG
+
+
 def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: Sequence[str] = ()) -> Dict[str, str]:
-    """Train one GRPO teacher per task with the released teachers' recipe (``configs/teacher.yaml``) from the
+    """Train one GRPO teacher per task with its released teacher's recipe (:func:`teacher_config`) from the
     run's base model, seed and device (then ``overrides``); returns {task: final checkpoint}."""
     out = {}
     for t in tasks:
-        tcfg = load_config(TEACHER_CONFIG, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
-                                            f"model.checkpoint={cfg.model.checkpoint}", *overrides])
+        tcfg = load_config(teacher_config(t), ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
+                                               f"model.checkpoint={cfg.model.checkpoint}", *overrides])
         tcfg.name = f"teacher_{t}"
         d = Path(runs_dir) / cfg.name / "teachers" / t
-        console.print(f"[bold]training teacher for {t}[/] -> {d}")
+        console.print(f"[bold]training teacher for {t}[/] ({teacher_config(t)}.yaml) -> {d}")
         Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=(d / "state").exists())
         out[t] = str(d / FINAL)
     return out

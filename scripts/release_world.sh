@@ -15,18 +15,13 @@ opd-bench world pretrain --out checkpoints/base --no-spell-quoted
 opd-bench world pretrain --init checkpoints/base --seed 1 --steps 4000 --lr 7e-4 --no-spell-quoted --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4 --text-fraction 0.5 --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
-# one GRPO teacher per task. GenEval and preference: configs/teacher.yaml (16 prompts x 8 images per step,
-# lr 1e-4; released with periodic evals, --set eval.every=50); GenEval at 12800 images (~45 min on one thread
-# with two sharing 2 cores), preference at 25600 (released from its 12800-image run, resumed with the budget
-# raised: 22 min more on 2 threads). Aesthetic and OCR were released from the earlier 4-prompt, 3200-image recipe.
-opd-bench run --method grpo --tasks geneval --config teacher --name teacher_geneval --set eval.every=50
-opd-bench world release runs/teacher_geneval teacher_geneval
-opd-bench run --method grpo --tasks preference --config teacher --name teacher_preference --set eval.every=50 \
-  --set budget.value=25600
-opd-bench world release runs/teacher_preference teacher_preference
-for t in ocr aesthetic; do
-  opd-bench run --method grpo --tasks "$t" --config teacher --name "teacher_$t" \
-    --set train.prompts_per_step=4 --set budget.value=3200
+# one GRPO teacher per task, each with its released recipe, configs/teacher_<task>.yaml (what
+# `opd-bench run --method opd --train-teachers` uses too): GenEval and preference 16 prompts x 8 images per step,
+# lr 1e-4, periodic evals (GenEval 12800 images, ~45 min on one thread with two sharing 2 cores; preference
+# 25600, released from its 12800-image run resumed with the budget raised); aesthetic and OCR 4 prompts per
+# step, 3200 images.
+for t in geneval preference ocr aesthetic; do
+  opd-bench run --method grpo --tasks "$t" --config "teacher_$t" --name "teacher_$t"
   opd-bench world release "runs/teacher_$t" "teacher_$t"
 done
 # the main job's student, then the regression baselines of every released model

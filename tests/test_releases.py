@@ -63,3 +63,21 @@ def test_teacher_beats_base_on_its_task(task):
     r = compare(sides["base"], sides[f"teacher_{task}"], [task], margin=0.05)["tasks"][task]
     assert r["verdict"] == "better", \
         f"teacher_{task}: {r['diff']:+.3f}, paired CI ({r['ci_low']:+.3f}, {r['ci_high']:+.3f}): {r['verdict']}"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_train_teachers_uses_each_released_teachers_recipe(task):
+    """`--train-teachers` retrains a teacher with exactly the config its released checkpoint was trained with
+    (configs/teacher_<task>.yaml where the budget or batch differs from configs/teacher.yaml); only the run's
+    name may differ."""
+    import yaml
+
+    from opd_bench.config import load_config, to_dict
+    from opd_bench.train import teacher_config
+
+    released = yaml.safe_load(json.loads((ROOT / "checkpoints" / f"teacher_{task}" / "config.json").read_text())
+                              ["release"]["run_config"])
+    ours = to_dict(load_config(teacher_config(task), ["method=grpo", f"tasks={task}", "seed=0", "device=cpu",
+                                                      "model.checkpoint=base"]))
+    released.pop("name"), ours.pop("name")
+    assert ours == released
