@@ -23,6 +23,7 @@ from .analysis import hacking as hk
 from .analysis import interference as itf
 from .analysis import variance as var
 from .checkpoint import atomic_write_json, atomic_write_text
+from .config import to_dict
 from .errors import UserError
 from .runner import is_run_dir
 from .stats import bootstrap_ci, iqm, probability_of_improvement, stratified_bootstrap_ci
@@ -335,6 +336,25 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
     return {"models": labels, "columns": [f"{t} #{i}: {r['prompt']}" for t, i, r in cols]}
 
 
+def _flatten(d: dict, prefix: str = "") -> Dict[str, object]:
+    out: Dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(runs: Sequence[RunInfo], ignore: Sequence[str] = ("name", "seed")) -> Dict[str, Dict[str, object]]:
+    """The resolved-config settings (dotted keys) whose values differ between runs, {key: {run path: value}};
+    ``ignore``d keys (the run's name and seed) are left out."""
+    flat = {str(r.path): _flatten(to_dict(r.cfg)) for r in runs}
+    keys = sorted({k for f in flat.values() for k in f} - set(ignore))
+    return {k: {p: f.get(k) for p, f in flat.items()} for k in keys
+            if len({repr(f.get(k)) for f in flat.values()}) > 1}
+
+
 def _by_value(d: Dict[str, str]) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for k, v in d.items():
@@ -383,12 +403,23 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     for old in out.glob("*.png"):
         old.unlink()
     doc = Doc(out, f"opd-bench report: {name}")
-    data: dict = {"name": name, "runs": [str(r.path) for r in runs]}
+    data: dict = {"name": name, "runs": [str(r.path) for r in runs],
+                  "run_configs": {str(r.path): to_dict(r.cfg) for r in runs}}
     groups = group_runs(runs)
     tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
     doc.p(f"{len(runs)} run(s): " + ", ".join(f"{r.label} seed {r.seed} ({r.path})" for r in runs)
           + ". Scores are normalised per task as n = (score − base) / (teacher − base) where the teacher's score is"
             f" known and beats the base by at least {MIN_TEACHER_GAP}, else raw (method.md §7).", note=True)
+    diffs = config_differences(runs)
+    data["config_differences"] = diffs
+    if len(runs) > 1:
+        if diffs:
+            cols = [str(r.path) for r in runs]
+            doc.table(["setting"] + [f"{r.label} s{r.seed}" for r in runs],
+                      [[k] + [str(diffs[k][c]) for c in cols] for k in diffs])
+        doc.p("Every run's full resolved config is in report.json (run_configs) and its own config.yaml; "
+              + ("the table lists the settings that differ between runs (besides name and seed)." if diffs else
+                 "the runs differ only in name and seed."), note=True)
 
     say("reference scores (base, teachers)")
     base, teachers = reference_scores(runs, teacher_scores)

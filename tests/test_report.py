@@ -2,6 +2,7 @@
 are checked against the runs' own files, the page is self-contained, and a non-run folder is one clear error."""
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,16 @@ def test_multi_seed_table_uses_seed_cis_iqm_and_ci_separated_ranks(tmp_path):
     assert rows["opd"]["rank"] == 1 and rows["multi-reward"]["rank"] == 1 and rows["cascade"]["rank"] == 3
     poi = improvement_matrix(rows)
     assert poi["opd"]["cascade"] == 1.0 and poi["cascade"]["opd"] == 0.0
+
+
+def test_report_records_every_runs_config_and_what_differs(runs, report):
+    import yaml
+
+    data = json.loads((report / "report.json").read_text())
+    for path, cfg in data["run_configs"].items():
+        assert cfg == yaml.safe_load((Path(path) / "config.yaml").read_text())
+    diffs = data["config_differences"]
+    assert set(diffs["method"].values()) == {"opd", "cascade"}           # the runs are one opd, one cascade
+    assert "seed" not in diffs and "name" not in diffs
+    assert all(len({repr(v) for v in d.values()}) > 1 for d in diffs.values())
+    assert "| method |" in (report / "report.md").read_text()
