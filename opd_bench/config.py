@@ -71,6 +71,10 @@ class GRPOConfig:
     #: method.md section 3: D = sigma_j^2 (Flow-GRPO) or sigma_j^2 |dt| (exact Gaussian KL).
     kl_denominator: Literal["sigma2", "sigma2_dt"] = "sigma2"
     inner_epochs: int = 1
+    #: initial noise x_0 of a group's samples: one per sample (Flow-GRPO) or one shared by the whole group
+    #: (DanceGRPO), so that the group's rewards differ only through the SDE steps, the actions whose
+    #: log-probabilities the policy gradient uses.
+    group_noise: Literal["independent", "shared"] = "independent"
 
 
 @dataclass

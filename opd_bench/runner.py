@@ -125,13 +125,20 @@ class RunContext:
 
     # ---- rollouts -----------------------------------------------------------------------------------------
     def rollout(self, task: str, records: List[dict], group: int, noise_level: float) -> Batch:
-        """Student rollout (no grad) of ``group`` samples per prompt, counted in the ledger."""
+        """Student rollout (no grad) of ``group`` samples per prompt, counted in the ledger; with
+        ``grpo.group_noise: shared`` a group's samples start from the same initial noise."""
         s = self.cfg.sampler
         rep = [r for r in records for _ in range(group)]
         gids = torch.arange(len(records)).repeat_interleave(group)
         cond = self.student.encode_prompts([r["prompt"] for r in rep])
+        gen = self.generator("rollout", task)
+        x_init = None
+        if group > 1 and self.cfg.grpo.group_noise == "shared":   # one x_0 per prompt (the global draw, sliced)
+            n = len(records)
+            z = torch.randn((self.dist.world_size * n, *self.student.latent_shape), generator=gen)
+            x_init = z[self.dist.rank * n : (self.dist.rank + 1) * n].repeat_interleave(group, dim=0)
         ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
-                     generator=self.generator("rollout", task), logprob_reduce=s.logprob_reduce,
+                     generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
                      global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)))
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))

@@ -81,6 +81,25 @@ def test_grpo_first_inner_step_is_on_policy(world):
     assert info["ratio_first"] == 1.0 and info["clipfrac"] == 0.0
 
 
+@pytest.mark.parametrize("mode", ["independent", "shared"])
+def test_grpo_group_noise_independent_or_shared(world, mode):
+    """grpo.group_noise: each sample its own initial noise (Flow-GRPO), or one per group (DanceGRPO); the SDE
+    steps differ within a group either way, and the first inner step stays on-policy."""
+    cfg = cfg_for(world, "grpo", ["brightness"], **{"grpo.group_noise": mode, "train.prompts_per_step": 2})
+    ctx = make_ctx(cfg, ["brightness"])
+    records = ctx.sample_prompts("brightness", 2)
+    batch = ctx.rollout("brightness", records, cfg.grpo.group_size, cfg.sampler.noise_level)
+    x0, final = batch.rollout.states[:, 0], batch.rollout.final
+    g = cfg.grpo.group_size
+    same_start = torch.equal(x0[0], x0[1])
+    assert same_start == (mode == "shared")
+    assert not torch.equal(x0[0], x0[g])                          # groups never share their start
+    assert not torch.allclose(final[0], final[1])                  # the SDE steps still differ within a group
+    again = ctx.rollout("brightness", records, g, cfg.sampler.noise_level)
+    assert torch.equal(again.rollout.states, batch.rollout.states)   # reproducible given the seed and round
+    assert METHODS["grpo"]().train_step(ctx)["ratio_first"] == 1.0
+
+
 def test_short_grpo_run_improves_the_reward(world):
     cfg = cfg_for(world, "grpo", ["brightness"], **{"train.lr": 3e-3, "train.prompts_per_step": 4, "grpo.beta": 0.0})
     ctx = make_ctx(cfg, ["brightness"])
