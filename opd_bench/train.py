@@ -97,11 +97,12 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: 
     run's base model, seed and device (then ``overrides``); returns {task: final checkpoint}."""
     out = {}
     for t in tasks:
-        tcfg = load_config(teacher_config(t), ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
-                                               f"model.checkpoint={cfg.model.checkpoint}", *overrides])
+        recipe = teacher_config(t)
+        tcfg = load_config(recipe, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
+                                    f"model.checkpoint={cfg.model.checkpoint}", *overrides])
         tcfg.name = f"teacher_{t}"
         d = Path(runs_dir) / cfg.name / "teachers" / t
-        console.print(f"[bold]training teacher for {t}[/] ({teacher_config(t)}.yaml) -> {d}")
+        console.print(f"[bold]training teacher for {t}[/] ({recipe}.yaml) -> {d}")
         Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=(d / "state").exists())
         out[t] = str(d / FINAL)
     return out

@@ -104,7 +104,22 @@ class GlyphEncoder(torch.nn.Module):
         return self.norm(self.char(chars.to(dev)) + self.layout(layout.to(dev)))
 
 
-class GlyphPooled(torch.nn.Module):
+class _ZeroStartHead(torch.nn.Module):
+    """The output head of the optional glyph modules that feed a trained model: ``Linear(SiLU(LayerNorm(h)))``
+    with the Linear at zero, so adding the module (``--init``) changes nothing until it trains. Its weights are
+    the module's ``norm.*`` and ``out.*``."""
+
+    def _add_head(self, dim: int, width: int) -> None:
+        self.norm = torch.nn.LayerNorm(dim)
+        self.out = torch.nn.Linear(dim, width)
+        torch.nn.init.zeros_(self.out.weight)
+        torch.nn.init.zeros_(self.out.bias)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.nn.functional.silu(self.norm(h)))
+
+
+class GlyphPooled(_ZeroStartHead):
     """The quoted text as a vector added to the pooled text embedding, which drives every block's adaptive
     norm (as a class label does in DiT), instead of reaching the denoiser only through joint attention.
 
@@ -118,17 +133,14 @@ class GlyphPooled(torch.nn.Module):
         self.vocab = len(GLYPH_CHARS) + 2
         self.char = torch.nn.Embedding(self.slots * self.vocab, dim)
         self.length = torch.nn.Embedding(self.slots + 1, dim)
-        self.norm = torch.nn.LayerNorm(dim)
-        self.out = torch.nn.Linear(dim, dim)
-        torch.nn.init.zeros_(self.out.weight)
-        torch.nn.init.zeros_(self.out.bias)
+        self._add_head(dim, dim)
 
     def forward(self, prompts: List[str]) -> torch.Tensor:
         chars, _ = glyph_ids(prompts, self.slots)
         dev = self.char.weight.device
         slot = torch.arange(self.slots).view(1, -1) * self.vocab
         h = self.char((chars + slot).to(dev)).sum(1) + self.length((chars > 0).sum(1).to(dev))
-        return self.out(torch.nn.functional.silu(self.norm(h)))
+        return self.head(h)
 
 
 #: the canvas's starting layout: a centred line of characters, each in a cell this wide (fraction of the side),
@@ -136,7 +148,7 @@ class GlyphPooled(torch.nn.Module):
 CANVAS_CELL = 0.25
 
 
-class GlyphCanvas(torch.nn.Module):
+class GlyphCanvas(_ZeroStartHead):
     """Which character of a centred line of quoted text falls in each column of the image, added to the image
     tokens (a layout prior, as layout-conditioned text renderers use one: TextDiffuser's character-level
     segmentation mask, GlyphControl's glyph image; here only the character *ids* per column, so the denoiser
@@ -163,10 +175,7 @@ class GlyphCanvas(torch.nn.Module):
                 if 0 <= k < n:
                     gate[n - 1, j, k] = 1.0
         self.gate = torch.nn.Parameter(gate)
-        self.norm = torch.nn.LayerNorm(dim)
-        self.out = torch.nn.Linear(dim, width)
-        torch.nn.init.zeros_(self.out.weight)
-        torch.nn.init.zeros_(self.out.bias)
+        self._add_head(dim, width)
 
     def tokens(self, prompts: List[str]) -> torch.Tensor:
         chars, _ = glyph_ids(prompts, self.slots)
@@ -180,7 +189,7 @@ class GlyphCanvas(torch.nn.Module):
 
     def image_bias(self, h: torch.Tensor) -> torch.Tensor:
         present = (h.abs().sum(-1, keepdim=True) > 0).to(h.dtype)               # no quoted text: no bias
-        return self.out(torch.nn.functional.silu(self.norm(h))) * present
+        return self.head(h) * present
 
 
 #: optional character-level text modules: arch key (its value = slots, 0 = absent) -> (attribute and weight

@@ -97,6 +97,11 @@ def _milestones(every: int):
     return on_step
 
 
+def _arch(canvas: int) -> dict:
+    """Spelled-out quoted text, plus a glyph canvas of ``canvas`` slots unless 0."""
+    return {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
+
+
 def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -> None:
     from opd_bench.world.pretrain import PretrainConfig, pretrain
     from opd_bench.world.prompts import OCR_TEMPLATES
@@ -112,7 +117,7 @@ def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -
             imgs.append(render(text_scene(rng, text, background=bg, centred=True), size))
         return caps, np.stack(imgs)
 
-    arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
+    arch = _arch(canvas)
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, n_pairs=20000, init=init, text_fraction=1.0, warmup=50,
                          ema_decay=0.99, arch=arch)
     pretrain(out, cfg, command=_command(), pairs=pairs, show_progress=False,
@@ -122,7 +127,7 @@ def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -
 def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, text_fraction: float) -> None:
     from opd_bench.world.pretrain import PretrainConfig, pretrain
 
-    arch = {"spell_quoted": True, **({"glyph_canvas": canvas} if canvas else {})}
+    arch = _arch(canvas)
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, init=init, text_fraction=text_fraction, arch=arch)
     pretrain(out, cfg, command=_command(), show_progress=False,
              on_step=_milestones(500))
