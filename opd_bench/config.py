@@ -55,6 +55,11 @@ class SamplerConfig:
     logprob_reduce: Literal["mean", "sum"] = "mean"
     #: method.md section 3: trained steps are the first floor(N * timestep_fraction) steps (Flow-GRPO: 0.9).
     timestep_fraction: float = 0.9
+    #: [start, end): an SDE window (Flow-GRPO-Fast, MixGRPO). Only rollout steps start..end-1 are stochastic
+    #: and only they are trained (timestep_fraction is then unused); the others take the ODE step, so samples
+    #: that share an initial noise (grpo.group_noise: shared) agree up to the window and differ only through
+    #: the steps the policy gradient credits. [] = every step stochastic.
+    sde_window: List[int] = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +280,10 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: must be in (0, 1] (got {v!r})")
     if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade"):
         raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
+    w, n = cfg.sampler.sde_window, cfg.sampler.steps
+    if w and (len(w) != 2 or not 0 <= w[0] < w[1] <= n):
+        raise ConfigError(f"sampler.sde_window: expected [start, end] with 0 <= start < end <= sampler.steps ({n}) "
+                          f"or [] (got {w!r})")
     if cfg.opd.objective == "ppo" and (cfg.opd.sampler != "sde" or cfg.opd.noise_level <= 0):
         raise ConfigError("opd.objective: 'ppo' needs opd.sampler=sde with opd.noise_level > 0 (undefined for a = 0)")
     if len(cfg.train.betas) != 2 or not all(0 <= b < 1 for b in cfg.train.betas):

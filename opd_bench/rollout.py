@@ -3,7 +3,7 @@ per-step log-probabilities (SDE) -- everything GRPO and DiffusionOPD need to tra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -16,7 +16,7 @@ class Rollout:
     images: torch.Tensor          # [B, 3, H, W] in [0, 1]
     states: torch.Tensor          # [B, N + 1, *latent]: x_0 (noise) ... x_N (final)
     timesteps: torch.Tensor       # [N + 1]: 1 = t_0 > ... > t_N = 0
-    log_probs: Optional[torch.Tensor]  # [B, N] per-step log p(x_{j+1} | x_j); None for the ODE
+    log_probs: Optional[torch.Tensor]  # [B, N] per-step log p(x_{j+1} | x_j); None for the ODE, NaN at ODE steps
     noise_level: float
 
     @property
@@ -41,6 +41,7 @@ def rollout(
     keep_states: bool = True,
     x_init: Optional[torch.Tensor] = None,
     global_batch: Optional[tuple] = None,
+    sde_steps: Optional[Sequence[int]] = None,
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
@@ -48,6 +49,8 @@ def rollout(
     so a rollout is reproducible given the generator's seed. ``global_batch=(start, total)``: this batch is the
     slice [start, start + B) of a global batch of ``total`` samples (data parallelism) -- noise is drawn for the
     whole global batch and sliced, so the shard sees exactly the noise a single process would.
+    ``sde_steps``: only these steps are stochastic (an SDE window, Flow-GRPO-Fast / MixGRPO); the others take the
+    ODE step, and their entry of ``log_probs`` is NaN. None = every step (when ``noise_level`` > 0).
     """
     device = model.device
     b = len(cond)
@@ -60,15 +63,17 @@ def rollout(
     x = noise() if x_init is None else x_init.to(device)
     states = [x] if keep_states else None
     log_probs = []
+    stochastic = set(range(steps) if sde_steps is None else sde_steps) if noise_level > 0 else set()
     for j in range(steps):
         v = model.velocity(x, ts[j], cond, guidance)
-        step = sde_step(x, v, ts[j], ts[j + 1], noise_level, t_first=ts[1], reduce=logprob_reduce,
-                        noise=noise() if noise_level > 0 else None)
+        a = noise_level if j in stochastic else 0.0
+        step = sde_step(x, v, ts[j], ts[j + 1], a, t_first=ts[1], reduce=logprob_reduce,
+                        noise=noise() if a > 0 else None)
         x = step.next
         if keep_states:
             states.append(x)
-        if step.log_prob is not None:
-            log_probs.append(step.log_prob)
+        if stochastic:
+            log_probs.append(step.log_prob if step.log_prob is not None else torch.full((b,), float("nan"), device=device))
     return Rollout(
         images=model.to_images(x),
         states=torch.stack(states, 1) if keep_states else x[:, None],

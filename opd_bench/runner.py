@@ -139,14 +139,18 @@ class RunContext:
             x_init = z[self.dist.rank * n : (self.dist.rank + 1) * n].repeat_interleave(group, dim=0)
         ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
-                     global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)))
+                     global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)),
+                     sde_steps=self.trained_steps() if s.sde_window else None)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
         self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(s.guidance))
         return Batch(task, rep, gids, cond, ro, noise_level)
 
     def trained_steps(self) -> List[int]:
-        """method.md section 3: the first floor(N * timestep_fraction) steps (at least one)."""
+        """method.md section 3: the first floor(N * timestep_fraction) steps (at least one), or the steps of
+        ``sampler.sde_window`` when one is set."""
+        if self.cfg.sampler.sde_window:
+            return list(range(*self.cfg.sampler.sde_window))
         n = self.cfg.sampler.steps
         return list(range(max(1, math.floor(n * self.cfg.sampler.timestep_fraction + 1e-9))))
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from opd_bench.backbones import load_backbone
 from opd_bench.config import build_config
+from opd_bench.errors import ConfigError
 from opd_bench.methods import METHODS
 from opd_bench.runner import Runner, RunContext
 from opd_bench.ledger import Ledger
@@ -98,6 +99,29 @@ def test_grpo_group_noise_independent_or_shared(world, mode):
     again = ctx.rollout("brightness", records, g, cfg.sampler.noise_level)
     assert torch.equal(again.rollout.states, batch.rollout.states)   # reproducible given the seed and round
     assert METHODS["grpo"]().train_step(ctx)["ratio_first"] == 1.0
+
+
+def test_sde_window_makes_only_its_steps_stochastic_and_trained(world):
+    """sampler.sde_window [1, 3): steps 0 and 3.. take the ODE step (no noise, NaN log-prob); with shared group
+    noise a group's samples agree up to the window and differ after it; GRPO trains exactly the window's steps,
+    on-policy on the first; a window outside the rollout is one clear config error."""
+    cfg = cfg_for(world, "grpo", ["brightness"], **{"grpo.group_noise": "shared", "train.prompts_per_step": 2,
+                                                     "sampler.sde_window": [1, 3]})
+    ctx = make_ctx(cfg, ["brightness"])
+    assert ctx.trained_steps() == [1, 2]
+    batch = ctx.rollout("brightness", ctx.sample_prompts("brightness", 2), cfg.grpo.group_size, cfg.sampler.noise_level)
+    s, lp = batch.rollout.states, batch.rollout.log_probs
+    assert torch.equal(s[0, 1], s[1, 1])                 # step 0 is the ODE from the shared start
+    assert not torch.allclose(s[0, 2], s[1, 2])          # step 1 is stochastic
+    assert torch.isfinite(lp[:, 1:3]).all() and torch.isnan(lp[:, 0]).all() and torch.isnan(lp[:, 3:]).all()
+    seen = []
+    orig = ctx.student_transition
+    ctx.student_transition = lambda b, j: (seen.append(j), orig(b, j))[1]
+    assert METHODS["grpo"]().train_step(ctx)["ratio_first"] == 1.0
+    assert seen == [1, 2]
+    for bad in ([2, 2], [0, cfg.sampler.steps + 1], [1]):
+        with pytest.raises(ConfigError, match="sampler.sde_window"):
+            cfg_for(world, "grpo", ["brightness"], **{"sampler.sde_window": bad})
 
 
 def test_short_grpo_run_improves_the_reward(world):
