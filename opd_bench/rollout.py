@@ -72,12 +72,14 @@ def rollout(
         x = step.next
         if keep_states:
             states.append(x)
-        if stochastic:
-            log_probs.append(step.log_prob if step.log_prob is not None else torch.full((b,), float("nan"), device=device))
+        log_probs.append(step.log_prob)
+    if stochastic:   # NaN (in the log-probs' own dtype) where a step of the window's rollout was the ODE
+        ref = next(lp for lp in log_probs if lp is not None)
+        log_probs = [torch.full_like(ref, float("nan")) if lp is None else lp for lp in log_probs]
     return Rollout(
         images=model.to_images(x),
         states=torch.stack(states, 1) if keep_states else x[:, None],
         timesteps=ts,
-        log_probs=torch.stack(log_probs, 1) if log_probs else None,
+        log_probs=torch.stack(log_probs, 1) if stochastic else None,
         noise_level=noise_level,
     )
