@@ -2,8 +2,8 @@
 is not broken")
 
 Trains ``--method grpo`` with the repo's runner and ``configs/teacher.yaml`` on ``--prompts`` train prompts of
-TASK only (evenly spaced through its train set), ``--group`` samples each per step, and prints nothing of its
-own: the training reward per step is ``OUT/metrics.jsonl`` (``reward``). A working RL path raises it; if it
+TASK only (evenly spaced through its train set), ``--group`` samples each per step. It prints only the prompts
+it chose: the training reward per step is ``OUT/metrics.jsonl`` (``reward``). A working RL path raises it; if it
 falls for one task while it rises for another, the task's reward signal (not the code) is the problem.
 Extra ``key=value`` arguments are config overrides (e.g. ``grpo.group_noise=shared``).
 
