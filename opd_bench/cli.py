@@ -276,8 +276,12 @@ def world_pretrain(
     ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=1.0,
                                     help="Decay of the weight EMA that is saved (0.999: about the last 1000 steps)"),
     init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
-    text_fraction: float = typer.Option(0.15, "--text-fraction", min=0.0, max=1.0,
-                                        help="Share of text-only scenes in the generated pairs"),
+    data: str = typer.Option("mix", "--data",
+                             help="Generated data: mix (web-like captions of every scene kind) or signs (clean "
+                                  "text-only signs, every caption quoting the text with an OCR-task template)"),
+    text_fraction: Optional[float] = typer.Option(None, "--text-fraction", min=0.0, max=1.0,
+                                                  help="Share of text-only scenes in the generated pairs "
+                                                       "(default: 0.15 for the mix, 1 for signs)"),
     spell_quoted: bool = typer.Option(True, "--spell-quoted/--no-spell-quoted",
                                       help="Tokenise quoted text character by character"),
     glyph_slots: int = typer.Option(0, "--glyph-slots", min=0, max=16,
@@ -299,15 +303,23 @@ def world_pretrain(
     from .progress import console
     from .world.pretrain import SCHEDULES, PretrainConfig, pretrain
 
+    from .world.prompts import PRETRAINING_DATA
+
     if schedule not in SCHEDULES:
         raise UserError(f"--schedule: {schedule!r} is not cosine or constant")
+    if data not in PRETRAINING_DATA:
+        raise UserError(f"--data: {data!r} is not {' or '.join(PRETRAINING_DATA)}")
+    if text_fraction is None:
+        text_fraction = 1.0 if data == "signs" else 0.15
+    if data == "signs" and text_fraction != 1.0:
+        raise UserError("--data signs is text only: --text-fraction must be 1 (or left out)")
     if init is not None:
         from .checkpoint import verify_checkpoint
 
         verify_checkpoint(init)
     cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
                           text_fraction=text_fraction, warmup=warmup, ema_decay=ema_decay,
-                          schedule=schedule, text_quote=text_quote,
+                          schedule=schedule, text_quote=text_quote, data=data,
                           arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {}),
                                 **({"glyph_pooled": glyph_pooled} if glyph_pooled else {}),
                                 **({"glyph_canvas": glyph_canvas} if glyph_canvas else {})})

@@ -40,6 +40,9 @@ def test_unknown_method_is_one_line_exit_2():
         (["report", "/no/such/run"], "not a run folder"),
         (["check", "--baseline", "/no/such.json"], "file not found"),
         (["world", "pretrain", "--schedule", "linear", "--out", "/tmp/never"], "is not cosine or constant"),
+        (["world", "pretrain", "--data", "photos", "--out", "/tmp/never"], "is not mix or signs"),
+        (["world", "pretrain", "--data", "signs", "--text-fraction", "0.5", "--out", "/tmp/never"],
+         "--text-fraction must be 1"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(args, needle, capsys):
@@ -62,3 +65,22 @@ def test_world_pretrain_records_its_options(tmp_path, capsys):
     assert (t["warmup"], t["ema_decay"], t["text_fraction"], t["steps"]) == (1, 0.5, 1.0, 2)
     assert cfg["arch"]["glyph_canvas"] == 2
     assert cfg["training"]["command"] == "opd-bench " + " ".join(args)   # what was run, even in-process
+
+
+def test_world_pretrain_on_signs_trains_on_quoted_text_only_signs(tmp_path, capsys):
+    import json
+
+    from opd_bench.world.pretrain import dataset_digest
+    from opd_bench.world.prompts import OCR_TEMPLATES, pretraining_pairs, sign_pairs
+
+    out = tmp_path / "signs"
+    args = ["world", "pretrain", "--data", "signs", "--out", str(out), "--steps", "2", "--pairs", "32",
+            "--batch-size", "8", "--warmup", "1", "--glyph-canvas", "3"]
+    assert main(args) == 0, capsys.readouterr().err
+    t = json.loads((out / "config.json").read_text())["training"]
+    assert (t["config"]["data"], t["config"]["text_fraction"]) == ("signs", 1.0)
+    captions, images = sign_pairs(32, 0, 32)
+    assert t["metrics"]["data_sha256"] == dataset_digest(captions, images) != dataset_digest(
+        *pretraining_pairs(32, 0, 32, text_fraction=1.0))
+    # every caption quotes its sign's text with an OCR-task template
+    assert all(any(c == tpl.format(c.split('"')[1]) for tpl in OCR_TEMPLATES) for c in captions)

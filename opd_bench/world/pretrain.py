@@ -45,6 +45,9 @@ class PretrainConfig:
     text_quote: Optional[float] = None
     #: learning rate after the linear warmup: "cosine" (decays to 0.1 lr) or "constant" (for scaling curves)
     schedule: str = "cosine"
+    #: the generated data (world.prompts.PRETRAINING_DATA): "mix" (web-like captions of every scene kind) or
+    #: "signs" (clean text-only signs quoted by the OCR templates; text_fraction must be 1)
+    data: str = "mix"
 
 
 #: learning-rate schedules after the warmup (PretrainConfig.schedule)
@@ -96,9 +99,12 @@ def pretrain(
     ``device``: where to train (the saved checkpoint is the same format). ``on_step(steps_done, model, ema)``
     is called after every optimizer step with the live model and the EMA state dict; returning True stops
     training early (the EMA weights so far are saved). Research scripts use it to sample at milestones."""
-    from .prompts import pretraining_pairs
+    from .prompts import PRETRAINING_DATA
 
-    pairs = pairs or pretraining_pairs
+    if pairs is None:
+        if cfg.data not in PRETRAINING_DATA:
+            raise ValueError(f"unknown pretraining data {cfg.data!r} ({' or '.join(PRETRAINING_DATA)})")
+        pairs = PRETRAINING_DATA[cfg.data]
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     extra = {} if cfg.text_quote is None else {"text_quote": cfg.text_quote}

@@ -226,3 +226,25 @@ def pretraining_pairs(n: int, seed: int, size: int = 32, text_fraction: float = 
         captions.append(caption(scene, rng, text_quote))
         images[i] = render(scene, size)
     return captions, images
+
+
+def sign_pairs(n: int, seed: int, size: int = 32, text_fraction: float = 1.0) -> tuple[list[str], np.ndarray]:
+    """``n`` clean (caption, image) pairs of text-only signs, deterministic given ``seed``: 1-3 random
+    characters set as a sign (``Scene.sign``) on a random background, every caption quoting the text with one of
+    the OCR task's templates. The base's sign stage trains on these (``opd-bench world pretrain --data signs``):
+    clean, text-rich data first, the way text-rendering models are fine-tuned. ``text_fraction`` is accepted
+    for the pretraining-data interface and must be 1."""
+    if text_fraction != 1.0:
+        raise ValueError("sign pairs are text only: text_fraction must be 1")
+    rng = np.random.default_rng(seed)
+    captions, images = [], np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        text = random_text(rng)
+        bg = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+        captions.append(OCR_TEMPLATES[rng.integers(len(OCR_TEMPLATES))].format(text))
+        images[i] = render(text_scene(rng, text, background=bg, centred=True), size)
+    return captions, images
+
+
+#: pretraining data sets by name (``PretrainConfig.data``, ``opd-bench world pretrain --data``)
+PRETRAINING_DATA = {"mix": pretraining_pairs, "signs": sign_pairs}

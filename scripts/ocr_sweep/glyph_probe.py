@@ -103,25 +103,13 @@ def _arch(canvas: int) -> dict:
 
 
 def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -> None:
+    """The base's sign stage (= ``opd-bench world pretrain --data signs --pairs 20000 --warmup 50
+    --ema-decay 0.99 --glyph-canvas CANVAS``), with OCR evaluations at milestones."""
     from opd_bench.world.pretrain import PretrainConfig, pretrain
-    from opd_bench.world.prompts import OCR_TEMPLATES
-    from opd_bench.world.scenes import BACKGROUNDS, random_text
 
-    def pairs(n, seed, size, text_fraction=1.0):
-        rng = np.random.default_rng(seed)
-        caps, imgs = [], []
-        for _ in range(n):
-            text = random_text(rng)
-            bg = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-            caps.append(OCR_TEMPLATES[rng.integers(len(OCR_TEMPLATES))].format(text))
-            imgs.append(render(text_scene(rng, text, background=bg, centred=True), size))
-        return caps, np.stack(imgs)
-
-    arch = _arch(canvas)
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, n_pairs=20000, init=init, text_fraction=1.0, warmup=50,
-                         ema_decay=0.99, arch=arch)
-    pretrain(out, cfg, command=_command(), pairs=pairs, show_progress=False,
-             on_step=_milestones(250))
+                         ema_decay=0.99, arch=_arch(canvas), data="signs")
+    pretrain(out, cfg, command=_command(), show_progress=False, on_step=_milestones(250))
 
 
 def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, text_fraction: float) -> None:
