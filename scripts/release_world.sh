@@ -8,18 +8,26 @@ python -m opd_bench.world.make_prompts --seed 0 --samples docs/img/world_samples
 python -m opd_bench.world.taste_prompts                                                 # aesthetic + preference prompt sets
 python -m opd_bench.world.train_rewards --task aesthetic --out checkpoints/reward_aesthetic
 python -m opd_bench.world.train_rewards --task preference --out checkpoints/reward_preference
-# the base: four seeded stages (each recorded in checkpoints/base/config.json), ~75 min on 2 cores.
-# Stages 1-2 of the released base ran before text-only scenes were centred: rerun today they train on centred
-# text (their recorded data_sha256 then differs); stages 3-4 are exactly what was released.
+# the base: six seeded stages (each recorded in checkpoints/base/config.json). Their recorded training times
+# sum to 95 min, four of the six on one thread beside another job; at the 0.28 s/step of the two stages that
+# had both cores, all 14000 steps take about 67 min on an idle 2-core machine (estimate, not rerun end to end).
+# Stages 1-4 predate today's sign renderer for text-only scenes: rerun today, their text-only pairs are signs
+# and their recorded data_sha256 differs; stages 5-6 regenerate exactly their recorded data (tests/test_releases.py).
 opd-bench world pretrain --out checkpoints/base --no-spell-quoted
 opd-bench world pretrain --init checkpoints/base --seed 1 --steps 4000 --lr 7e-4 --no-spell-quoted --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4 --text-fraction 0.5 --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
+# stages 5-6 teach the base to write (docs/world.md, "OCR headroom: signs and a glyph canvas"): clean sign
+# scenes with a glyph canvas, then the mix with 60% text scenes; without them the base's OCR score is 0.009.
+# (Both ran as scripts/ocr_sweep/glyph_probe.py signs|stage, the same configs with OCR evals at milestones;
+# tests/test_releases.py checks these commands regenerate their recorded data.)
+opd-bench world pretrain --data signs --init checkpoints/base --seed 7 --steps 1500 --lr 5e-4 --pairs 20000 --warmup 50 --ema-decay 0.99 --glyph-canvas 3 --out checkpoints/base
+opd-bench world pretrain --init checkpoints/base --seed 8 --steps 1500 --lr 5e-4 --text-fraction 0.6 --out checkpoints/base
 # one GRPO teacher per task, each with its released recipe, configs/teacher_<task>.yaml (what
-# `opd-bench run --method opd --train-teachers` uses too): GenEval and preference 16 prompts x 8 images per step,
-# lr 1e-4, periodic evals (GenEval 12800 images, ~45 min on one thread with two sharing 2 cores; preference
-# 25600, released from its 12800-image run resumed with the budget raised); aesthetic and OCR 4 prompts per
-# step, 3200 images.
+# `opd-bench run --method opd --train-teachers` uses too): GenEval and preference 16 prompts x 8 images per
+# step, lr 1e-4, 25600 images (about 95 min each on one thread with two sharing 2 cores); OCR 8 prompts x 16,
+# shared group noise, beta 0.04, the weights' EMA, 15360 images (about 70 min); aesthetic 4 prompts per step,
+# 3200 images (13 min).
 for t in geneval preference ocr aesthetic; do
   opd-bench run --method grpo --tasks "$t" --config "teacher_$t" --name "teacher_$t"
   opd-bench world release "runs/teacher_$t" "teacher_$t"
