@@ -302,7 +302,6 @@ def world_pretrain(
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
     from .progress import console
     from .world.pretrain import SCHEDULES, PretrainConfig, pretrain
-
     from .world.prompts import PRETRAINING_DATA
 
     if schedule not in SCHEDULES:
