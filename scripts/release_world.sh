@@ -8,9 +8,8 @@ python -m opd_bench.world.make_prompts --seed 0 --samples docs/img/world_samples
 python -m opd_bench.world.taste_prompts                                                 # aesthetic + preference prompt sets
 python -m opd_bench.world.train_rewards --task aesthetic --out checkpoints/reward_aesthetic
 python -m opd_bench.world.train_rewards --task preference --out checkpoints/reward_preference
-# the base: six seeded stages (each recorded in checkpoints/base/config.json). Their recorded training times
-# sum to 95 min, four of the six on one thread beside another job; at the 0.28 s/step of the two stages that
-# had both cores, all 14000 steps take about 67 min on an idle 2-core machine (estimate, not rerun end to end).
+# the base: six seeded stages (each recorded in checkpoints/base/config.json), about 55 min on an idle 2-core
+# machine (benchmarks/pretrain_budget.py; the recorded times sum to 95 min, most stages run beside another job).
 # Stages 1-4 predate today's sign renderer for text-only scenes: rerun today, their text-only pairs are signs
 # and their recorded data_sha256 differs; stages 5-6 regenerate exactly their recorded data (tests/test_releases.py).
 opd-bench world pretrain --out checkpoints/base --no-spell-quoted
