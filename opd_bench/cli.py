@@ -302,14 +302,14 @@ def world_pretrain(
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
     from .progress import console
     from .world.pretrain import SCHEDULES, PretrainConfig, pretrain
-    from .world.prompts import PRETRAINING_DATA
+    from .world.prompts import PRETRAINING_DATA, TEXT_FRACTION
 
     if schedule not in SCHEDULES:
         raise UserError(f"--schedule: {schedule!r} is not cosine or constant")
     if data not in PRETRAINING_DATA:
         raise UserError(f"--data: {data!r} is not {' or '.join(PRETRAINING_DATA)}")
     if text_fraction is None:
-        text_fraction = 1.0 if data == "signs" else 0.15
+        text_fraction = 1.0 if data == "signs" else TEXT_FRACTION
     if data == "signs" and text_fraction != 1.0:
         raise UserError("--data signs is text only: --text-fraction must be 1 (or left out)")
     if init is not None:
