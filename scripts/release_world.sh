@@ -23,8 +23,9 @@ opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4
 opd-bench world pretrain --data signs --init checkpoints/base --seed 7 --steps 1500 --lr 5e-4 --pairs 20000 --warmup 50 --ema-decay 0.99 --glyph-canvas 3 --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 8 --steps 1500 --lr 5e-4 --text-fraction 0.6 --out checkpoints/base
 # one GRPO teacher per task, each with its released recipe, configs/teacher_<task>.yaml (what
-# `opd-bench run --method opd --train-teachers` uses too): GenEval and preference 16 prompts x 8 images per
-# step, lr 1e-4, 25600 images (about 95 min each on one thread with two sharing 2 cores); OCR 8 prompts x 16,
+# `opd-bench run --method opd --train-teachers` uses too): GenEval 16 prompts x 8 images per step, lr 1e-4,
+# 25600 images (about 95 min on one thread with two sharing 2 cores); preference the same for 38400 images,
+# releasing the weights' EMA (about 2 h 50 min); OCR 8 prompts x 16,
 # shared group noise, beta 0.04, the weights' EMA, 15360 images (about 70 min); aesthetic 4 prompts per step,
 # 3200 images (13 min).
 for t in geneval preference ocr aesthetic; do
