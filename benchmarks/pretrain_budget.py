@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from opd_bench.checkpoint import read_config
 from opd_bench.world.pretrain import PretrainConfig, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +30,7 @@ BUDGET_MIN = 90.0
 
 
 def stages(checkpoint: Path) -> list[tuple[str, dict]]:
-    import json
-
-    cfg = json.loads((checkpoint / "config.json").read_text())
+    cfg = read_config(checkpoint)   # verifies the manifest first
     return [(h["command"], h["config"]) for h in cfg.get("training_history", []) + [cfg["training"]]]
 
 
