@@ -130,6 +130,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     #: prompts per task per optimizer step (GRPO: each prompt gets ``group_size`` samples).
     prompts_per_step: int = 4
+    #: how a step's training prompts are drawn: ``uniform`` over the train set, or ``balanced`` over the task's
+    #: categories (``category_key``, e.g. GenEval's six tags: each step's prompts cycle through the categories
+    #: in a random order, then a uniform prompt within each), matching an eval that averages category means.
+    #: Tasks without categories draw uniformly either way.
+    prompt_sampling: Literal["uniform", "balanced"] = "uniform"
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1

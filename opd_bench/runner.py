@@ -48,6 +48,23 @@ def _seed(*parts) -> int:
     return zlib.crc32(json.dumps(parts).encode()) * 2654435761 % (2**63)
 
 
+def balanced_indices(labels: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` indices into ``labels`` balanced over its categories: the step's slots cycle through the categories
+    in one random order (so any two categories' counts differ by at most one), and each slot takes a uniform
+    member of its category (without replacement while the category has enough members for its slots)."""
+    cats = sorted(set(labels))
+    members = {c: [i for i, lab in enumerate(labels) if lab == c] for c in cats}
+    order = rng.permutation(len(cats))
+    slots = [cats[order[j % len(cats)]] for j in range(n)]
+    out = np.empty(n, dtype=np.int64)
+    for c in cats:
+        where = [j for j, sc in enumerate(slots) if sc == c]
+        if where:
+            pool = members[c]
+            out[where] = np.asarray(pool)[rng.choice(len(pool), size=len(where), replace=len(pool) < len(where))]
+    return out
+
+
 @dataclass
 class Batch:
     """A rollout of some prompts of one task, each repeated ``group`` times (GRPO groups)."""
@@ -120,7 +137,11 @@ class RunContext:
         pool = get_task(task).prompts("train")
         if not pool:
             raise UserError(f"task {task}: the train prompt set is empty")
-        idx = self.rng("prompts", task).choice(len(pool), size=n, replace=len(pool) < n)
+        key = get_task(task).category_key
+        if self.cfg.train.prompt_sampling == "balanced" and key:
+            idx = balanced_indices([r[key] for r in pool], n, self.rng("prompts", task))
+        else:
+            idx = self.rng("prompts", task).choice(len(pool), size=n, replace=len(pool) < n)
         return [dict(pool[i], _task=task) for i in idx[self.dist.shard(n)]]
 
     # ---- rollouts -----------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ opd-bench world pretrain --data signs --init checkpoints/base --seed 7 --steps 1
 opd-bench world pretrain --init checkpoints/base --seed 8 --steps 1500 --lr 5e-4 --text-fraction 0.6 --out checkpoints/base
 # one GRPO teacher per task, each with its released recipe, configs/teacher_<task>.yaml (what
 # `opd-bench run --method opd --train-teachers` uses too): GenEval 16 prompts x 8 images per step, lr 1e-4,
-# 25600 images (about 95 min on one thread with two sharing 2 cores); preference the same for 38400 images,
-# releasing the weights' EMA (about 2 h 50 min); OCR 8 prompts x 16,
+# 38400 images, releasing the weights' EMA (about 70 min on two threads); preference the same (about 2 h 50
+# min on one shared thread); OCR 8 prompts x 16,
 # shared group noise, beta 0.04, the weights' EMA, 15360 images (about 70 min); aesthetic 4 prompts per step,
 # 3200 images (13 min).
 for t in geneval preference ocr aesthetic; do

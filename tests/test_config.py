@@ -38,6 +38,7 @@ def test_dotted_overrides_are_typed():
         ("sampler.timestep_fraction=1.5", "sampler.timestep_fraction: must be in (0, 1]"),
         ("opd.objective=ppo", "opd.objective: 'ppo' needs opd.sampler=sde"),
         ("train.ema.enabled=maybe", "train.ema.enabled: expected true or false"),
+        ("train.prompt_sampling=stratified", "train.prompt_sampling: must be one of uniform, balanced"),
         ("novalue", "expected KEY=VALUE"),
     ],
 )

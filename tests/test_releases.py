@@ -33,18 +33,7 @@ def test_base_leaves_headroom(task):
     assert 0.15 <= mean <= 0.7, f"base {task} score {mean:.3f} leaves no clear headroom"
 
 
-def _unmet(task: str, why: str):
-    return pytest.param(task, marks=pytest.mark.xfail(strict=True, reason=why))
-
-
-@pytest.mark.parametrize("task", [
-    "aesthetic",
-    "ocr",
-    "preference",
-    # Known unmet target (issue 4), strict so it fails loudly once met (docs/teachers.md):
-    _unmet("geneval", "+0.033 over the sign base at 25600 images (220 prompts x 16 seeds), paired CI [-0.021, +0.090] "
-                      "crosses zero"),
-])
+@pytest.mark.parametrize("task", TASKS)
 def test_teacher_beats_base_on_its_task(task):
     from opd_bench.compare import compare, is_eval_of
 
