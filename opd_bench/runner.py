@@ -134,14 +134,15 @@ class RunContext:
     # ---- prompts ------------------------------------------------------------------------------------------
     def sample_prompts(self, task: str, n: int) -> List[dict]:
         """This process's shard of ``n`` prompts drawn for the step (the same global draw on every rank)."""
-        pool = get_task(task).prompts("train")
+        spec = get_task(task)
+        pool = spec.prompts("train")
         if not pool:
             raise UserError(f"task {task}: the train prompt set is empty")
-        key = get_task(task).category_key
-        if self.cfg.train.prompt_sampling == "balanced" and key:
-            idx = balanced_indices([r[key] for r in pool], n, self.rng("prompts", task))
+        rng = self.rng("prompts", task)
+        if self.cfg.train.prompt_sampling == "balanced" and spec.category_key:
+            idx = balanced_indices([r[spec.category_key] for r in pool], n, rng)
         else:
-            idx = self.rng("prompts", task).choice(len(pool), size=n, replace=len(pool) < n)
+            idx = rng.choice(len(pool), size=n, replace=len(pool) < n)
         return [dict(pool[i], _task=task) for i in idx[self.dist.shard(n)]]
 
     # ---- rollouts -----------------------------------------------------------------------------------------
