@@ -4,10 +4,10 @@ One process = one recipe, trained by ``opd_bench.world.pretrain.pretrain`` itsel
 schedule) on any device; its ``on_step`` hook samples the eval prompts at each milestone with the eval
 protocol (ODE 40 steps, CFG 4.5, the per-prompt noises of ``opd-bench eval``) from the EMA weights and saves
 uint8 arrays to ``OUT.npz`` (+ ``OUT.json``). Scoring runs separately on the CPU machine (``score.py``), where
-rapidocr and the reward models live. Ran on one H100 with six or four recipes side by side (``run.sh``,
-``run2.sh``); nothing here is released.
+rapidocr and the reward models live. Ran on one H100 with six or four recipes side by side (drivers since
+deleted); nothing here is released.
 
-    python scripts/ocr_sweep/sweep.py --name A --init checkpoints/base --tf 0.7 --steps 4000 --out /tmp/A
+    python experiments/ocr_sweep/sweep.py --name A --init checkpoints/base --tf 0.7 --steps 4000 --out /tmp/A
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def main():
         return over
 
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = pretrain(Path(tmp) / "model", cfg, command="scripts/ocr_sweep/sweep.py", show_progress=False,
+        metrics = pretrain(Path(tmp) / "model", cfg, command="experiments/ocr_sweep/sweep.py", show_progress=False,
                            device=str(dev), on_step=on_step)
     log["loss_last"] = metrics["final_loss_mean_last_200"]
     with open(a.out + ".json", "w") as f:

@@ -15,10 +15,10 @@ same loss, EMA, schedule) on centred one-character signs whose caption always qu
 probes the EMA weights every 250 steps. If the exact rate climbs here, the architecture can learn which
 glyph to draw, and the pretraining mix is what starves it.
 
-    python scripts/ocr_sweep/glyph_probe.py probe checkpoints/base
-    OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py signs /tmp/signs --init checkpoints/base --steps 1500
-    OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py stage /tmp/mix --init /tmp/signs --steps 2000
-    OMP_NUM_THREADS=1 python scripts/ocr_sweep/glyph_probe.py toy /tmp/toy --init checkpoints/base --steps 1500
+    python experiments/ocr_sweep/glyph_probe.py probe checkpoints/base
+    OMP_NUM_THREADS=1 python experiments/ocr_sweep/glyph_probe.py signs /tmp/signs --init checkpoints/base --steps 1500
+    OMP_NUM_THREADS=1 python experiments/ocr_sweep/glyph_probe.py stage /tmp/mix --init /tmp/signs --steps 2000
+    OMP_NUM_THREADS=1 python experiments/ocr_sweep/glyph_probe.py toy /tmp/toy --init checkpoints/base --steps 1500
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def ocr_by_length(model, prompts: int = 80) -> str:
 def _command() -> str:
     import sys
 
-    return "python scripts/ocr_sweep/glyph_probe.py " + " ".join(sys.argv[1:])
+    return "python experiments/ocr_sweep/glyph_probe.py " + " ".join(sys.argv[1:])
 
 
 def _milestones(every: int):

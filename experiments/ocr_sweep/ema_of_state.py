@@ -2,7 +2,7 @@
 ``train.checkpoint_every`` rounds) as a checkpoint that ``opd-bench eval`` reads, to evaluate a run with
 ``train.ema.enabled`` on the full eval set before it ends (docs/teachers.md, "Full-size OCR runs").
 
-    python scripts/ocr_sweep/ema_of_state.py runs/teacher_ocr /tmp/ocr_ema
+    python experiments/ocr_sweep/ema_of_state.py runs/teacher_ocr /tmp/ocr_ema
     opd-bench eval --checkpoint /tmp/ocr_ema --tasks ocr --out /tmp/ocr_ema_eval
 """
 from __future__ import annotations

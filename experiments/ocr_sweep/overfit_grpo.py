@@ -7,8 +7,8 @@ it chose: the training reward per step is ``OUT/metrics.jsonl`` (``reward``). A 
 falls for one task while it rises for another, the task's reward signal (not the code) is the problem.
 Extra ``key=value`` arguments are config overrides (e.g. ``grpo.group_noise=shared``).
 
-    OMP_NUM_THREADS=1 python scripts/ocr_sweep/overfit_grpo.py /tmp/of_aes aesthetic
-    OMP_NUM_THREADS=1 python scripts/ocr_sweep/overfit_grpo.py /tmp/of_ocr ocr grpo.group_noise=shared
+    OMP_NUM_THREADS=1 python experiments/ocr_sweep/overfit_grpo.py /tmp/of_aes aesthetic
+    OMP_NUM_THREADS=1 python experiments/ocr_sweep/overfit_grpo.py /tmp/of_ocr ocr grpo.group_noise=shared
 """
 from __future__ import annotations
 

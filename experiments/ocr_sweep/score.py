@@ -1,5 +1,5 @@
 """Score the sweep's sampled arrays with the tasks' real metrics on the CPU (rapidocr, the GenEval parser, the
-learned reward models):  python scripts/ocr_sweep/score.py A.npz B.npz ... > scores.txt"""
+learned reward models):  python experiments/ocr_sweep/score.py A.npz B.npz ... > scores.txt"""
 import json
 import sys
 
