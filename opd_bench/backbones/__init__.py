@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..checkpoint import CONFIG, read_config
 from ..errors import CheckpointError
-from ..paths import RELEASED_DIR
+from ..paths import REPO_ROOT, RELEASED_DIR, asset_root_problem
 from .base import Backbone, Condition
 from .embedded import EmbeddedBackbone
 
@@ -24,6 +24,9 @@ def resolve_checkpoint(name_or_path) -> Path:
     rel = RELEASED_DIR / str(name_or_path)
     if "/" not in str(name_or_path) and rel.is_dir():
         return rel
+    problem = asset_root_problem(REPO_ROOT) if "/" not in str(name_or_path) else None
+    if problem:
+        raise CheckpointError(f"checkpoint {name_or_path}: {problem}")
     names = ", ".join(released_names()) or "none"
     raise CheckpointError(f"checkpoint not found: {name_or_path} (not a folder; released names: {names})")
 
