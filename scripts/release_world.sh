@@ -18,7 +18,7 @@ opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4
 opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
 # stages 5-6 teach the base to write (docs/world.md, "OCR headroom: signs and a glyph canvas"): clean sign
 # scenes with a glyph canvas, then the mix with 60% text scenes; without them the base's OCR score is 0.009.
-# (Both ran as scripts/ocr_sweep/glyph_probe.py signs|stage, the same configs with OCR evals at milestones;
+# (Both ran as experiments/ocr_sweep/glyph_probe.py signs|stage, the same configs with OCR evals at milestones;
 # tests/test_releases.py checks these commands regenerate their recorded data.)
 opd-bench world pretrain --data signs --init checkpoints/base --seed 7 --steps 1500 --lr 5e-4 --pairs 20000 --warmup 50 --ema-decay 0.99 --glyph-canvas 3 --out checkpoints/base
 opd-bench world pretrain --init checkpoints/base --seed 8 --steps 1500 --lr 5e-4 --text-fraction 0.6 --out checkpoints/base
