@@ -139,7 +139,7 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
     cpu_count // jobs intra-op threads (CPU runs stay deterministic given the seed and thread count).
     A child's output goes to ``<run dir>.log``; returns {(method, seed): summary} like the serial path."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPD_BENCH_THREADS=str(threads))
     pending = list(zip(cfgs, dirs))
     running: List[tuple] = []
     failed: List[str] = []
