@@ -133,6 +133,29 @@ def test_variance_and_snr_on_synthetic_gradients_with_known_variance():
     assert m.stats()["V"] == pytest.approx(1.0 / 5.0)  # mean (2, 1); deviations (-1, 0), (1, 0)
 
 
+def test_debiased_variance_does_not_saturate_at_k_minus_1_and_its_interval_covers_the_truth():
+    """Small signal, K = 16: the plug-in V sits near K - 1 = 15 whatever the true V, the debiased V recovers the
+    planted V = tr(Sigma) / ||mu||^2 on average and its jackknife interval covers it in most trials."""
+    rng = np.random.default_rng(5)
+    K, D, trials = 16, 400, 120
+    mu = np.full(D, 0.5)                      # ||mu||^2 = 100
+    for s, true_v in ((2.0, 16.0), (4.0, 64.0)):   # tr(Sigma) = D s^2 -> V = 1600 / 100, 6400 / 100
+        plug, deb, covered = [], [], 0
+        for _ in range(trials):
+            st = variance_stats(mu + s * rng.standard_normal((K, D)))
+            plug.append(st["V"])
+            deb.append(st["V_debiased"])
+            covered += st["V_debiased_low"] <= true_v <= st["V_debiased_high"]
+        assert np.median(plug) < K - 1                    # the plug-in is capped below K - 1 ...
+        assert np.median(plug) < 0.8 * true_v or true_v < K  # ... so it cannot show V = 64
+        assert np.median(deb) == pytest.approx(true_v, rel=0.25)
+        assert covered / trials >= 0.8
+    # pure noise: the plug-in says ~K - 1 (as if the estimator had a signal); the debiased estimate is far above
+    # it (or inf: signal not resolved)
+    st = variance_stats(rng.standard_normal((K, 4000)))
+    assert st["V"] == pytest.approx(K - 1, rel=0.1) and st["V_debiased"] > 10 * K
+
+
 # ------------------------------------------------------------------------------------------- tiny model
 
 

@@ -42,32 +42,83 @@ def variance_stats(grads) -> Dict[str, float]:
 
 
 class GradMoments:
-    """Streaming sum and sum of squared norms: mean_k ||g_k - g_bar||^2 = mean_k ||g_k||^2 - ||g_bar||^2."""
+    """Streaming moments of K gradients, kept per block (sample k goes to block k mod B) for a jackknife.
 
-    def __init__(self):
+    Plain (plug-in) statistics: V = mean_k ||g_k - g_bar||^2 / ||g_bar||^2 and SNR = 1 / V. When the true mean
+    gradient is small next to the noise, ||g_bar||^2 is mostly noise (E||g_bar||^2 = ||mu||^2 + tr(Sigma) / K) and
+    V saturates at K - 1 whatever the estimator. The debiased statistic removes that term:
+    S = sum_k ||g_k - g_bar||^2 / (K - 1) estimates tr(Sigma) without bias, ||mu||^2 is estimated by
+    ||g_bar||^2 - S / K, and V_debiased = S / (||g_bar||^2 - S / K) (inf when the estimated signal is <= 0:
+    "signal indistinguishable from 0"). Its 95% interval is a leave-one-block-out jackknife with a t quantile
+    on B - 1 degrees of freedom."""
+
+    def __init__(self, blocks: int = 8):
+        self.blocks = max(1, int(blocks))
         self.k = 0
-        self.sum: Optional[torch.Tensor] = None
-        self.sq = 0.0
+        self.sums: List[Optional[torch.Tensor]] = [None] * self.blocks
+        self.sqs = [0.0] * self.blocks
+        self.counts = [0] * self.blocks
 
     def add(self, g: torch.Tensor) -> None:
         g = g.detach().reshape(-1).double()
-        self.sum = g.clone() if self.sum is None else self.sum + g
-        self.sq += float(g @ g)
+        b = self.k % self.blocks
+        self.sums[b] = g.clone() if self.sums[b] is None else self.sums[b] + g
+        self.sqs[b] += float(g @ g)
+        self.counts[b] += 1
         self.k += 1
+
+    @property
+    def sum(self) -> torch.Tensor:
+        return sum(s for s in self.sums if s is not None)
+
+    @property
+    def sq(self) -> float:
+        return float(sum(self.sqs))
 
     def mean(self) -> torch.Tensor:
         return self.sum / self.k
 
+    @staticmethod
+    def _debiased(total: torch.Tensor, sq: float, k: int) -> float:
+        if k < 2:
+            return float("nan")
+        mean = total / k
+        mn2 = float(mean @ mean)
+        s = max(0.0, (sq - k * mn2) / (k - 1))
+        signal = mn2 - s / k
+        return s / signal if signal > 0 else float("inf")
+
+    def debiased_interval(self, alpha: float = 0.05) -> tuple:
+        """(V_debiased, low, high) with the leave-one-block-out jackknife (nan bounds with < 2 filled blocks)."""
+        from scipy import stats as st
+
+        total, sq = self.sum, self.sq
+        est = self._debiased(total, sq, self.k)
+        used = [b for b in range(self.blocks) if self.counts[b] > 0]
+        if len(used) < 2 or self.k - max(self.counts) < 2:
+            return est, float("nan"), float("nan")
+        loo = np.array([self._debiased(total - self.sums[b], sq - self.sqs[b], self.k - self.counts[b]) for b in used])
+        if not np.isfinite(est) or not np.all(np.isfinite(loo)):
+            return est, float("nan"), float("inf")
+        n = len(used)
+        se = float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
+        half = float(st.t.ppf(1 - alpha / 2, n - 1)) * se
+        return est, max(0.0, est - half), est + half
+
     def stats(self) -> Dict[str, float]:
         if self.k == 0:
-            return {"k": 0, "V": float("nan"), "SNR": float("nan"), "mean_norm2": float("nan"), "var": float("nan")}
+            return {"k": 0, "V": float("nan"), "SNR": float("nan"), "mean_norm2": float("nan"), "var": float("nan"),
+                    "V_debiased": float("nan"), "V_debiased_low": float("nan"), "V_debiased_high": float("nan")}
         mean = self.mean()
         mn2 = float(mean @ mean)
         var = max(0.0, self.sq / self.k - mn2)
+        vd, lo, hi = self.debiased_interval()
         return {
             "k": self.k, "mean_norm2": mn2, "var": var,
             "V": var / mn2 if mn2 > 0 else float("inf"),
             "SNR": mn2 / var if var > 0 else float("inf"),
+            "V_debiased": vd, "V_debiased_low": lo, "V_debiased_high": hi,
+            "signal_resolved": bool(np.isfinite(vd)),
         }
 
 
