@@ -10,7 +10,7 @@ from opd_bench.analysis import MIN_TEACHER_GAP, normalize
 from opd_bench.analysis.forgetting import backward_transfer, forgetting, normalize_matrix, score_matrix
 from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
 from opd_bench.analysis.interference import (
-    GradContext, affinity_from_losses, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
+    GradContext, affinity_from_losses, conflict_over_batches, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
     negative_transfer, task_loss_and_grad,
 )
 from opd_bench.analysis.variance import GradMoments, estimator_variance, variance_stats
@@ -85,6 +85,44 @@ def test_conflict_rate_and_imbalance_on_hand_made_gradients():
     assert magnitude_imbalance(norms) == pytest.approx(math.hypot(3, 0.1) / 1.0)
     assert magnitude_imbalance([1.0, 0.0]) == float("inf")
     assert negative_transfer({"a": 0.4, "b": 0.9}, {"a": 0.5}) == {"a": pytest.approx(-0.1), "b": None}
+
+
+def _gram(G):  # [B, T, D] -> Gram of the batch-major rows
+    flat = G.reshape(-1, G.shape[-1])
+    return flat @ flat.T
+
+
+def test_conflict_over_batches_intervals_and_noise_floor():
+    """Planted mean gradients: tasks 0/1 at cosine -0.5 (conflict), 0/2 orthogonal; per-batch noise. The
+    mean-gradient cosine, its jackknife (checked against direct leave-one-out cosines), verdicts and coverage."""
+    rng = np.random.default_rng(6)
+    B, D = 8, 300
+    e1, e2, e3 = np.eye(D)[0], np.eye(D)[1], np.eye(D)[2]
+    mus = np.stack([e1, -0.5 * e1 + np.sqrt(0.75) * e2, e3]) * 3.0
+    covered, trials = 0, 100
+    for trial in range(trials):
+        G = mus[None] + rng.normal(0, 0.1, (B, 3, D))
+        r = conflict_over_batches(_gram(G), B, 3)
+        covered += r["cosine_low"][0][1] <= -0.5 <= r["cosine_high"][0][1]
+        if trial == 0:
+            m = G.mean(0)
+            assert r["cosine"][0][1] == pytest.approx(m[0] @ m[1] / np.linalg.norm(m[0]) / np.linalg.norm(m[1]))
+            assert r["pair_verdicts"][0][1] == "conflict" and r["resolved_conflict_rate"] == pytest.approx(1 / 3)
+            assert r["pair_verdicts"][0][2] == "indistinguishable from 0"
+            # two batches of one task: ||mu||^2 / (||mu||^2 + D sd^2) = 9 / (9 + 3)
+            assert r["same_task_cosine"] == pytest.approx(0.75, abs=0.05)
+            # the jackknife's leave-one-out cosines equal direct recomputation
+            loo = [np.delete(G, b, 0).mean(0) for b in range(B)]
+            direct = [x[0] @ x[1] / np.linalg.norm(x[0]) / np.linalg.norm(x[1]) for x in loo]
+            se = np.sqrt((B - 1) / B * np.sum((np.array(direct) - np.mean(direct)) ** 2))
+            from scipy import stats as st
+            assert r["cosine_high"][0][1] - r["cosine_debiased"][0][1] == pytest.approx(st.t.ppf(0.975, B - 1) * se)
+            assert r["cosine_debiased"][0][1] == pytest.approx(B * r["cosine"][0][1] - (B - 1) * np.mean(direct))
+    assert covered / trials >= 0.9
+    # pure noise: nothing is resolved, and the same-task noise floor is ~0 as well
+    r = conflict_over_batches(_gram(rng.normal(0, 1, (B, 3, D))), B, 3)
+    assert abs(r["same_task_cosine"]) < 0.05
+    assert sum(v != "indistinguishable from 0" for i, row in enumerate(r["pair_verdicts"]) for v in row[i + 1:]) <= 1
 
 
 def test_lookahead_affinity_sign_on_a_toy_case():
