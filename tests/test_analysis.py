@@ -7,7 +7,8 @@ from tiny_world import make_tiny_world
 import torch
 
 from opd_bench.analysis import MIN_TEACHER_GAP, normalize
-from opd_bench.analysis.forgetting import backward_transfer, forgetting, normalize_matrix, score_matrix
+from opd_bench.analysis.forgetting import (backward_transfer, first_trained_rows, forgetting, normalize_matrix,
+                                          score_matrix)
 from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
 from opd_bench.analysis.interference import (
     GradContext, affinity_from_losses, conflict_over_batches, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
@@ -48,6 +49,19 @@ def test_forgetting_and_bwt_on_a_hand_made_matrix():
     # BWT = mean_{i<T}(R[T][i] - R[i][i]) = ((0.6 - 0.8) + (0.4 - 0.9)) / 2
     assert backward_transfer(R) == pytest.approx(-0.35)
     assert np.isnan(forgetting(R[:1])).all() and math.isnan(backward_transfer(R[:2]))
+    # counting only checkpoints after each task was first trained (cascade: its own stage onwards): task 2 was
+    # trained only in the last stage, so it has no earlier checkpoint to forget from
+    first = first_trained_rows(["after stage 0", "after stage 1", "final"], 3, cascade=True)
+    assert first == [0, 1, 2]
+    F = forgetting(R, first)
+    assert np.allclose(F[:2], [0.8 - 0.6, 0.9 - 0.4]) and np.isnan(F[2])
+    # a joint method's "start" row is the base model, before any training: it never counts
+    R2 = np.array([[0.9, 0.2], [0.5, 0.4], [0.6, 0.3]])   # start, round 1, final
+    first = first_trained_rows(["start", "round 1", "final"], 2, cascade=False)
+    assert first == [1, 1]
+    assert np.allclose(forgetting(R2, first), [0.5 - 0.6, 0.4 - 0.3])
+    assert np.allclose(forgetting(R2), [0.9 - 0.6, 0.4 - 0.3])            # the old definition blamed the base
+    assert np.isnan(forgetting(R2[[0, 2]], first_trained_rows(["start", "final"], 2, False))).all()
 
 
 def test_normalisation_uses_teacher_where_known_else_raw():

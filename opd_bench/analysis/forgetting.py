@@ -4,7 +4,8 @@ R[k][i] = eval score on task i at checkpoint k. For cascade RL the checkpoints a
 (the ``end of stage k`` evals, then ``final`` for the last stage); for the other methods every eval of the run
 in order (``start``, ``round k`` ..., ``final``).
 
-- forgetting F_i = max_{k<K} R[k][i] - R[K][i] (K = the last checkpoint);
+- forgetting F_i = max_{first_i <= k < K} R[k][i] - R[K][i] (K = the last checkpoint, first_i the first
+  checkpoint after task i was trained: for cascade the end of its stage, else the first eval after ``start``);
 - backward transfer (cascade, tasks in stage order) BWT = mean_{i<T} (R[T][i] - R[i][i]), T = the last stage.
 
 Scores may be normalised per task first (``n = (score - base) / (teacher - base)``, :func:`normalize_matrix`).
@@ -20,16 +21,36 @@ from . import RunInfo, budget_x, dedupe_history, normalize
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
 
+#: stated next to every forgetting table
+FORGETTING_DEFINITION = (
+    "F_i = max over checkpoints k after task i was first trained and before the last of R[k][i], minus the last "
+    "checkpoint's R[K][i] (positive = forgotten, negative = still improving; '-' = no such checkpoint). "
+    "BWT = mean over earlier stages i of R[T][i] - R[i][i] (negative = forgetting).")
+
 
 # ----------------------------------------------------------------------------------------------- pure math
 
 
-def forgetting(R) -> np.ndarray:
-    """F_i = max_{k<K} R[k][i] - R[K][i] per task (column); NaN where there is a single checkpoint."""
+def forgetting(R, first_trained: Optional[Sequence[int]] = None) -> np.ndarray:
+    """F_i = max_{first_i <= k < K} R[k][i] - R[K][i] per task (column), where ``first_trained[i]`` is the first
+    checkpoint row at which task i had been trained (default 0: every row). Only checkpoints after task i was
+    trained count: a score the model had before learning the task cannot be forgotten. Positive = forgotten,
+    negative = still improving. NaN where no such earlier checkpoint exists."""
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] < 2:
         return np.full(R.shape[-1] if R.ndim == 2 else 0, np.nan)
-    return R[:-1].max(axis=0) - R[-1]
+    K = R.shape[0] - 1
+    first = [0] * R.shape[1] if first_trained is None else list(first_trained)
+    return np.array([R[f:K, i].max() - R[K, i] if f < K else np.nan for i, f in enumerate(first)])
+
+
+def first_trained_rows(labels: Sequence[str], n_tasks: int, cascade: bool) -> List[int]:
+    """Per task, the first row of :func:`score_matrix` at which it had been trained: for cascade the row after
+    its own stage (row i for the task of stage i); for joint methods the first row after ``start``."""
+    if cascade:
+        return list(range(n_tasks))
+    first = next((k for k, lab in enumerate(labels) if lab != "start"), len(labels))
+    return [first] * n_tasks
 
 
 def backward_transfer(R) -> float:
@@ -85,12 +106,14 @@ def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, floa
     tasks = cascade_order(run) if cascade else run.tasks
     labels, R = score_matrix(run.history, tasks, cascade)
     N = normalize_matrix(R, tasks, base, teacher)
-    F = forgetting(N)
+    first = first_trained_rows(labels, len(tasks), cascade)
+    F = forgetting(N, first)
     out = {
         "run": str(run.path), "label": run.label, "seed": run.seed, "tasks": list(tasks), "rows": labels,
         "R": R.tolist(), "R_normalized": N.tolist(),
         "forgetting": {t: _num(f) for t, f in zip(tasks, F)},
-        "forgetting_raw": {t: _num(f) for t, f in zip(tasks, forgetting(R))},
+        "forgetting_raw": {t: _num(f) for t, f in zip(tasks, forgetting(R, first))},
+        "forgetting_definition": FORGETTING_DEFINITION,
         "bwt": None, "bwt_raw": None,
     }
     if cascade and R.shape[0] == len(tasks):
