@@ -37,6 +37,20 @@ def grpo_advantages(
     return torch.clamp(centred / (std + eps), -clip, clip)
 
 
+def nonzero_advantage_mask(advantages: torch.Tensor, multiple: int = 1,
+                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Flow-GRPO's sample filter (scripts/train_sd3.py, "mask for samples where all advantages are zero"): keep
+    samples with a nonzero advantage; when the count is not a multiple of ``multiple`` (the minibatches), dropped
+    samples are put back at random until it is (if there are enough). A sample's advantage is exactly 0 when it
+    equals its group mean, i.e. with binary rewards when the whole group agrees."""
+    keep = advantages != 0
+    short = (-int(keep.sum())) % multiple
+    dropped = torch.nonzero(~keep).flatten()
+    if short and len(dropped) >= short:
+        keep[dropped[torch.randperm(len(dropped), generator=generator)[:short]]] = True
+    return keep
+
+
 def ppo_clip_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float):
     """Per-sample clipped surrogate max(-A rho, -A clip(rho, 1 - eps, 1 + eps)); returns (loss, ratio)."""
     ratio = torch.exp(log_prob - old_log_prob)
@@ -99,6 +113,7 @@ def ppo_opd_loss(
 
 __all__ = [
     "grpo_advantages",
+    "nonzero_advantage_mask",
     "ppo_clip_loss",
     "kl_to_reference",
     "opd_step_loss",
