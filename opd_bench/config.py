@@ -60,6 +60,9 @@ class SamplerConfig:
     #: that share an initial noise (grpo.group_noise: shared) agree up to the window and differ only through
     #: the steps the policy gradient credits. [] = every step stochastic.
     sde_window: List[int] = field(default_factory=list)
+    #: the rollout time grid (docs/methods.md): ``linear`` = shift(linspace(1, 0, N + 1)) (the embedded world's
+    #: grid), ``sd3`` = diffusers FlowMatchEulerDiscreteScheduler.set_timesteps sigmas (SD3, Flow-GRPO).
+    grid: Literal["linear", "sd3"] = "linear"
 
 
 @dataclass
@@ -80,6 +83,19 @@ class GRPOConfig:
     #: (DanceGRPO), so that the group's rewards differ only through the SDE steps, the actions whose
     #: log-probabilities the policy gradient uses.
     group_noise: Literal["independent", "shared"] = "independent"
+    #: optimizer steps per batch of rollouts and inner epoch: the batch is shuffled and split into this many
+    #: minibatches, so every minibatch after the first is off-policy and the clip acts (Flow-GRPO
+    #: scripts/train_sd3.py: gradient_accumulation_steps = num_batches_per_epoch // 2, i.e. 2; 1 = today).
+    minibatches: int = 1
+    #: drop samples whose advantage is exactly 0 (a group whose rewards all agree) before the update (Flow-GRPO
+    #: train_sd3.py's mask, topped up at random to a multiple of ``minibatches``).
+    drop_zero_advantage: bool = False
+    #: detach the unconditional branch of the student's CFG velocity in the policy gradient (Flow-GRPO
+    #: train_sd3.py compute_log_prob: noise_pred_uncond.detach()).
+    detach_uncond: bool = False
+    #: per-task KL coefficient; missing tasks use ``beta`` (Flow-GRPO config/grpo.py: 0.04 for OCR and GenEval,
+    #: 0.01 for PickScore).
+    beta_per_task: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +109,11 @@ class OPDConfig:
     #: method.md section 4.3: whether the PPO-style advantage -KL_j is detached (Flow-OPD's code: not detached).
     detach_advantage: bool = True
     clip_range: float = 0.2
+    #: the SDE closed-form loss's denominator: the exact Gaussian KL's 2 sigma^2 |dt| (the DiffusionOPD paper) or
+    #: 2 sigma^2 (DiffusionOPD's official code, like Flow-GRPO's KL).
+    sde_denominator: Literal["2sigma2dt", "2sigma2"] = "2sigma2dt"
+    #: how a round's task losses combine: ``sum`` (the suite's original) or ``mean`` (DiffusionOPD's official code).
+    task_reduction: Literal["sum", "mean"] = "sum"
     #: per-task teacher CFG scales (method.md section 4: the GenEval teacher uses 1.0); missing -> sampler.guidance.
     teacher_guidance: Dict[str, float] = field(default_factory=dict)
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
@@ -120,6 +141,9 @@ class EMAConfig:
     #: Flow-GRPO: decay min((1 + k) / (10 + k), decay) updated every ``every`` steps.
     decay: float = 0.9
     every: int = 8
+    #: k in the warm-up: the number of EMA ``updates`` so far (the suite's original: decay 0.9 after 648 steps at
+    #: every 8) or of ``optimizer_steps`` (Flow-GRPO flow_grpo/ema.py, step(optimization_step): 0.9 after 80).
+    warmup: Literal["updates", "optimizer_steps"] = "updates"
 
 
 @dataclass
@@ -198,7 +222,7 @@ class RunConfig:
 _POSITIVE = {
     "sampler.steps", "sampler.shift", "grpo.group_size", "grpo.adv_clip", "grpo.inner_epochs", "train.lr",
     "train.prompts_per_step", "train.checkpoint_every", "train.log_every", "budget.value", "eval.steps",
-    "eval.batch_size", "train.ema.every",
+    "eval.batch_size", "train.ema.every", "grpo.minibatches",
 }
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
@@ -298,6 +322,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name, rt in cfg.real_tasks.items():
         if rt.weights and not Path(rt.weights).expanduser().exists():
             raise ConfigError(f"real_tasks.{name}.weights: path not found: {rt.weights}")
+    for k, b in cfg.grpo.beta_per_task.items():
+        if b < 0:
+            raise ConfigError(f"grpo.beta_per_task.{k}: must be >= 0 (got {b})")
     for k, w in cfg.multi_reward.weights.items():
         if w < 0:
             raise ConfigError(f"multi_reward.weights.{k}: must be >= 0 (got {w})")

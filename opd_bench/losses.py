@@ -37,6 +37,20 @@ def grpo_advantages(
     return torch.clamp(centred / (std + eps), -clip, clip)
 
 
+def nonzero_advantage_mask(advantages: torch.Tensor, multiple: int = 1,
+                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Flow-GRPO's sample filter (scripts/train_sd3.py, "mask for samples where all advantages are zero"): keep
+    samples with a nonzero advantage; when the count is not a multiple of ``multiple`` (the minibatches), dropped
+    samples are put back at random until it is (if there are enough). A sample's advantage is exactly 0 when it
+    equals its group mean, i.e. with binary rewards when the whole group agrees."""
+    keep = advantages != 0
+    short = (-int(keep.sum())) % multiple
+    dropped = torch.nonzero(~keep).flatten()
+    if short and len(dropped) >= short:
+        keep[dropped[torch.randperm(len(dropped), generator=generator)[:short]]] = True
+    return keep
+
+
 def ppo_clip_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float):
     """Per-sample clipped surrogate max(-A rho, -A clip(rho, 1 - eps, 1 + eps)); returns (loss, ratio)."""
     ratio = torch.exp(log_prob - old_log_prob)
@@ -78,20 +92,39 @@ def opd_step_loss(student_mean: torch.Tensor, teacher_mean: torch.Tensor, std: O
     return gaussian_kl(student_mean, teacher_mean, std)
 
 
+def ppo_opd_advantage_scale(dim: int, reduce: str) -> float:
+    """The factor k in PPO-style OPD's advantage A_j = -k (log p_S(a_j) - log p_T(a_j)), with log-probs reduced
+    over the D = ``dim`` dimensions by ``reduce``, that makes its expected gradient the closed form's
+    (``opd_step_loss``: the KL averaged over dimensions, KL_sum / D).
+
+    Derivation: with log p_r = c log p_sum (c = 1/D for ``mean``, 1 for ``sum``), the on-policy surrogate's
+    gradient is -A grad log p_r, whose expectation under a ~ p_S is k c^2 grad KL_sum (the score-function
+    identity grad KL = E[(log p_S - log p_T) grad log p_S]). Matching grad KL_sum / D gives k = 1 / (D c^2):
+    D for ``mean`` and 1/D for ``sum``. (k = 1, the naive choice, is 1/D of the closed form with ``mean`` and
+    D times it with ``sum``.)"""
+    if reduce == "mean":
+        return float(dim)
+    if reduce == "sum":
+        return 1.0 / dim
+    raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+
 def ppo_opd_loss(
     log_prob: torch.Tensor,
     old_log_prob: torch.Tensor,
     teacher_log_prob: torch.Tensor,
     clip_range: float,
     detach_advantage: bool = True,
+    advantage_scale: float = 1.0,
 ):
-    """PPO-style OPD (the ablation): per-step advantage A_j = -(log p_S(a_j) - log p_T(a_j)), the single-sample
+    """PPO-style OPD (the ablation): per-step advantage A_j = -k (log p_S(a_j) - log p_T(a_j)), a single-sample
     estimate of -KL_j at the sampled action, in a clipped surrogate. Returns (loss, ratio).
 
-    Its gradient equals the closed-form KL gradient in expectation plus the zero-mean term KL_j grad log p(a_j).
-    With ``detach_advantage=False`` the advantage also carries gradient (as Flow-OPD's code does).
+    With k = ``ppo_opd_advantage_scale(D, reduce)`` its expected gradient equals the closed-form loss's gradient
+    (``opd_step_loss``); the estimate adds the zero-mean term KL_j grad log p(a_j). With
+    ``detach_advantage=False`` the advantage also carries gradient (as Flow-OPD's code does).
     """
-    adv = -(log_prob - teacher_log_prob)
+    adv = -advantage_scale * (log_prob - teacher_log_prob)
     if detach_advantage:
         adv = adv.detach()
     return ppo_clip_loss(log_prob, old_log_prob, adv, clip_range)
@@ -99,9 +132,11 @@ def ppo_opd_loss(
 
 __all__ = [
     "grpo_advantages",
+    "nonzero_advantage_mask",
     "ppo_clip_loss",
     "kl_to_reference",
     "opd_step_loss",
+    "ppo_opd_advantage_scale",
     "ppo_opd_loss",
     "reduce_dims",
 ]

@@ -26,6 +26,11 @@ class Rollout:
     def __len__(self) -> int:
         return self.states.shape[0]
 
+    def index(self, idx) -> "Rollout":
+        """The rollout of the samples ``idx`` (a minibatch); the time grid is shared."""
+        lp = None if self.log_probs is None else self.log_probs[idx]
+        return Rollout(self.images[idx], self.states[idx], self.timesteps, lp, self.noise_level)
+
 
 @torch.no_grad()
 def rollout(
@@ -42,6 +47,7 @@ def rollout(
     x_init: Optional[torch.Tensor] = None,
     global_batch: Optional[tuple] = None,
     sde_steps: Optional[Sequence[int]] = None,
+    grid: str = "linear",
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
@@ -51,10 +57,11 @@ def rollout(
     whole global batch and sliced, so the shard sees exactly the noise a single process would.
     ``sde_steps``: only these steps are stochastic (an SDE window, Flow-GRPO-Fast / MixGRPO); the others take the
     ODE step, and their entry of ``log_probs`` is NaN. None = every step (when ``noise_level`` > 0).
+    ``grid``: the time grid (``sampler.timestep_schedule``: ``linear`` or SD3's ``sd3``).
     """
     device = model.device
     b = len(cond)
-    ts = timestep_schedule(steps, shift, device=device)
+    ts = timestep_schedule(steps, shift, device=device, grid=grid)
     start, total = global_batch or (0, b)
 
     def noise():

@@ -80,6 +80,12 @@ class Batch:
     def size(self) -> int:
         return len(self.records)
 
+    def index(self, idx: torch.Tensor) -> "Batch":
+        """The samples ``idx`` of the batch (a minibatch), group ids kept."""
+        i = idx.tolist()
+        return Batch(self.task, [self.records[k] for k in i], self.group_ids[idx], self.cond.index(idx),
+                     self.rollout.index(idx), self.noise_level)
+
     @staticmethod
     def cat(batches: Sequence["Batch"]) -> "Batch":
         """One batch from several rollouts with the same schedule (group ids kept distinct)."""
@@ -162,7 +168,7 @@ class RunContext:
         ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
                      global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)),
-                     sde_steps=self.trained_steps() if s.sde_window else None)
+                     sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
         self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(s.guidance))
@@ -192,16 +198,19 @@ class RunContext:
         return r
 
     # ---- transitions --------------------------------------------------------------------------------------
-    def transition(self, model: Backbone, role: str, batch: Batch, j: int, guidance: float, purpose="training") -> Transition:
+    def transition(self, model: Backbone, role: str, batch: Batch, j: int, guidance: float, purpose="training",
+                   **velocity_options) -> Transition:
         """The transition N(mean, std^2) of ``model`` at the stored state x_j of the batch's trajectory."""
         ts = batch.rollout.timesteps
         x = batch.rollout.states[:, j]
-        v = model.velocity(x, ts[j], batch.cond, guidance)
+        v = model.velocity(x, ts[j], batch.cond, guidance, **velocity_options)
         self.ledger.forwards(self.phase, role, purpose, batch.size * model.forwards_per_velocity(guidance))
         return sde_transition(x, v, ts[j], ts[j + 1], batch.noise_level, t_first=ts[1])
 
-    def student_transition(self, batch: Batch, j: int) -> Transition:
-        return self.transition(self.student, "student", batch, j, self.cfg.sampler.guidance)
+    def student_transition(self, batch: Batch, j: int, detach_uncond: bool = False) -> Transition:
+        """``detach_uncond``: the CFG's unconditional branch carries no gradient (grpo.detach_uncond)."""
+        options = {"detach_uncond": True} if detach_uncond else {}
+        return self.transition(self.student, "student", batch, j, self.cfg.sampler.guidance, **options)
 
     @torch.no_grad()
     def reference_transition(self, batch: Batch, j: int) -> Transition:
@@ -271,7 +280,7 @@ class RunContext:
         steps = int(self.ledger.spent("optimizer_steps", self.phase))
         e = self.cfg.train.ema
         if self.ema is not None and steps % e.every == 0:
-            k = self.ema_updates
+            k = self.ema_updates if e.warmup == "updates" else steps
             d = min((1 + k) / (10 + k), e.decay)
             with torch.no_grad():
                 for m, p in zip(self.ema, self.params):

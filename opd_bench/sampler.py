@@ -16,14 +16,38 @@ import torch
 TimeLike = Union[float, torch.Tensor]
 
 
-def timestep_schedule(n_steps: int, shift: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
-    """The N+1 times 1 = t_0 > ... > t_N = 0, with SD3's shift t' = s t / (1 + (s - 1) t)."""
+#: the training-time discretisation of diffusers' FlowMatchEulerDiscreteScheduler (SD3's ``num_train_timesteps``).
+SD3_TRAIN_TIMESTEPS = 1000
+GRIDS = ("linear", "sd3")
+
+
+def shift_time(t, shift: float):
+    """SD3's timestep shift t' = s t / (1 + (s - 1) t) (identity at s = 1)."""
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def timestep_schedule(n_steps: int, shift: float = 1.0, device=None, dtype=torch.float32,
+                      grid: str = "linear") -> torch.Tensor:
+    """The N+1 times 1 = t_0 > ... > t_N = 0 of a rollout (``sampler.grid``).
+
+    ``linear``: shift(linspace(1, 0, N + 1)) -- the suite's original grid; its last step is shift(1/N) -> 0.
+    ``sd3``: the sigmas of diffusers' ``FlowMatchEulerDiscreteScheduler.set_timesteps(N)`` (what SD3, Flow-GRPO
+    and DiffusionOPD sample with): shift(linspace(1, shift(1/1000), N)) followed by 0. The shift is applied
+    twice to the lower end (once by the scheduler's constructor to its training sigmas, once by set_timesteps),
+    so at N = 10, s = 3 the grid is [1, .960, ..., .278, .0089, 0]: the last step starts almost at data.
+    """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     if shift <= 0:
         raise ValueError(f"shift must be > 0, got {shift}")
-    t = torch.linspace(1.0, 0.0, n_steps + 1, dtype=torch.float64)
-    t = shift * t / (1.0 + (shift - 1.0) * t)
+    if grid == "linear":
+        t = shift_time(torch.linspace(1.0, 0.0, n_steps + 1, dtype=torch.float64), shift)
+    elif grid == "sd3":
+        sigma_min = shift_time(1.0 / SD3_TRAIN_TIMESTEPS, shift)
+        t = torch.cat([shift_time(torch.linspace(1.0, sigma_min, n_steps, dtype=torch.float64), shift),
+                       torch.zeros(1, dtype=torch.float64)])
+    else:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     return t.to(device=device, dtype=dtype)
 
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from opd_bench.losses import grpo_advantages, kl_to_reference, opd_step_loss, ppo_clip_loss, ppo_opd_loss
+from opd_bench.losses import (grpo_advantages, kl_to_reference, opd_step_loss, ppo_clip_loss, ppo_opd_advantage_scale,
+                              ppo_opd_loss)
 from opd_bench.rollout import rollout
 from opd_bench.sampler import sde_transition, timestep_schedule, transition_logprob
 
@@ -106,22 +107,39 @@ def test_kl_denominators():
     assert torch.allclose(kl_to_reference(m, r, sigma, dt, "sigma2_dt"), torch.full((2,), 1 / (2 * 0.025)))
 
 
-def test_ppo_opd_gradient_matches_closed_form_in_expectation():
-    """E[grad of PPO-style OPD] = grad of the closed-form KL (sum reduction), by Monte Carlo."""
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+def test_ppo_opd_expected_gradient_equals_the_closed_form(reduce):
+    """Issue 20: E[grad of PPO-style OPD] = grad of the suite's closed-form loss (opd_step_loss, KL averaged over
+    dimensions) for either log-prob reduction, by Monte Carlo on a small network (D = 16): cosine >= 0.99 and
+    norms within 5%. The unscaled advantage (k = 1) is off by D (mean: 1/D, sum: D times)."""
     torch.manual_seed(0)
-    d, n = 3, 40_000
+    d, n = 16, 200_000
     net = TinyVelocity(d).double()
     params = list(net.parameters())
     ts = timestep_schedule(10, dtype=torch.float64)
     x = torch.randn(1, d, dtype=torch.float64).expand(n, d)
     j = 4
     tr_s = sde_transition(x, net(x), ts[j], ts[j + 1], 0.9, t_first=ts[1])
-    mu_t = tr_s.mean.detach()[:1] + 0.3 * torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
-    closed = _flat_grad(((tr_s.mean[:1] - mu_t) ** 2 / (2 * tr_s.std**2)).sum(), params, retain=True)
+    mu_t = tr_s.mean.detach()[:1] + 0.5 * tr_s.std * torch.randn(1, d, dtype=torch.float64)
+    closed = _flat_grad(opd_step_loss(tr_s.mean[:1], mu_t, tr_s.std).mean(), params, retain=True)
     a = (tr_s.mean.detach() + tr_s.std * torch.randn(n, d, dtype=torch.float64))
-    lp = transition_logprob(a, tr_s, "sum")
-    lp_t = transition_logprob(a, type(tr_s)(mu_t.expand(n, d), tr_s.std), "sum")
-    loss, ratio = ppo_opd_loss(lp, lp.detach(), lp_t, clip_range=10.0)
+    lp = transition_logprob(a, tr_s, reduce)
+    lp_t = transition_logprob(a, type(tr_s)(mu_t.expand(n, d), tr_s.std), reduce)
+    k = ppo_opd_advantage_scale(d, reduce)
+    loss, ratio = ppo_opd_loss(lp, lp.detach(), lp_t, clip_range=10.0, advantage_scale=k)
     assert torch.equal(ratio, torch.ones_like(ratio))
-    est = _flat_grad(loss.mean(), params)
-    assert torch.allclose(est, closed, rtol=0.05, atol=0.02 * closed.abs().max().item())
+    est = _flat_grad(loss.mean(), params, retain=True)
+    cos = torch.dot(est, closed) / (est.norm() * closed.norm())
+    assert cos >= 0.99 and abs(est.norm() / closed.norm() - 1) < 0.05, (cos, est.norm() / closed.norm())
+    naive, _ = ppo_opd_loss(lp, lp.detach(), lp_t, clip_range=10.0)
+    ratio_naive = _flat_grad(naive.mean(), params).norm() / closed.norm()
+    assert abs(ratio_naive - (1 / d if reduce == "mean" else d)) < 0.1 * (1 / d if reduce == "mean" else d)
+
+
+def test_ppo_opd_advantage_scale_by_hand():
+    assert ppo_opd_advantage_scale(3072, "mean") == 3072 and ppo_opd_advantage_scale(4, "sum") == 0.25
+    lp, lp_t = torch.tensor([-1.0]), torch.tensor([-1.5])
+    loss, _ = ppo_opd_loss(lp, lp.clone(), lp_t, 0.2, advantage_scale=4.0)
+    assert torch.allclose(loss, torch.tensor([2.0]))        # A = -4 (-1 + 1.5) = -2, ratio 1: loss = -A = 2
+    with pytest.raises(ValueError):
+        ppo_opd_advantage_scale(4, "max")

@@ -91,8 +91,9 @@ class Backbone(nn.Module, ABC):
     def denoise(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         """One raw (unguided) denoiser forward: velocity for a batch; ``t`` has shape [B] in [0, 1]."""
 
-    def velocity(self, x: torch.Tensor, t, cond: Condition, guidance: float) -> torch.Tensor:
-        """Guided velocity v_uncond + w (v_cond - v_uncond); one batched forward of 2B (B when w == 1)."""
+    def velocity(self, x: torch.Tensor, t, cond: Condition, guidance: float, detach_uncond: bool = False) -> torch.Tensor:
+        """Guided velocity v_uncond + w (v_cond - v_uncond); one batched forward of 2B (B when w == 1).
+        ``detach_uncond``: v_uncond carries no gradient (Flow-GRPO's policy gradient)."""
         b = x.shape[0]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.ndim == 0:
@@ -103,6 +104,8 @@ class Backbone(nn.Module, ABC):
         pooled = torch.cat([cond.uncond_pooled.expand(b, -1), cond.pooled])
         v = self.denoise(torch.cat([x, x]), torch.cat([t, t]), states, pooled)
         v_uncond, v_cond = v.chunk(2)
+        if detach_uncond:
+            v_uncond = v_uncond.detach()
         return cfg_combine(v_uncond, v_cond, guidance)
 
     def forwards_per_velocity(self, guidance: float) -> int:

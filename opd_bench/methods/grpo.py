@@ -6,41 +6,83 @@ Per step, for a task:
   2. score the images with the task's reward and form group-relative advantages A_i;
   3. on each trained step j, recompute the student's transition at the stored state x_j, take the PPO
      clipped surrogate of the ratio exp(log p_theta - log p_old), plus beta * KL to the reference policy;
-  4. one optimizer step per inner epoch (the first inner epoch is exactly on-policy: ratio 1).
+  4. per inner epoch, ``grpo.minibatches`` optimizer steps on a shuffled split of the batch (Flow-GRPO: 2);
+     the first is exactly on-policy (ratio 1), the later ones are off-policy, where the clip acts.
+Flow-GRPO parity switches (docs/methods.md): ``grpo.drop_zero_advantage``, ``grpo.detach_uncond``,
+``grpo.beta_per_task``, ``sampler.grid: sd3``, ``train.ema.warmup: optimizer_steps``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
-from ..losses import kl_to_reference, ppo_clip_loss
+from ..losses import kl_to_reference, nonzero_advantage_mask, ppo_clip_loss
 from ..sampler import transition_logprob
 from .base import Method
 
 
+def kl_weights(ctx, batch) -> Union[float, torch.Tensor, None]:
+    """The KL coefficient: ``grpo.beta``, or per sample by its prompt's task when ``grpo.beta_per_task`` is set
+    (a mixed multi-reward batch weighs each sample by its own task's beta); None when every beta is 0."""
+    g = ctx.cfg.grpo
+    if not g.beta_per_task:
+        return g.beta if g.beta > 0 else None
+    w = torch.tensor([g.beta_per_task.get(r.get("_task", batch.task), g.beta) for r in batch.records])
+    return w if bool((w > 0).any()) else None
+
+
+def minibatch_indices(ctx, n: int, minibatches: int, epoch: int) -> List[Optional[torch.Tensor]]:
+    """Flow-GRPO's split of a batch of rollouts (train_sd3.py): shuffle the samples, cut them into
+    ``minibatches`` near-equal parts, one optimizer step each. [None] (the whole batch, unshuffled) for 1."""
+    if minibatches <= 1:
+        return [None]
+    perm = torch.randperm(n, generator=ctx.generator("minibatches", epoch))
+    return list(torch.tensor_split(perm, minibatches))
+
+
 def grpo_update(ctx, batch, advantages: torch.Tensor) -> Dict[str, float]:
-    """Steps 3-4 on a rollout batch with given advantages; returns diagnostics."""
+    """Steps 3-4 on a rollout batch with given advantages; returns diagnostics (``clipfrac_late``: the clip
+    fraction of the minibatches after each inner epoch's first, NaN with one minibatch)."""
     cfg, s = ctx.cfg.grpo, ctx.cfg.sampler
     steps = ctx.trained_steps()
-    stats = {"ratio_first": float("nan"), "clipfrac": 0.0, "kl": 0.0, "policy_loss": 0.0}
+    stats = {"ratio_first": float("nan"), "clipfrac": 0.0, "kl": 0.0, "policy_loss": 0.0, "loss": 0.0}
+    if cfg.drop_zero_advantage:
+        keep = nonzero_advantage_mask(advantages, cfg.minibatches, ctx.generator("drop_zero_advantage"))
+        stats["kept"] = keep.float().mean().item()
+        if not bool(keep.any()):
+            return stats  # every group agreed: nothing to learn from this batch
+        idx = torch.nonzero(keep).flatten()
+        batch, advantages = batch.index(idx), advantages[idx]
+    beta = kl_weights(ctx, batch)
+    n_mb = min(cfg.minibatches, batch.size)
+    terms = len(steps) * cfg.inner_epochs * n_mb
+    late = []
     for epoch in range(cfg.inner_epochs):
-        for j in steps:
-            tr = ctx.student_transition(batch, j)
-            logp = transition_logprob(batch.rollout.states[:, j + 1], tr, s.logprob_reduce)
-            pl, ratio = ppo_clip_loss(logp, batch.rollout.log_probs[:, j], advantages, cfg.clip_range)
-            loss = pl.mean()
-            if cfg.beta > 0:
-                sigma, dt = ctx.sigma_dt(batch, j)
-                kl = kl_to_reference(tr.mean, ctx.reference_transition(batch, j).mean, sigma, dt, cfg.kl_denominator)
-                loss = loss + cfg.beta * kl.mean()
-                stats["kl"] += kl.mean().item() / (len(steps) * cfg.inner_epochs)
-            ctx.backward(loss / len(steps), batch.size)
-            if epoch == 0 and j == steps[0]:
-                stats["ratio_first"] = ratio.mean().item()
-            stats["clipfrac"] += ((ratio - 1).abs() > cfg.clip_range).float().mean().item() / (len(steps) * cfg.inner_epochs)
-            stats["policy_loss"] += pl.mean().item() / (len(steps) * cfg.inner_epochs)
-        stats["grad_norm"] = ctx.optimizer_step()
+        for mb, idx in enumerate(minibatch_indices(ctx, batch.size, n_mb, epoch)):
+            sub, adv = (batch, advantages) if idx is None else (batch.index(idx), advantages[idx])
+            b = beta[idx] if torch.is_tensor(beta) and idx is not None else beta
+            for j in steps:
+                tr = ctx.student_transition(sub, j, cfg.detach_uncond)
+                logp = transition_logprob(sub.rollout.states[:, j + 1], tr, s.logprob_reduce)
+                pl, ratio = ppo_clip_loss(logp, sub.rollout.log_probs[:, j], adv, cfg.clip_range)
+                loss = pl.mean()
+                if b is not None:
+                    sigma, dt = ctx.sigma_dt(sub, j)
+                    kl = kl_to_reference(tr.mean, ctx.reference_transition(sub, j).mean, sigma, dt, cfg.kl_denominator)
+                    loss = loss + (b * kl.mean() if isinstance(b, float) else (b * kl).mean())
+                    stats["kl"] += kl.mean().item() / terms
+                ctx.backward(loss / len(steps), sub.size)
+                if epoch == 0 and mb == 0 and j == steps[0]:
+                    stats["ratio_first"] = ratio.mean().item()
+                clipped = ((ratio - 1).abs() > cfg.clip_range).float().mean().item()
+                stats["clipfrac"] += clipped / terms
+                if mb > 0:
+                    late.append(clipped)
+                stats["policy_loss"] += pl.mean().item() / terms
+                stats["loss"] += loss.item() / terms
+            stats["grad_norm"] = ctx.optimizer_step()
+    stats["clipfrac_late"] = sum(late) / len(late) if late else float("nan")
     return stats
 
 

@@ -7,16 +7,19 @@ Each round, for every task m in turn:
   3. the per-step loss is closed-form: the exact Gaussian KL ||mu_S - mu_T||^2 / (2 s_j^2) for the SDE, or
      mean matching 1/2 ||mu_S - mu_T||^2 for the ODE; states are detached, so the gradient flows only through
      mu_S(x_j; theta). A prompt of task m is supervised only by teacher m.
-The task losses are summed over the round and ONE optimizer step is taken (gradient-norm clip).
+The task losses are summed (``opd.task_reduction: sum``; the official code's ``mean`` averages them) over the
+round and ONE optimizer step is taken (gradient-norm clip). ``opd.sde_denominator``: the SDE loss divides by
+2 sigma^2 |dt| (the paper's exact KL) or 2 sigma^2 (the official code).
 
 ``opd.objective=ppo`` swaps step 3 for the PPO-style ablation: per-step advantage -KL_j estimated at the
-sampled action, clipped surrogate on the SDE transition ratio.
+sampled action, clipped surrogate on the SDE transition ratio; the advantage is scaled so that its expected
+gradient is the closed form's (``losses.ppo_opd_advantage_scale``).
 """
 from __future__ import annotations
 
 from typing import Dict
 
-from ..losses import opd_step_loss, ppo_opd_loss
+from ..losses import opd_step_loss, ppo_opd_advantage_scale, ppo_opd_loss
 from ..sampler import transition_logprob
 from .base import Method
 
@@ -28,7 +31,8 @@ class DiffusionOPD(Method):
         for task in ctx.tasks:
             ctx.teacher(task)  # fail early (one clear line) if a teacher is missing
 
-    def task_loss(self, ctx, task: str) -> Dict[str, float]:
+    def task_loss(self, ctx, task: str, weight: float = 1.0) -> Dict[str, float]:
+        """Task ``task``'s loss over one rollout, its gradient accumulated with ``weight`` (opd.task_reduction)."""
         o, s = ctx.cfg.opd, ctx.cfg.sampler
         a = o.noise_level if o.sampler == "sde" else 0.0
         records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
@@ -39,20 +43,26 @@ class DiffusionOPD(Method):
             teacher = ctx.teacher_transition(task, batch, j)
             student = ctx.student_transition(batch, j)
             if o.objective == "closed_form":
-                loss = opd_step_loss(student.mean, teacher.mean, student.std if a > 0 else None)
+                # opd.sde_denominator: ||mu_S - mu_T||^2 / (2 s^2) with s = sigma sqrt|dt| (paper) or sigma (code)
+                std = (student.std if o.sde_denominator == "2sigma2dt" else ctx.sigma_dt(batch, j)[0]) if a > 0 else None
+                loss = opd_step_loss(student.mean, teacher.mean, std)
             else:
                 action = batch.rollout.states[:, j + 1]
                 logp = transition_logprob(action, student, s.logprob_reduce)
                 logp_t = transition_logprob(action, teacher, s.logprob_reduce)
-                loss, _ = ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage)
-            ctx.backward(loss.mean() / len(steps), batch.size)
+                k = ppo_opd_advantage_scale(action[0].numel(), s.logprob_reduce)
+                loss, _ = ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage, k)
+            step_loss = loss.mean() / len(steps)
+            ctx.backward(step_loss if weight == 1.0 else step_loss * weight, batch.size)
             total += loss.mean().item() / len(steps)
         return {f"loss/{task}": total}
 
     def train_step(self, ctx) -> Dict[str, float]:
         info: Dict[str, float] = {}
-        for task in ctx.tasks:  # round-robin over the tasks; gradients accumulate (summed task losses)
-            info.update(self.task_loss(ctx, task))
-        info["loss"] = sum(info.values())
+        # round-robin over the tasks; gradients accumulate: the task losses' sum, or their mean (official code)
+        weight = 1.0 if ctx.cfg.opd.task_reduction == "sum" else 1.0 / len(ctx.tasks)
+        for task in ctx.tasks:
+            info.update(self.task_loss(ctx, task, weight))
+        info["loss"] = sum(info.values()) * weight
         info["grad_norm"] = ctx.optimizer_step()
         return info
