@@ -371,3 +371,16 @@ def test_stock_diffusers_lora_loads_as_teacher(sd3_folder, tmp_path):
     StableDiffusion3Pipeline.save_lora_weights(tmp_path / "no_meta", transformer_lora_layers=state)
     model.load_teacher("no_meta", tmp_path / "no_meta" / "pytorch_lora_weights.safetensors")
     assert model.teachers["no_meta"]["lora"]["lora_alpha"] == 4           # diffusers: alpha = r without metadata
+
+
+def test_dtype_keyword_matches_the_installed_diffusers(monkeypatch):
+    """diffusers < 0.40 ignores ``dtype=`` (it wants ``torch_dtype=``); 0.40+ deprecates ``torch_dtype``. The
+    floor (pyproject: 0.34, the first with LoRA adapter metadata) gets the keyword it reads."""
+    import diffusers
+
+    from opd_bench.backbones.sd3 import dtype_kwarg
+
+    for version, key in (("0.34.0", "torch_dtype"), ("0.39.1", "torch_dtype"), ("0.40.0", "dtype"),
+                         ("0.42.1.dev0", "dtype")):
+        monkeypatch.setattr(diffusers, "__version__", version)
+        assert dtype_kwarg(torch.bfloat16) == {key: torch.bfloat16}

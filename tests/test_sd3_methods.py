@@ -140,3 +140,22 @@ def test_cascade_reference_on_lora_is_the_previous_stage(sd3, tmp_path):
     with torch.no_grad():
         assert torch.equal(ctx2.get_reference().velocity(x, 0.7, fresh.encode_prompts(["a photo", "a car"]), 2.0),
                            stage_end)
+
+
+@pytest.mark.parametrize("name", ["sd35m_opd", "sd35m_grpo"])
+def test_sd35m_configs_use_real_task_names(name):
+    """Per-task keys name the config's (real) tasks, so the GenEval teacher really samples at CFG 1.0, and
+    `--tasks all` means the config's own list, not every real task."""
+    from opd_bench.backbones.sd3 import DEFAULT_TARGETS
+    from opd_bench.config import load_config
+    from opd_bench.session import resolve_tasks
+    from opd_bench.tasks import registry, task_names
+
+    cfg = load_config(name)
+    assert all(t in task_names() and registry()[t].world == "real" for t in cfg.tasks)
+    for section in (cfg.opd.teacher_guidance, cfg.opd.teachers):
+        assert set(section) <= set(cfg.tasks)
+    if name == "sd35m_opd":
+        assert cfg.opd.teacher_guidance["real_geneval"] == 1.0 and set(cfg.opd.teachers) == set(cfg.tasks)
+    assert resolve_tasks("all", cfg) == cfg.tasks
+    assert tuple(cfg.model.lora_target_modules) == DEFAULT_TARGETS
