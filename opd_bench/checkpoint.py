@@ -78,8 +78,11 @@ def _contiguous_cpu(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
-def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: dict, *, kind: str) -> Path:
-    """Save ``tensors`` and ``config`` as a checkpoint folder at ``path`` (atomically)."""
+def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: dict, *, kind: str,
+                    extra_files: Optional[Dict[str, bytes]] = None) -> Path:
+    """Save ``tensors`` and ``config`` as a checkpoint folder at ``path`` (atomically); ``extra_files`` (name ->
+    bytes, e.g. the same weights in another library's format) are written beside them and listed in the
+    manifest."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_save(path)
@@ -91,8 +94,10 @@ def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: dict, *, kin
     cfg["kind"] = kind
     atomic_write_bytes(stage / WEIGHTS, save(_contiguous_cpu(tensors)))
     atomic_write_json(stage / CONFIG, cfg)
+    for name, data in (extra_files or {}).items():
+        atomic_write_bytes(stage / name, data)
     files = {}
-    for name in (WEIGHTS, CONFIG):
+    for name in (WEIGHTS, CONFIG, *(extra_files or {})):
         p = stage / name
         files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     atomic_write_json(stage / MANIFEST, {"format": FORMAT_VERSION, "files": files})

@@ -74,6 +74,26 @@ def parse_budget(spec: Optional[str]):
     return v, unit
 
 
+# ----------------------------------------------------------------------------------------------- run config
+
+#: the options every command shares to work under a run config (``opd_bench.session.command_config``)
+CONFIG_HELP = "YAML config (path or name under configs/): real tasks' paths, the backbone's settings"
+SET_HELP = "Dotted config override, repeatable: --set train.lr=1e-4"
+DEVICE_HELP = "Device (overrides the config's `device`), e.g. cuda or cpu"
+
+
+def config_option(*short: str):
+    return typer.Option(None, "--config", *short, help=CONFIG_HELP)
+
+
+def set_option():
+    return typer.Option([], "--set", help=SET_HELP)
+
+
+def device_option():
+    return typer.Option(None, "--device", help=DEVICE_HELP)
+
+
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -86,8 +106,9 @@ def run(
     first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed (e.g. to add seeds to a comparison)"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run the (method, seed) runs in N parallel processes, "
                              "each with cpu_count/N threads; each run's output goes to <run dir>.log"),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (path or name under configs/)"),
-    set_: List[str] = typer.Option([], "--set", help="Dotted override, repeatable: --set train.lr=1e-4"),
+    config: Optional[str] = config_option("-c"),
+    set_: List[str] = set_option(),
+    device: Optional[str] = device_option(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder"),
     train_teachers: bool = typer.Option(False, "--train-teachers", help="Retrain the GRPO teachers first"),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (folder under runs/)"),
@@ -102,7 +123,7 @@ def run(
         return
     methods = parse_methods(method)
     b = parse_budget(budget)
-    overrides = list(set_)
+    overrides = list(set_) + ([f"device={device}"] if device else [])
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
     run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
@@ -115,25 +136,35 @@ def eval_(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for eval.json and sample grids "
                                        "(default: evals/<checkpoint name>)"),
     prompts: int = typer.Option(0, "--prompts", min=0, help="Prompts per task (0 = every eval prompt)"),
-    steps: int = typer.Option(40, "--steps", min=1, help="ODE sampling steps"),
-    guidance: float = typer.Option(4.5, "--guidance", min=0.0, help="CFG scale"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="ODE sampling steps (default: the "
+                                        "config's eval.steps, 40)"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="CFG scale (default: the config's "
+                                             "eval.guidance, 4.5)"),
     seed: int = typer.Option(1234, "--seed", help="Base seed of the per-prompt noises"),
+    config: Optional[str] = config_option("-c"),
+    set_: List[str] = set_option(),
+    device: Optional[str] = device_option(),
 ):
     """Evaluate a checkpoint on the tasks' eval prompts (fixed per-prompt seeds, ODE) and print a per-task
     table with 95% bootstrap CIs (GenEval per category); writes eval.json and a PNG grid per task."""
-    from .backbones import load_backbone, resolve_checkpoint
+    from dataclasses import replace
+
+    from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
     from .evaluate import EvalProtocol, evaluate, results_table
     from .progress import console
-    from .tasks import parse_tasks
+    from .session import command_config, resolve_tasks
 
-    task_list = parse_tasks(tasks)
+    cfg = command_config(config, set_, device)
+    task_list = resolve_tasks(tasks, cfg)
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)
     out = out or Path("evals") / path.name
-    from .checkpoint import checkpoint_digest
-
-    res = evaluate(model, task_list, EvalProtocol(steps=steps, guidance=guidance, seed=seed, prompts_per_task=prompts),
-                   out_dir=out, checkpoint={"name": path.name, "sha256": checkpoint_digest(path)})
+    steps = steps or cfg.eval.steps
+    guidance = cfg.eval.guidance if guidance is None else guidance
+    protocol = replace(EvalProtocol.from_config(cfg), steps=steps, guidance=guidance, prompts_per_task=prompts,
+                       seed=seed)
+    res = evaluate(model, task_list, protocol, out_dir=out,
+                   checkpoint={"name": path.name, "sha256": model_digest(path, backbone_options(cfg.model))})
     from rich.console import Console
 
     Console().print(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
@@ -152,6 +183,9 @@ def compare(
     margin: float = typer.Option(0.05, "--margin", min=0.0, help="Smallest difference called 'better'"),
     bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write compare.json and compare.md into this folder"),
+    config: Optional[str] = config_option(),
+    set_: List[str] = set_option(),
+    device: Optional[str] = device_option(),
 ):
     """Paired, per-prompt comparison of two models' evaluations (same prompts and noises): the mean difference
     with a 95% bootstrap CI (stratified by GenEval category) and a verdict: better, worse, no clear difference."""
@@ -160,9 +194,10 @@ def compare(
     from .checkpoint import atomic_write_json, atomic_write_text
     from .compare import compare as run_compare
     from .compare import comparison_markdown, comparison_table
-    from .tasks import parse_tasks
+    from .session import command_config, resolve_tasks
 
-    task_list = parse_tasks(tasks) if tasks else None
+    cfg = command_config(config, set_, device)
+    task_list = resolve_tasks(tasks, cfg) if tasks else None
     res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
     con = Console()
     con.print(comparison_table(res))
@@ -183,11 +218,17 @@ def report(
     interference: bool = typer.Option(True, "--interference/--no-interference",
                                       help="Compute gradient conflict and lookahead affinity at the final checkpoints"),
     samples: int = typer.Option(3, "--samples", min=0, help="Eval prompts per task in the sample grid (0 = none)"),
+    config: Optional[str] = config_option("-c"),
+    set_: List[str] = set_option(),
+    device: Optional[str] = device_option(),
 ):
     """Render the forgetting / interference / gradient-variance report (HTML + Markdown) for runs."""
     from .progress import console
     from .report import build_report
+    from .session import command_config
 
+    if config or set_ or device:   # each run folder's own config applies otherwise (real tasks, base model)
+        command_config(config, set_, device)
     for v in variance:
         if not v.is_file():
             raise UserError(f"--variance: file not found: {v}")
@@ -211,6 +252,9 @@ def check(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="With --record: ODE steps (default 12)"),
     margin: Optional[float] = typer.Option(None, "--margin", min=0.0, help="With --record: per-task margin "
                                            "written to the baseline (default 0.02)"),
+    config: Optional[str] = config_option("-c"),
+    set_: List[str] = set_option(),
+    device: Optional[str] = device_option(),
 ):
     """CI regression gate: exit 0 = pass, 1 = regression beyond noise, 2 = bad input.
 
@@ -221,8 +265,10 @@ def check(
     from rich.markup import escape
 
     from . import check as gate
+    from .session import command_config, resolve_tasks
 
     out = Console(width=max(150, Console().width))
+    cfg = command_config(config, set_, device)
 
     if baseline is None:
         raise UserError("--baseline is required (e.g. --baseline baselines/base.json)")
@@ -234,7 +280,7 @@ def check(
         if junit is not None or markdown is not None:
             raise UserError("--junit and --markdown apply to a check, not to --record")
         doc = gate.record_baseline(
-            checkpoint, baseline, tasks or "all",
+            checkpoint, baseline, ",".join(resolve_tasks(tasks, cfg)) if config else (tasks or "all"),
             prompts=prompts or gate.DEFAULT_PROMPTS, steps=steps or gate.DEFAULT_STEPS,
             margin=gate.DEFAULT_MARGIN if margin is None else margin,
         )
@@ -367,13 +413,15 @@ def analyze_variance(
                                    help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
                                        "reports/variance_<checkpoint name>)"),
+    config: Optional[str] = config_option("-c"),
+    device: Optional[str] = device_option(),
 ):
     """Gradient variance of closed-form OPD (ODE/SDE), PPO-style OPD and GRPO at fixed parameters."""
     from .analysis import interference as itf
     from .analysis import variance as var
     from .config import load_config
     from .progress import console
-    from .tasks import parse_tasks
+    from .session import apply_config, resolve_tasks
 
     ests = [e.strip() for e in estimators.split(",") if e.strip()]
     for e in ests:
@@ -392,9 +440,9 @@ def analyze_variance(
             raise UserError(f"--teacher-for-task: expected TASK=CHECKPOINT (got {item!r})")
         overrides.append(f"opd.teachers.{task.strip()}={path.strip()}")
     run_dir, ckpt = itf.resolve_analysis_checkpoint(checkpoint)
-    base_cfg = load_config(str(run_dir / "config.yaml")) if run_dir else load_config(None)
-    cfg = itf.analysis_config(base_cfg, overrides)
-    task_list = parse_tasks(tasks) if tasks else parse_tasks(cfg.tasks)
+    base_cfg = load_config(str(run_dir / "config.yaml")) if run_dir else load_config(config)
+    cfg = apply_config(itf.analysis_config(base_cfg, overrides + ([f"device={device}"] if device else [])))
+    task_list = resolve_tasks(tasks, cfg)
     student, reference = itf.load_analysis_model(run_dir, ckpt, cfg, cfg.device)
     ctx = itf.make_context(cfg, task_list, student, reference, cfg.device)
     if any(e.startswith("opd_") for e in ests):

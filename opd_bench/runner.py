@@ -232,14 +232,18 @@ class RunContext:
         backbone -- the adapter-disabled base network itself (no second copy)."""
         if self.reference is None:
             if hasattr(self.student, "reference"):
-                self.reference = PolicyView(self.student, self.student.reference)
+                self.reference = PolicyView(self.student, self.student.reference,
+                                            getattr(self.student, "reference_parameters", None))
             else:
                 self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
         return self.reference
 
     def reset_reference(self) -> None:
-        """The reference policy becomes the current student (cascade: the previous stage's weights)."""
+        """The reference policy becomes the current student (cascade: the previous stage's weights); a LoRA
+        backbone keeps it as a frozen adapter copy of the student LoRA."""
         self.reference = None
+        if hasattr(self.student, "freeze_reference"):
+            self.student.freeze_reference()
         self.get_reference()
 
     def teacher(self, task: str) -> Backbone:
@@ -440,6 +444,8 @@ class Runner:
                 for i, m in enumerate(ctx.ema):
                     m.copy_(tensors[f"ema.{i}"])
             if any(k.startswith("reference.") for k in tensors):
+                if hasattr(ctx.student, "freeze_reference"):
+                    ctx.reset_reference()   # create the frozen adapter; its saved weights are copied in below
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])

@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .backbones import load_backbone, resolve_checkpoint
-from .checkpoint import checkpoint_digest
+from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
 from .config import RunConfig, dump_config, load_config, resolve_config_path
 from .distributed import Dist
 from .errors import ConfigError, UserError
@@ -24,6 +23,7 @@ from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
 from .progress import console, progress_bar
 from .runner import FINAL, Runner, is_run_dir
+from .session import apply_config, resolve_tasks, world_of
 from .tasks import parse_tasks
 
 EVAL_CACHE = Path("runs") / ".eval_cache"
@@ -33,10 +33,11 @@ def protocol_of(cfg: RunConfig) -> EvalProtocol:
     return EvalProtocol.from_config(cfg)
 
 
-def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:
-    """Evaluate a checkpoint with a protocol, cached by (checkpoint digest, protocol, task)."""
+def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cpu", options=None) -> Dict[str, dict]:
+    """Evaluate a checkpoint with a protocol, cached by (model digest, protocol, task); ``options`` build a raw
+    diffusers folder (the real backend's base model, :func:`~opd_bench.backbones.backbone_options`)."""
     path = resolve_checkpoint(checkpoint)
-    key = hashlib.sha256((checkpoint_digest(path) + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
+    key = hashlib.sha256((model_digest(path, options) + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
     out, todo = {}, []
     for t in tasks:
         f = EVAL_CACHE / f"{key}_{t}.json"
@@ -45,7 +46,7 @@ def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cp
         else:
             todo.append(t)
     if todo:
-        res = evaluate(load_backbone(path, device), todo, protocol, show_progress=True)
+        res = evaluate(load_backbone(path, device, options), todo, protocol, show_progress=True)
         EVAL_CACHE.mkdir(parents=True, exist_ok=True)
         for t in todo:
             out[t] = res["tasks"][t]
@@ -53,12 +54,8 @@ def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cp
     return out
 
 
-def world_of(cfg: RunConfig) -> str:
-    return "embedded" if cfg.model.backbone == "embedded" else "real"
-
-
 def build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed: int = 0) -> List[RunConfig]:
-    task_list = parse_tasks(tasks_spec, world_of(load_config(config, overrides + [f"method={methods[0]}"])))
+    task_list = resolve_tasks(tasks_spec, load_config(config, overrides + [f"method={methods[0]}"]))
     cfgs = []
     for m in methods:
         for seed in range(first_seed, first_seed + seeds):
@@ -201,12 +198,12 @@ def resume_run(path: Path) -> dict:
 
 def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
     """Per task: base, teacher, and each method (mean over seeds), same eval protocol."""
-    cfg0 = cfgs[0]
+    cfg0 = apply_config(cfgs[0])   # real tasks' paths even when the runs ran in child processes (--jobs)
     tasks = parse_tasks(cfg0.tasks)
     protocol = protocol_of(cfg0)
     refs: Dict[str, Dict[str, dict]] = {}
     try:
-        refs["base"] = cached_eval(cfg0.model.checkpoint, tasks, protocol, cfg0.device)
+        refs["base"] = cached_eval(cfg0.model.checkpoint, tasks, protocol, cfg0.device, backbone_options(cfg0.model))
     except UserError as e:
         console.print(f"(base not evaluated: {e})")
     teacher_row = {}

@@ -86,7 +86,7 @@ def scorers(hf_clip_folder, open_clip_files, aesthetic_head):
     return {
         "pickscore": PickScore(hf_clip_folder),
         "hpsv2": HPSv2(weights, config_file=config_file),
-        "clipscore": CLIPScore(weights, config_file=config_file),
+        "clipscore": CLIPScore(hf_clip_folder),
         "aesthetic": LAIONAesthetic(hf_clip_folder, aesthetic_head),
     }
 
@@ -116,7 +116,7 @@ def test_score_definitions(scorers):
         assert torch.allclose(ps(images, PROMPTS[:2]), ps.clip.logit_scale * cos, atol=1e-5)
         cos_oc = (hps.clip.image_features(images) * hps.clip.text_features(PROMPTS[:2])).sum(-1)
     assert torch.allclose(hps(images, PROMPTS[:2]), cos_oc, atol=1e-5)
-    assert torch.allclose(cs(images, PROMPTS[:2]), 2.5 * cos_oc.clamp_min(0), atol=1e-5)
+    assert torch.allclose(cs(images, PROMPTS[:2]), 2.5 * cos.clamp_min(0), atol=1e-5)
     assert hps(images, PROMPTS[:2]).abs().max() <= 1.0
     assert not torch.allclose(ps(images, ["a cat", "a cat"]), ps(images, ["a dog", "a dog"]))
 
@@ -230,3 +230,133 @@ def test_geneval_metadata_errors(tmp_path):
                    '{"prompt": "x", "tag": "nope", "include": []}\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: invalid GenEval record"):
         load_geneval_metadata(bad)
+
+
+# ------------------------------------------------------------------------------------------- reference formulas
+# Each score recomputed here from the reference code's own equations -- uint8 PIL images, PIL bicubic resize of
+# the short side, centre crop, /255, CLIP normalisation, the model's projections, the published formula --
+# without the suite's preprocessing or scoring code, on tiny random weights.
+
+OPENAI_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+OPENAI_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+def _reference_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    out = []
+    for img in images:
+        arr = (img.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)   # Flow-GRPO: to uint8
+        pil = Image.fromarray(arr)
+        w, h = pil.size
+        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        pil = pil.resize((nw, nh), Image.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        x = np.asarray(pil.crop((left, top, left + size, top + size)), dtype=np.float64) / 255.0
+        out.append(torch.from_numpy(((x - OPENAI_MEAN) / OPENAI_STD).transpose(2, 0, 1)).float())
+    return torch.stack(out)
+
+
+def _unit(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def _hf_embeddings(folder, images, prompts):
+    """transformers CLIP: vision pooler -> visual_projection; text pooler (EOS token) -> text_projection."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    model = CLIPModel.from_pretrained(str(folder)).eval()
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    with torch.no_grad():
+        pix = _reference_pixels(images, model.config.vision_config.image_size)
+        img = model.visual_projection(model.vision_model(pixel_values=pix).pooler_output)
+        t = tok(prompts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+        txt = model.text_projection(model.text_model(input_ids=t.input_ids, attention_mask=t.attention_mask)
+                                    .pooler_output)
+    return model, _unit(img), _unit(txt)
+
+
+REF_IMAGES = [_images(5, 40, seed=3), torch.rand(5, 3, 48, 40, generator=torch.Generator().manual_seed(4))]
+
+
+@pytest.mark.parametrize("images", REF_IMAGES, ids=["square", "portrait"])
+def test_pickscore_matches_reference(scorers, hf_clip_folder, images):
+    """PickScore's README: logit_scale.exp() * (text_embs @ image_embs.T) on L2-normalised CLIP embeddings."""
+    model, img, txt = _hf_embeddings(hf_clip_folder, images, PROMPTS)
+    ref = model.logit_scale.exp().detach() * (img * txt).sum(-1)
+    assert torch.allclose(scorers["pickscore"](images, PROMPTS), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("images", REF_IMAGES, ids=["square", "portrait"])
+def test_clipscore_matches_reference(scorers, hf_clip_folder, images):
+    """Hessel et al.: CLIP-S = 2.5 * max(cos(E_image, E_text), 0)."""
+    _, img, txt = _hf_embeddings(hf_clip_folder, images, PROMPTS)
+    ref = 2.5 * (img * txt).sum(-1).clamp_min(0)
+    got = scorers["clipscore"](images, PROMPTS)
+    assert (ref > 0).any() and torch.allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("images", REF_IMAGES, ids=["square", "portrait"])
+def test_laion_aesthetic_matches_reference(scorers, hf_clip_folder, aesthetic_head, images):
+    """improved-aesthetic-predictor: MLP(normalized(CLIP image embedding)), the linear layers 0, 2, 4, 6, 7 of
+    the released state dict applied in order (dropout is the identity at inference, no activations)."""
+    from safetensors.torch import load_file
+
+    _, img, _ = _hf_embeddings(hf_clip_folder, images, PROMPTS)
+    w = load_file(str(aesthetic_head))
+    x = img
+    for i in (0, 2, 4, 6, 7):
+        x = x @ w[f"layers.{i}.weight"].T + w[f"layers.{i}.bias"]
+    assert torch.allclose(scorers["aesthetic"](images, PROMPTS), x.squeeze(-1), atol=1e-4)
+
+
+@pytest.mark.parametrize("images", REF_IMAGES, ids=["square", "portrait"])
+def test_hpsv2_matches_reference(scorers, open_clip_files, images):
+    """HPSv2's scorer: preprocess_val (bicubic resize, centre crop, ToTensor, normalise), the model's
+    normalised image and text features, score = diagonal of image_features @ text_features.T."""
+    import open_clip
+    from safetensors.torch import load_file
+
+    config_file, weights = open_clip_files
+    open_clip.add_model_config(config_file)
+    model = open_clip.create_model(config_file.stem).eval()
+    model.load_state_dict(load_file(str(weights)))
+    tok = open_clip.get_tokenizer(config_file.stem)
+    with torch.no_grad():
+        img = _unit(model.encode_image(_reference_pixels(images, 32)))
+        txt = _unit(model.encode_text(tok(PROMPTS)))
+    ref = torch.diagonal(img @ txt.T)
+    assert torch.allclose(scorers["hpsv2"](images, PROMPTS), ref, atol=1e-4)
+
+
+def _levenshtein(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def _flow_grpo_ocr(recognized: str, prompt: str) -> float:
+    """Flow-GRPO's ocr.py: spaces removed, lower case; distance 0 if the target is contained, else the
+    Levenshtein distance, capped at len(target); reward 1 - dist / len(target)."""
+    recognized, prompt = recognized.replace(" ", "").lower(), prompt.replace(" ", "").lower()
+    dist = 0 if prompt in recognized else _levenshtein(recognized, prompt)
+    return 1 - min(dist, len(prompt)) / len(prompt)
+
+
+def test_ocr_matches_reference():
+    from opd_bench.tasks.ocr import ocr_score
+
+    pairs = [("HELLO", "hello"), ("he llo world", "Hello"), ("HELO", "hello"), ("", "open"), ("xyzzy", "ab"),
+             ("STOPP", "stop sign"), ("Caf", "cafe"), ("OPEN 24h", "open 24H")]
+    for reading, target in pairs:
+        assert abs(ocr_score(reading, target) - _flow_grpo_ocr(reading, target)) < 1e-4, (reading, target)
+    model = OCRReward(det_side=960)
+    images = torch.stack([_text_image("OPEN"), _text_image("CAFE")])
+    prompts = ['a shop sign that says "OPEN"', 'a sign reading "Cafe Bar"']
+    readings = model.read(images)
+    ref = torch.tensor([_flow_grpo_ocr(r, p.split('"')[1]) for r, p in zip(readings, prompts)])
+    got = model(images, prompts)
+    assert torch.allclose(got, ref, atol=1e-4) and got[0] == 1.0 and 0 < got[1] < 1

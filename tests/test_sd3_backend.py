@@ -290,3 +290,97 @@ def test_bfloat16_base_with_float32_lora(sd3_folder, tmp_path):
     _sgd_on_student(model, v.pow(2).mean())
     assert all(p.grad is not None for p in model.trainable_parameters())
     assert json.loads((model.save(tmp_path / "s") / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+# ---- LoRA interop with stock diffusers / peft (issue 22) ------------------------------------------------------
+
+def _stock_pipeline(folder):
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(str(folder), text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _pipe_images(pipe, noise):
+    with torch.no_grad():
+        return pipe(PROMPTS, latents=noise.clone(), num_inference_steps=4, guidance_scale=4.5, output_type="pt",
+                    max_sequence_length=SEQ).images
+
+
+def test_student_checkpoint_loads_with_stock_load_lora_weights(sd3_folder, teacher_ckpt, tmp_path):
+    """A saved student (rank 4, alpha 8: scale 2) is also a diffusers LoRA: stock load_lora_weights on a stock
+    pipeline reproduces the student's own samples (same latents), and differs from the base's."""
+    from safetensors import safe_open
+
+    from opd_bench.backbones.sd3 import DIFFUSERS_LORA
+
+    student = SD3Backbone.load(teacher_ckpt)
+    with safe_open(str(teacher_ckpt / DIFFUSERS_LORA), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert all(k.startswith("transformer.") for k in keys) and "lora_adapter_metadata" in meta
+    assert json.loads((teacher_ckpt / "manifest.json").read_text())["files"][DIFFUSERS_LORA]["sha256"]
+    noise = torch.randn((2, *student.latent_shape), generator=torch.Generator().manual_seed(1))
+    own = _pipe_images(student.pipe, noise)                      # the student adapter is active in its pipeline
+    stock = _stock_pipeline(sd3_folder)
+    base = _pipe_images(stock, noise)
+    stock.load_lora_weights(str(teacher_ckpt))
+    loaded = _pipe_images(stock, noise)
+    assert (loaded - own).abs().max().item() <= 1e-5
+    assert (base - own).abs().max().item() > 1e-2              # the LoRA matters at this strength
+
+
+def test_lora_targets_follow_flow_grpo(sd3_folder):
+    """Flow-GRPO's targets: both streams' joint-attention projections, not SD3.5's dual-attention attn2."""
+    model = make(sd3_folder)
+    adapted = {n.split(".lora_")[0] for n, _ in model._lora_parameters()}
+    assert any(".attn.to_q" in n for n in adapted) and any(".attn.add_k_proj" in n for n in adapted)
+    assert not any(".attn2." in n for n in adapted)
+    assert model.transformer.transformer_blocks[0].attn2 is not None   # the tiny model has a dual-attention block
+
+
+def test_stock_diffusers_lora_loads_as_teacher(sd3_folder, tmp_path):
+    """A LoRA trained and saved by stock code (peft add_adapter on the pipeline's transformer, then
+    get_peft_model_state_dict + StableDiffusion3Pipeline.save_lora_weights) is a teacher with the same
+    velocity as the stock transformer carrying it; without metadata diffusers' alpha = r convention applies."""
+    from diffusers import StableDiffusion3Pipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = _stock_pipeline(sd3_folder)
+    cfg = LoraConfig(r=4, lora_alpha=16, init_lora_weights="gaussian", target_modules=["to_q", "to_v", "add_k_proj"])
+    pipe.transformer.add_adapter(cfg)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for n, p in pipe.transformer.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    state = get_peft_model_state_dict(pipe.transformer)
+    StableDiffusion3Pipeline.save_lora_weights(tmp_path / "with_meta", transformer_lora_layers=state,
+                                               transformer_lora_adapter_metadata=cfg.to_dict())
+    model = make(sd3_folder)
+    model.load_teacher("stock", tmp_path / "with_meta")
+    assert model.teachers["stock"]["lora"]["lora_alpha"] == 16 and model.teachers["stock"]["lora"]["r"] == 4
+    x, t, cond = _inputs(model)
+    with torch.no_grad(), model.adapter("stock"):
+        got = model.denoise(x, t, cond.states, cond.pooled)
+    with torch.no_grad():
+        want = pipe.transformer(hidden_states=x, encoder_hidden_states=cond.states, pooled_projections=cond.pooled,
+                                timestep=t * 1000, return_dict=False)[0]
+    assert torch.allclose(got, want, atol=1e-5)
+    StableDiffusion3Pipeline.save_lora_weights(tmp_path / "no_meta", transformer_lora_layers=state)
+    model.load_teacher("no_meta", tmp_path / "no_meta" / "pytorch_lora_weights.safetensors")
+    assert model.teachers["no_meta"]["lora"]["lora_alpha"] == 4           # diffusers: alpha = r without metadata
+
+
+def test_dtype_keyword_matches_the_installed_diffusers(monkeypatch):
+    """diffusers < 0.40 ignores ``dtype=`` (it wants ``torch_dtype=``); 0.40+ deprecates ``torch_dtype``. The
+    floor (pyproject: 0.34, the first with LoRA adapter metadata) gets the keyword it reads."""
+    import diffusers
+
+    from opd_bench.backbones.sd3 import dtype_kwarg
+
+    for version, key in (("0.34.0", "torch_dtype"), ("0.39.1", "torch_dtype"), ("0.40.0", "dtype"),
+                         ("0.42.1.dev0", "dtype")):
+        monkeypatch.setattr(diffusers, "__version__", version)
+        assert dtype_kwarg(torch.bfloat16) == {key: torch.bfloat16}

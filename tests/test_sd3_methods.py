@@ -96,3 +96,66 @@ def test_real_task_missing_paths_fail_clearly(tmp_path):
     configure_tasks({"hpsv2": {"weights": "", "eval_prompts": str(tmp_path / "empty.txt")}})
     with pytest.raises(UserError, match="empty"):
         get_task("hpsv2").prompts("eval")
+
+
+def test_cascade_reference_on_lora_is_the_previous_stage(sd3, tmp_path):
+    """After a stage change the KL reference equals the student at the stage end (not the base), stays frozen
+    while the next stage trains, and survives a save/load of the run state (resume)."""
+    from opd_bench.runner import Runner
+
+    folder, _ = sd3
+    cfg = build_config({}, [
+        "method=cascade", "tasks=brightness", f"model.checkpoint={folder}", "model.backbone=sd3",
+        "model.lora_rank=4", "model.lora_alpha=8", "model.max_sequence_length=8", "sampler.steps=3",
+        "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2", "train.lr=5e-2",
+    ])
+    from opd_bench.backbones import backbone_options
+
+    student = load_backbone(folder, "cpu", backbone_options(cfg.model))
+    ctx = RunContext(cfg, ["brightness"], student, Ledger(student.flops_per_forward()))
+    m = METHODS["cascade"]()
+    m.setup(ctx)
+    m.train_step(ctx)
+    x = torch.randn((2, *student.latent_shape), generator=torch.Generator().manual_seed(0))
+    cond = student.encode_prompts(["a photo", "a car"])
+
+    def v(policy):
+        with torch.no_grad():
+            return policy.velocity(x, 0.7, cond, 2.0)
+
+    base_before = v(ctx.get_reference())
+    m.start_stage(ctx, 1)                                   # stage 0 -> 1
+    stage_end = v(student)
+    assert torch.equal(v(ctx.get_reference()), stage_end)
+    assert (stage_end - base_before).abs().max() > 1e-4     # the reference is no longer the base
+    m.train_step(ctx)
+    assert (v(student) - stage_end).abs().max() > 1e-6      # the student moves on ...
+    assert torch.equal(v(ctx.get_reference()), stage_end)  # ... the reference stays the previous stage
+    runner = Runner(cfg, tmp_path / "run", m, ["brightness"], show_progress=False, log_tensorboard=False)
+    (tmp_path / "run").mkdir()
+    runner.save_state(ctx)
+    fresh = load_backbone(folder, "cpu", backbone_options(cfg.model))
+    ctx2 = RunContext(cfg, ["brightness"], fresh, Ledger(fresh.flops_per_forward()))
+    runner.load_state(ctx2)
+    with torch.no_grad():
+        assert torch.equal(ctx2.get_reference().velocity(x, 0.7, fresh.encode_prompts(["a photo", "a car"]), 2.0),
+                           stage_end)
+
+
+@pytest.mark.parametrize("name", ["sd35m_opd", "sd35m_grpo"])
+def test_sd35m_configs_use_real_task_names(name):
+    """Per-task keys name the config's (real) tasks, so the GenEval teacher really samples at CFG 1.0, and
+    `--tasks all` means the config's own list, not every real task."""
+    from opd_bench.backbones.sd3 import DEFAULT_TARGETS
+    from opd_bench.config import load_config
+    from opd_bench.session import resolve_tasks
+    from opd_bench.tasks import registry, task_names
+
+    cfg = load_config(name)
+    assert all(t in task_names() and registry()[t].world == "real" for t in cfg.tasks)
+    for section in (cfg.opd.teacher_guidance, cfg.opd.teachers):
+        assert set(section) <= set(cfg.tasks)
+    if name == "sd35m_opd":
+        assert cfg.opd.teacher_guidance["real_geneval"] == 1.0 and set(cfg.opd.teachers) == set(cfg.tasks)
+    assert resolve_tasks("all", cfg) == cfg.tasks
+    assert tuple(cfg.model.lora_target_modules) == DEFAULT_TARGETS

@@ -91,6 +91,10 @@ def load_run(path: Path) -> RunInfo:
         raise UserError(f"not a run folder: {path} (no config.yaml and ledger.json)")
     d = RunDir(path)
     cfg = load_config(str(path / "config.yaml"))
+    if cfg.model.backbone != "embedded":   # a real run: its tasks' local paths and its base model's settings
+        from ..session import apply_config
+
+        apply_config(cfg)
     try:
         ledger = json.loads((path / "ledger.json").read_text())
     except ValueError:

@@ -31,6 +31,23 @@ def resolve_checkpoint(name_or_path) -> Path:
     raise CheckpointError(f"checkpoint not found: {name_or_path} (not a folder; released names: {names})")
 
 
+def model_digest(path, options: dict = None) -> str:
+    """sha256 identifying a model for caching evaluations: a checkpoint's manifest digest, or for a raw
+    diffusers folder its content digest together with the options it is built with (resolution, dtype, ...)."""
+    import hashlib
+    import json
+
+    from ..checkpoint import checkpoint_digest
+
+    path = Path(path)
+    if (path / "model_index.json").is_file() and not (path / "manifest.json").is_file():
+        from .sd3 import pipeline_digest
+
+        blob = pipeline_digest(path) + json.dumps(options or {}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+    return checkpoint_digest(path)
+
+
 def backbone_options(model_cfg) -> dict:
     """Construction options for a raw diffusers folder, from the run config's ``model`` section."""
     return {
@@ -41,9 +58,21 @@ def backbone_options(model_cfg) -> dict:
     }
 
 
-def load_backbone(name_or_path, device="cpu", options: dict = None) -> Backbone:
+#: the command's defaults (``opd_bench.session.apply_config``): device and raw-folder options when not given.
+_LOADING: dict = {"device": None, "options": None}
+
+
+def configure_loading(device=None, options: dict = None) -> None:
+    """Defaults of :func:`load_backbone` for this process (set from a command's run config)."""
+    _LOADING.update(device=device, options=options)
+
+
+def load_backbone(name_or_path, device=None, options: dict = None) -> Backbone:
     """Load any backbone checkpoint by released name or path (verifying its manifest). ``options``
-    (see :func:`backbone_options`) apply when ``name_or_path`` is a raw diffusers SD3 folder."""
+    (see :func:`backbone_options`) apply when ``name_or_path`` is a raw diffusers SD3 folder; both default to
+    the command's settings (:func:`configure_loading`), else CPU and the model's own defaults."""
+    device = device or _LOADING["device"] or "cpu"
+    options = _LOADING["options"] if options is None else options
     path = resolve_checkpoint(name_or_path)
     if (path / "model_index.json").is_file():  # sd3: a raw diffusers pipeline folder (fresh student LoRA)
         from .sd3 import SD3Backbone
@@ -64,4 +93,4 @@ def load_backbone(name_or_path, device="cpu", options: dict = None) -> Backbone:
     return model.to(device)
 
 
-__all__ = ["Backbone", "Condition", "EmbeddedBackbone", "load_backbone", "resolve_checkpoint", "released_names"]
+__all__ = ["Backbone", "Condition", "EmbeddedBackbone", "load_backbone", "configure_loading", "model_digest", "resolve_checkpoint", "released_names"]

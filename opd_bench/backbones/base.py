@@ -140,9 +140,10 @@ class PolicyView:
     state -- e.g. a named LoRA on the student's own SD3 transformer -- selected by a context manager for the
     duration of each velocity call. Exposes the part of the Backbone interface the runner uses."""
 
-    def __init__(self, model: Backbone, select):
+    def __init__(self, model: Backbone, select, parameters=None):
         self.model = model
         self._select = select  # () -> context manager that activates this policy's weights
+        self._parameters = parameters  # () -> this policy's own frozen weights (saved with the run state)
 
     def velocity(self, x, t, cond: Condition, guidance: float) -> torch.Tensor:
         with torch.no_grad(), self._select():
@@ -152,4 +153,4 @@ class PolicyView:
         return self.model.forwards_per_velocity(guidance)
 
     def trainable_parameters(self) -> List[nn.Parameter]:
-        return []
+        return self._parameters() if self._parameters else []

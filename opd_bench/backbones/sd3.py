@@ -41,8 +41,15 @@ from .base import Backbone
 KIND = "sd3_lora"
 STUDENT = "student"
 REFERENCE = "reference"
-#: LoRA targets: the attention projections of both streams (method.md section 4).
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+#: LoRA targets: Flow-GRPO's list (scripts/train_sd3.py), the joint-attention projections of both streams. The
+#: ``attn.`` prefix matters: peft matches name suffixes, so SD3.5's dual-attention ``attn2`` projections are
+#: left out, as in Flow-GRPO (the bare ``to_q`` would adapt them too).
+DEFAULT_TARGETS = ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "attn.to_k",
+                   "attn.to_out.0", "attn.to_q", "attn.to_v")
+#: the file name diffusers' ``save_lora_weights`` / ``load_lora_weights`` use.
+DIFFUSERS_LORA = "pytorch_lora_weights.safetensors"
+#: the adapter that holds a frozen copy of the student when the reference is a previous stage (cascade).
+STAGE_REFERENCE = "stage_reference"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 DTypeLike = Union[str, torch.dtype, None]
@@ -123,6 +130,32 @@ def _has_t5(folder: Path) -> bool:
     return bool(entry and entry[0]) and (folder / "text_encoder_3").is_dir()
 
 
+def dtype_kwarg(dtype: torch.dtype) -> dict:
+    """The dtype keyword of ``from_pretrained`` for the installed diffusers: ``dtype`` from 0.40 (where
+    ``torch_dtype`` is deprecated), ``torch_dtype`` before (where ``dtype`` is silently ignored)."""
+    import diffusers
+    from packaging.version import Version
+
+    return {"dtype" if Version(diffusers.__version__).release >= (0, 40) else "torch_dtype": dtype}
+
+
+def pipeline_digest(folder) -> str:
+    """sha256 identifying a raw diffusers folder without reading gigabytes: every file's relative path and size,
+    plus the full content of its small files (configs, tokenizers, scheduler; <= 1 MiB) and the first and last
+    MiB of each large weight file. Used to cache the base model's evaluation (it has no manifest)."""
+    folder = Path(folder).expanduser().resolve()
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(folder)}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return h.hexdigest()
+
+
 def load_pipeline(folder, dtype: torch.dtype = torch.float32, load_t5: bool = True):
     """``StableDiffusion3Pipeline.from_pretrained`` of a local folder; T5 skipped when absent or not wanted."""
     from diffusers import StableDiffusion3Pipeline
@@ -131,7 +164,7 @@ def load_pipeline(folder, dtype: torch.dtype = torch.float32, load_t5: bool = Tr
     _check_pipeline_folder(folder)
     extra = {} if (load_t5 and _has_t5(folder)) else {"text_encoder_3": None, "tokenizer_3": None}
     try:
-        pipe = StableDiffusion3Pipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True,
+        pipe = StableDiffusion3Pipeline.from_pretrained(str(folder), local_files_only=True, **dtype_kwarg(dtype),
                                                         **extra)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot load the SD3 pipeline from {folder}: {str(e).splitlines()[0][:300]}") from None
@@ -166,6 +199,8 @@ class SD3Backbone(Backbone):
         self.lora = dict(lora or lora_config_dict())
         self._add_adapter(STUDENT, self.lora)
         self.teachers: Dict[str, dict] = {}
+        #: True once freeze_reference made the reference a frozen copy of the student (cascade stages)
+        self._staged_reference = False
         self._active = STUDENT
         self._switch(STUDENT)
 
@@ -224,12 +259,33 @@ class SD3Backbone(Backbone):
             self._switch(previous)
 
     def reference(self):
-        """Context manager: the reference policy (the base model, every adapter disabled)."""
+        """Context manager: the reference policy -- the base model (every adapter disabled), or after
+        :meth:`freeze_reference` the student as it was then."""
         return self.adapter(REFERENCE)
 
+    def freeze_reference(self) -> None:
+        """Make the reference policy a frozen copy of the current student LoRA (cascade: stage k's KL reference
+        is stage k-1's model), held in the adapter ``stage_reference`` on the same transformer."""
+        if not self._staged_reference:
+            previous = self._active
+            self._add_adapter(STAGE_REFERENCE, self.lora)
+            self._staged_reference = True
+            self._switch(previous)
+        with torch.no_grad():
+            for dst, src in zip(self.reference_parameters(), self.trainable_parameters()):
+                dst.copy_(src)
+
+    def reference_parameters(self) -> List[nn.Parameter]:
+        """The frozen stage reference's LoRA weights (same order as :meth:`trainable_parameters`); [] while the
+        reference is the base model."""
+        return [p for n, p in self._lora_parameters() if f".{STAGE_REFERENCE}." in n]
+
     def _switch(self, name: str) -> None:
-        if name == REFERENCE:
+        if name == REFERENCE and not self._staged_reference:
             self.transformer.disable_adapters()
+        elif name == REFERENCE:
+            self.transformer.set_adapter(STAGE_REFERENCE)
+            self.transformer.enable_adapters()
         elif name == STUDENT or name in self.teachers:
             self.transformer.set_adapter(name)
             self.transformer.enable_adapters()
@@ -246,7 +302,7 @@ class SD3Backbone(Backbone):
     def load_teacher(self, name: str, path) -> None:
         """Add a frozen teacher adapter ``name`` from a LoRA checkpoint saved by :meth:`save` (kind sd3_lora) or
         from a peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-        if name in (STUDENT, REFERENCE) or name in self.teachers:
+        if name in (STUDENT, REFERENCE, STAGE_REFERENCE) or name in self.teachers:
             raise ValueError(f"adapter name {name!r} is reserved or already loaded")
         tensors, cfg = self._read_adapter(path)
         previous = self._active
@@ -276,6 +332,9 @@ class SD3Backbone(Backbone):
         path = Path(path).expanduser()
         if (path / "adapter_config.json").is_file():
             return _read_peft_folder(path)
+        if path.suffix == ".safetensors" or (path.is_dir() and (path / DIFFUSERS_LORA).is_file()
+                                             and not (path / "manifest.json").is_file()):
+            return read_diffusers_lora(path)
         tensors, cfg = load_checkpoint(path, kind=KIND)
         self._check_arch(cfg, path)
         return tensors, cfg["lora"]
@@ -377,7 +436,9 @@ class SD3Backbone(Backbone):
         return get_peft_model_state_dict(self.transformer, adapter_name=STUDENT)
 
     def save(self, path, extra_config: Optional[dict] = None) -> Path:
-        """Write the student LoRA only (kind ``sd3_lora``) + a config pointing to the base folder."""
+        """Write the student LoRA only (kind ``sd3_lora``) + a config pointing to the base folder, and the same
+        LoRA in diffusers' format (``pytorch_lora_weights.safetensors``, ``transformer.``-prefixed keys, rank /
+        alpha / targets in its metadata), so ``StableDiffusion3Pipeline.load_lora_weights(path)`` applies it."""
         config = {
             "backbone": "sd3",
             "base": self.base_folder,
@@ -388,7 +449,9 @@ class SD3Backbone(Backbone):
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
         }
         config.update(extra_config or {})
-        return save_checkpoint(path, self.student_state_dict(), config, kind=KIND)
+        state = self.student_state_dict()
+        return save_checkpoint(path, state, config, kind=KIND,
+                               extra_files={DIFFUSERS_LORA: diffusers_lora_bytes(state, self.lora)})
 
 
 def _read_peft_folder(path: Path) -> Tuple[Dict[str, torch.Tensor], dict]:
@@ -408,3 +471,43 @@ def _read_peft_folder(path: Path) -> Tuple[Dict[str, torch.Tensor], dict]:
         tensors[k] = v
     targets = cfg.get("target_modules") or DEFAULT_TARGETS
     return tensors, lora_config_dict(cfg.get("r", 8), cfg.get("lora_alpha", cfg.get("r", 8)), sorted(targets))
+
+
+def diffusers_lora_bytes(state: Dict[str, torch.Tensor], lora: dict) -> bytes:
+    """The student LoRA as diffusers writes it: ``StableDiffusion3Pipeline.save_lora_weights`` itself (keys
+    ``transformer.<module>.lora_{A,B}.weight``, the LoraConfig's r / lora_alpha / target_modules as safetensors
+    metadata, which ``load_lora_weights`` reads back: without it diffusers would assume alpha = r)."""
+    import tempfile
+
+    from diffusers import StableDiffusion3Pipeline
+
+    meta = {"r": int(lora["r"]), "lora_alpha": float(lora["lora_alpha"]),
+            "target_modules": list(lora["target_modules"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        StableDiffusion3Pipeline.save_lora_weights(
+            tmp, transformer_lora_layers={k: v.detach().cpu().contiguous() for k, v in state.items()},
+            transformer_lora_adapter_metadata=meta)
+        return (Path(tmp) / DIFFUSERS_LORA).read_bytes()
+
+
+def read_diffusers_lora(path: Path) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """A LoRA in diffusers' format (a ``.safetensors`` file or a folder with ``pytorch_lora_weights.safetensors``,
+    e.g. written by ``StableDiffusion3Pipeline.save_lora_weights`` or ``transformer.save_lora_adapter``) -> (state
+    dict keyed like the transformer's modules, our LoRA settings). Rank from the weights, alpha from the metadata
+    (diffusers' default alpha = r when there is none), targets = the adapted modules."""
+    from diffusers import StableDiffusion3Pipeline
+
+    try:
+        state, meta = StableDiffusion3Pipeline.lora_state_dict(str(path), return_lora_metadata=True)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise CheckpointError(f"cannot read the diffusers LoRA {path}: {str(e).splitlines()[0][:200]}") from None
+    prefix = "transformer."
+    tensors = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    ranks = {v.shape[0] for k, v in tensors.items() if ".lora_A." in k}
+    if len(ranks) != 1:
+        raise CheckpointError(f"diffusers LoRA {path}: expected transformer LoRA weights of one rank, found "
+                              f"{sorted(ranks) or 'none'}")
+    rank = ranks.pop()
+    meta = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in (meta or {}).items()}
+    targets = meta.get("target_modules") or sorted({k.split(".lora_")[0] for k in tensors})
+    return tensors, lora_config_dict(rank, meta.get("lora_alpha", rank), sorted(targets))

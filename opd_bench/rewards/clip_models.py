@@ -1,17 +1,17 @@
 """Image/text embedders shared by the CLIP-based rewards: a transformers ``CLIPModel`` folder (PickScore,
-the LAION aesthetic predictor's ViT-L/14) and an open_clip model from a local weights file (HPSv2, CLIPScore).
-Both return L2-normalised embeddings."""
+the LAION aesthetic predictor's ViT-L/14, CLIPScore) and an open_clip model from a local weights file (HPSv2).
+Both return L2-normalised embeddings and preprocess exactly as the reference code: uint8 PIL images through
+the model's own processor (transformers' image processor on its PIL backend; open_clip's validation
+transform), not a tensor re-implementation."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import List
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from .common import CLIP_MEAN, CLIP_STD, clip_preprocess, require_path
+from .common import pil_image_processor, require_path, to_pil
 
 
 class HFCLIP:
@@ -33,11 +33,17 @@ class HFCLIP:
             self.tokenizer = AutoTokenizer.from_pretrained(str(proc), local_files_only=True)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{what}: no CLIP tokenizer in {proc}: {str(e).splitlines()[0][:200]}") from None
-        self.size, self.mean, self.std = _hf_image_settings(proc, self.model.config.vision_config.image_size)
+        try:
+            self.image_processor = pil_image_processor(proc)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{what}: no image processor (preprocessor_config.json) in {proc}: "
+                                  f"{str(e).splitlines()[0][:200]}") from None
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_processor(images=to_pil(images), return_tensors="pt").pixel_values.to(self.device)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = clip_preprocess(images, self.size, self.mean, self.std)
-        return F.normalize(_projected(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+        return F.normalize(_projected(self.model.get_image_features(pixel_values=self.pixels(images))), dim=-1)
 
     def text_features(self, prompts: List[str]) -> torch.Tensor:
         tok = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
@@ -53,17 +59,6 @@ class HFCLIP:
 def _projected(out) -> torch.Tensor:
     """transformers 5 returns a model output whose ``pooler_output`` is the projected embedding (4.x: a tensor)."""
     return out if torch.is_tensor(out) else out.pooler_output
-
-
-def _hf_image_settings(folder: Path, default_size: int):
-    """(crop size, mean, std) from ``preprocessor_config.json`` when present, else CLIP's defaults."""
-    cfg_file = folder / "preprocessor_config.json"
-    if not cfg_file.is_file():
-        return default_size, CLIP_MEAN, CLIP_STD
-    cfg = json.loads(cfg_file.read_text())
-    crop = cfg.get("crop_size", default_size)
-    size = crop.get("height", default_size) if isinstance(crop, dict) else crop
-    return int(size), tuple(cfg.get("image_mean", CLIP_MEAN)), tuple(cfg.get("image_std", CLIP_STD))
 
 
 class OpenCLIP:
@@ -83,18 +78,19 @@ class OpenCLIP:
             raise CheckpointError(f"{what}: unknown open_clip architecture {model_name!r} (pass config_file=...)")
         self.device = torch.device(device)
         try:
-            self.model = open_clip.create_model(model_name, pretrained=str(weights), device=self.device).eval()
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=str(weights), device=self.device)
         except RuntimeError as e:
             raise CheckpointError(f"{what}: weights {weights} do not fit {model_name}: {str(e)[:200]}") from None
+        self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        pp = open_clip.get_model_preprocess_cfg(self.model)
-        size = pp.get("size", 224)
-        self.size = size if isinstance(size, int) else size[0]
-        self.mean, self.std = tuple(pp.get("mean", CLIP_MEAN)), tuple(pp.get("std", CLIP_STD))
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """open_clip's validation transform (the one HPSv2's scorer applies) on uint8 PIL images."""
+        return torch.stack([self.preprocess(im) for im in to_pil(images)]).to(self.device)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = clip_preprocess(images, self.size, self.mean, self.std)
-        return F.normalize(self.model.encode_image(pixels), dim=-1)
+        return F.normalize(self.model.encode_image(self.pixels(images)), dim=-1)
 
     def text_features(self, prompts: List[str]) -> torch.Tensor:
         return F.normalize(self.model.encode_text(self.tokenizer(prompts).to(self.device)), dim=-1)

@@ -34,20 +34,25 @@ def prompts_of(records: Sequence[Record]) -> List[str]:
     return [r if isinstance(r, str) else r["prompt"] for r in records]
 
 
-def clip_preprocess(images: torch.Tensor, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
-    """CLIP preprocessing on tensors: resize the short side to ``size`` (bicubic, antialiased), centre crop,
-    normalise. ``images``: [B, 3, H, W] in [0, 1]."""
-    h, w = images.shape[-2:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    x = images.float()
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    x = x[..., top:top + size, left:left + size]
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    sd = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / sd
+def to_pil(images: torch.Tensor) -> List["PIL.Image.Image"]:
+    """Float images [B, 3, H, W] in [0, 1] -> RGB PIL images, rounded to uint8 as the reference scorers see
+    them (Flow-GRPO converts its samples to uint8 before every reward model)."""
+    from PIL import Image
+
+    from ..world import to_uint8
+
+    return [Image.fromarray(a) for a in to_uint8(images)]
+
+
+def pil_image_processor(folder):
+    """The transformers image processor of ``folder`` on its PIL backend (transformers 5: ``backend="pil"``;
+    4.x: the slow processor, ``use_fast=False``): PIL bicubic resize and centre crop, as the reference code of
+    PickScore and the LAION aesthetic predictor ran it (the torchvision backend resizes differently)."""
+    import transformers
+    from transformers import AutoImageProcessor
+
+    kw = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
+    return AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, **kw)
 
 
 class RewardModel(ABC):

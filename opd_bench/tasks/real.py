@@ -105,8 +105,7 @@ class CLIPScoreTask(RealTask):
     def build(self):
         from ..rewards.clipscore import CLIPScore
 
-        return CLIPScore(self.options["weights"], model_name=self.options.get("model_name") or "ViT-L-14",
-                         config_file=self.options.get("config_file") or None)
+        return CLIPScore(self.options["weights"], processor_folder=self.options.get("processor") or None)
 
 
 @register_task("laion_aesthetic")
