@@ -21,3 +21,15 @@ def test_gpu_step_tiny(tmp_path):
     for phase in res["phases"].values():
         assert phase["seconds"] > 0 and phase["images_per_s"] > 0 and 0 < phase["mfu"]
     assert res["matmul_peak_tflops"] > 0 and res["lora_params"] > 0
+
+
+def test_eval_resolution_on_the_committed_geneval_evals():
+    ev = ROOT / "reports" / "teachers_vs_base" / "evals"
+    ref = [str(ev / "base" / f"geneval_{s}") for s in (1234, 1235, 1236)]
+    cand = [str(ev / "teacher_geneval" / f"geneval_{s}") for s in (1234, 1235, 1236)]
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_resolution.py"), "--task", "geneval",
+                           "--reference", *ref, "--candidate", *cand], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "220 prompts x 3 seeds" in proc.stdout and "| paired MDE |" in proc.stdout
+    assert "seeds per prompt for MDE <= 0.03:" in proc.stdout
