@@ -169,6 +169,9 @@ class RealTaskConfig:
     model_name: str = ""
     config_file: str = ""
     divisor: float = 1.0
+    #: real_geneval: open_clip weights of GenEval's colour classifier (ViT-L-14 "openai"; model_name /
+    #: config_file name its architecture); empty = the HSV colour fallback (not GenEval's).
+    color_clip: str = ""
     train_prompts: str = ""
     eval_prompts: str = ""
 
