@@ -138,6 +138,10 @@ class TrainConfig:
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1
+    #: accelerate experiment trackers: tensorboard (<run>/tb) and/or wandb (when installed), scalars + per-task
+    #: sample grids at every eval (opd_bench/trackers.py).
+    trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = ""
 
 
 @dataclass

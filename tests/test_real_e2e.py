@@ -54,6 +54,10 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     cells = [x.strip() for x in _row(out, "pickscore").split("│") if x.strip()]
     assert cells[1] != "-" and re.match(r"-?\d", cells[1]), cells        # the base column is filled
     teacher = "runs/teacher/final"
+    from test_trackers import tb_events
+
+    evals = len((lab / "runs/teacher/eval_history.jsonl").read_text().splitlines())
+    assert len(tb_events(lab / "runs/teacher").Images("samples/pickscore")) == evals == 2   # a grid per eval
     assert (lab / teacher / "pytorch_lora_weights.safetensors").is_file()
     out = _ok(capsys, "run", "--method", "opd,multi-reward,cascade", "--tasks", "all", "--name", "cmp", *c,
               "--set", f"opd.teachers.pickscore={teacher}")
