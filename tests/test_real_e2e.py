@@ -71,6 +71,9 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     _ok(capsys, "eval", "--checkpoint", teacher, "--out", "evals/teacher", *c, "--device", "cpu")
     out = _ok(capsys, "compare", "-b", "evals/teacher", "-c", "evals/student", *c)
     assert "pickscore" in out
+    _ok(capsys, "eval", "--checkpoint", "models/tiny-sd3", "--out", "evals/base", *c)     # the raw base folder
+    out = _ok(capsys, "compare", "-b", "evals/base", "-c", "evals/student", "--config", "lab.yaml", "--tasks", "all")
+    assert "pickscore" in out
     out = _ok(capsys, "report", "runs/cmp", "--out", "reports/cmp", "--no-interference", "--samples", "1")
     md = (lab / "reports/cmp/report.md").read_text()
     assert "pickscore" in md
