@@ -162,6 +162,10 @@ class TrainConfig:
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1
+    #: accelerate experiment trackers: tensorboard (<run>/tb) and/or wandb (when installed), scalars + per-task
+    #: sample grids at every eval (opd_bench/trackers.py).
+    trackers: List[str] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = ""
 
 
 @dataclass
@@ -193,6 +197,9 @@ class RealTaskConfig:
     model_name: str = ""
     config_file: str = ""
     divisor: float = 1.0
+    #: real_geneval: open_clip weights of GenEval's colour classifier (ViT-L-14 "openai"; model_name /
+    #: config_file name its architecture); empty = the HSV colour fallback (not GenEval's).
+    color_clip: str = ""
     train_prompts: str = ""
     eval_prompts: str = ""
 

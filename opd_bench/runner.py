@@ -378,7 +378,9 @@ class Runner:
     def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg), show_progress=False)
+            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg), show_progress=False,
+                           keep_images=self.log_tensorboard)
+        samples = res.pop("_images", {})
         n = sum(t["n"] for t in res["tasks"].values())
         ctx.ledger.images("eval", n)
         ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
@@ -393,20 +395,27 @@ class Runner:
         }
         self.dir.append_jsonl("eval_history.jsonl", row)
         self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
+        if self.log_tensorboard and samples:
+            from .trackers import sample_grid
+
+            self._logger.grids({f"samples/{t}": sample_grid(imgs) for t, (imgs, _, _) in samples.items()},
+                               int(ctx.ledger.spent("images")))
         return row
 
     # ---- logging ------------------------------------------------------------------------------------------
-    def _tb_scalars(self, scalars: Dict[str, float], ctx: RunContext) -> None:
-        if not self.log_tensorboard:
-            return
+    @property
+    def _logger(self):
+        """The run's trackers (TensorBoard by default, wandb when asked: ``train.trackers``)."""
         if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from .trackers import RunLogger
 
-            self._tb = SummaryWriter(str(self.dir.path / "tb"))
-        x = int(ctx.ledger.spent("images"))
-        for k, v in scalars.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self._tb.add_scalar(k, v, x)
+            self._tb = RunLogger(self.dir.path, self.cfg.train.trackers, self.cfg.train.wandb_project,
+                                 self.cfg.name, to_dict(self.cfg))
+        return self._tb
+
+    def _tb_scalars(self, scalars: Dict[str, float], ctx: RunContext) -> None:
+        if self.log_tensorboard:
+            self._logger.scalars(scalars, int(ctx.ledger.spent("images")))
 
     # ---- state --------------------------------------------------------------------------------------------
     def save_state(self, ctx: RunContext) -> None:
@@ -495,6 +504,10 @@ class Runner:
         configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
         dist = Dist()
         main = dist.is_main
+        if self.log_tensorboard and main:
+            from .trackers import check_trackers
+
+            check_trackers(cfg.train.trackers)   # wandb asked but not installed: one line before any work
         torch.manual_seed(cfg.seed)
         student = load_backbone(cfg.model.checkpoint, cfg.device, backbone_options(cfg.model))
         student.train()
@@ -552,5 +565,6 @@ class Runner:
             atomic_write_json(self.dir.path / "summary.json", summary)
             if self._tb is not None:
                 self._tb.close()
+                self._tb = None
         dist.barrier()
         return summary

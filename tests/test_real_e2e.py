@@ -54,6 +54,10 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     cells = [x.strip() for x in _row(out, "pickscore").split("│") if x.strip()]
     assert cells[1] != "-" and re.match(r"-?\d", cells[1]), cells        # the base column is filled
     teacher = "runs/teacher/final"
+    from test_trackers import tb_events
+
+    evals = len((lab / "runs/teacher/eval_history.jsonl").read_text().splitlines())
+    assert len(tb_events(lab / "runs/teacher").Images("samples/pickscore")) == evals == 2   # a grid per eval
     assert (lab / teacher / "pytorch_lora_weights.safetensors").is_file()
     out = _ok(capsys, "run", "--method", "opd,multi-reward,cascade", "--tasks", "all", "--name", "cmp", *c,
               "--set", f"opd.teachers.pickscore={teacher}")
@@ -66,6 +70,9 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     assert re.search(r"pickscore.*\d", out) and (lab / "evals/student/eval.json").is_file()
     _ok(capsys, "eval", "--checkpoint", teacher, "--out", "evals/teacher", *c, "--device", "cpu")
     out = _ok(capsys, "compare", "-b", "evals/teacher", "-c", "evals/student", *c)
+    assert "pickscore" in out
+    _ok(capsys, "eval", "--checkpoint", "models/tiny-sd3", "--out", "evals/base", *c)     # the raw base folder
+    out = _ok(capsys, "compare", "-b", "evals/base", "-c", "evals/student", "--config", "lab.yaml", "--tasks", "all")
     assert "pickscore" in out
     out = _ok(capsys, "report", "runs/cmp", "--out", "reports/cmp", "--no-interference", "--samples", "1")
     md = (lab / "reports/cmp/report.md").read_text()

@@ -188,9 +188,13 @@ def test_geneval_detector(detr_folder):
     assert "computer mouse" in det.labels.values()                  # COCO label aliased to GenEval's name
     images = _images(5, size=48)
     records = [{"prompt": "a photo of a cat", "tag": "single_object", "include": [{"class": "cat", "count": 1}]}] * 5
-    dets = det.detect(images, [0.0] * 5)
+    colored = [{"prompt": "a red cat", "tag": "colors", "include": [{"class": c, "count": 1, "color": "red"}]}
+               for c in ("cat", "dog", "car", "computer mouse", "cat")]
+    dets = det.detect(images, colored)
     assert len(dets) == 5 and all(isinstance(d, Detection) for ds in dets for d in ds)
-    assert any(dets) and all(d.color in GENEVAL_COLORS and 0 < d.area <= 1 for ds in dets for d in ds)
+    assert any(dets) and all(0 < d.area <= 1 for ds in dets for d in ds)
+    assert all(d.color in GENEVAL_COLORS for ds, r in zip(dets, colored) for d in ds
+               if d.shape == r["include"][0]["class"])            # colours only where the prompt asks one
     batched = det(images, records)
     det.batch_size = 1
     assert torch.equal(batched, det(images, records))
@@ -241,20 +245,23 @@ OPENAI_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 OPENAI_STD = np.array([0.26862954, 0.26130258, 0.27577711])
 
 
+def _reference_pil_pixels(pil, size: int) -> torch.Tensor:
+    """CLIP's transform: bicubic resize of the short side to ``size``, centre crop, /255, normalise."""
+    from PIL import Image
+
+    w, h = pil.size
+    nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    pil = pil.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    x = np.asarray(pil.crop((left, top, left + size, top + size)), dtype=np.float64) / 255.0
+    return torch.from_numpy(((x - OPENAI_MEAN) / OPENAI_STD).transpose(2, 0, 1)).float()
+
+
 def _reference_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
     from PIL import Image
 
-    out = []
-    for img in images:
-        arr = (img.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)   # Flow-GRPO: to uint8
-        pil = Image.fromarray(arr)
-        w, h = pil.size
-        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-        pil = pil.resize((nw, nh), Image.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        x = np.asarray(pil.crop((left, top, left + size, top + size)), dtype=np.float64) / 255.0
-        out.append(torch.from_numpy(((x - OPENAI_MEAN) / OPENAI_STD).transpose(2, 0, 1)).float())
-    return torch.stack(out)
+    return torch.stack([_reference_pil_pixels(Image.fromarray(   # Flow-GRPO: rounded to uint8 first
+        (img.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)), size) for img in images])
 
 
 def _unit(x):
@@ -360,3 +367,135 @@ def test_ocr_matches_reference():
     ref = torch.tensor([_flow_grpo_ocr(r, p.split('"')[1]) for r, p in zip(readings, prompts)])
     got = model(images, prompts)
     assert torch.allclose(got, ref, atol=1e-4) and got[0] == 1.0 and 0 < got[1] < 1
+
+
+# ------------------------------------------------------------------------------------------- GenEval protocol
+
+@pytest.fixture(scope="session")
+def mask2former_folder(tmp_path_factory):
+    """A tiny random Mask2Former (Swin backbone) instance-segmentation model with a PIL image processor."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
+    from transformers import SwinConfig
+
+    labels = {0: "cat", 1: "dog", 2: "bench"}
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                          window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
+    cfg = Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                            encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+                            num_attention_heads=2, num_queries=12, num_labels=3, id2label=labels,
+                            label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("m2f") / "mask2former"
+    Mask2FormerForUniversalSegmentation(cfg).save_pretrained(str(folder))
+    Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}, size_divisor=32).save_pretrained(str(folder))
+    return folder
+
+
+def test_mask2former_instances_follow_mmdet():
+    """Scores = top-k softmax class probabilities (no-object column dropped) x mean mask probability inside the
+    binary mask; boxes = the mask's extent (x1, y1 exclusive)."""
+    from opd_bench.rewards.geneval_detector import mask2former_instances
+
+    g = torch.Generator().manual_seed(0)
+    cls, masks = torch.randn(6, 4, generator=g), torch.randn(6, 20, 24, generator=g)
+    scores, labels, binary, boxes = mask2former_instances(cls, masks, max_per_image=5)
+    probs = torch.softmax(cls, -1)[:, :3]
+    top = sorted(((probs[q, c].item(), q, c) for q in range(6) for c in range(3)), reverse=True)[:5]
+    ref = []
+    for p, q, c in top:
+        m = masks[q] > 0
+        ref.append((p * (masks[q].sigmoid() * m).sum().item() / (m.sum().item() + 1e-6), c, q))
+    ref.sort(reverse=True)
+    assert torch.allclose(scores, torch.tensor([r[0] for r in ref]), atol=1e-6)
+    assert labels.tolist() == [r[1] for r in ref]
+    for (_, _, q), box in zip(ref, boxes):
+        ys, xs = torch.where(masks[q] > 0)
+        assert box.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+
+
+def test_geneval_relative_position_is_genevals():
+    """The rule engine's relation test equals GenEval's numpy relative_position on random boxes."""
+    from opd_bench.tasks.geneval_rules import relative_position
+
+    def geneval(a, b, threshold=0.1):
+        boxes = np.array([a, b])[:, :4].reshape(2, 2, 2)
+        center_a, center_b = boxes.mean(axis=-2)
+        dim_a, dim_b = np.abs(np.diff(boxes, axis=-2))[..., 0, :]
+        offset = center_a - center_b
+        revised = np.maximum(np.abs(offset) - threshold * (dim_a + dim_b), 0) * np.sign(offset)
+        if np.all(np.abs(revised) < 1e-3):
+            return set()
+        dx, dy = revised / np.linalg.norm(offset)
+        return {r for r, ok in (("left of", dx < -0.5), ("right of", dx > 0.5), ("above", dy < -0.5),
+                                ("below", dy > 0.5)) if ok}
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a, b = [np.sort(rng.uniform(0, 100, (2, 2)), axis=0).T.reshape(-1)[[0, 2, 1, 3]] for _ in range(2)]
+        assert relative_position(a, b) == geneval(a, b)
+
+
+def test_clip_color_classifier_is_genevals(open_clip_files):
+    """Colour = argmax of 100 * cos(CLIP(object on grey through its mask, cropped to its box), mean of the three
+    normalised template embeddings, renormalised), recomputed here from GenEval's code path."""
+    import open_clip
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from opd_bench.rewards.clip_models import OpenCLIP
+    from opd_bench.rewards.geneval_detector import COLOR_TEMPLATES, CLIPColorClassifier
+
+    config_file, weights = open_clip_files
+    clf = CLIPColorClassifier(OpenCLIP("x", weights, "colour CLIP", config_file))
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    mask = np.zeros((40, 48), dtype=bool)
+    mask[5:30, 10:40] = rng.random((25, 30)) > 0.3
+    objects = [([10.0, 5.0, 40.0, 30.0], mask), ([0.0, 0.0, 20.0, 20.0], None)]
+    got = clf.logits(image, objects, "bench")
+
+    model = open_clip.create_model(config_file.stem).eval()
+    model.load_state_dict(load_file(str(weights)))
+    tok = open_clip.get_tokenizer(config_file.stem)
+    with torch.no_grad():
+        cols = []
+        for c in GENEVAL_COLORS:
+            e = _unit(model.encode_text(tok([t.format(c=c, cls="bench") for t in COLOR_TEMPLATES])))
+            cols.append(_unit(e.mean(0)))
+        w = torch.stack(cols, 1)
+        crops = []
+        for box, m in objects:
+            im = image if m is None else Image.composite(image, Image.new("RGB", image.size, "#999"),
+                                                         Image.fromarray(m.astype(np.uint8) * 255))
+            crops.append(_reference_pil_pixels(im.crop(tuple(box)), 32))
+        ref = 100 * _unit(model.encode_image(torch.stack(crops))) @ w
+    assert torch.allclose(got, ref, atol=1e-4)
+    assert clf(image, objects, "bench") == [GENEVAL_COLORS[i] for i in ref.argmax(1).tolist()]
+
+
+def test_geneval_mask2former_detector(mask2former_folder, open_clip_files):
+    config_file, weights = open_clip_files
+    det = GenEvalDetector(mask2former_folder, threshold=0.0, counting_threshold=0.0, max_objects=2,
+                          color_clip=weights, clip_config_file=config_file, batch_size=2)
+    assert det.segmenter and det.colors is not None
+    images = _images(3, size=40)
+    recs = [{"prompt": "a red cat", "tag": "colors", "include": [{"class": "cat", "count": 1, "color": "red"}]},
+            {"prompt": "a dog left of a bench", "tag": "position",
+             "include": [{"class": "bench", "count": 1}, {"class": "dog", "count": 1, "position": ["left of", 0]}]},
+            {"prompt": "two cats", "tag": "counting", "include": [{"class": "cat", "count": 2}],
+             "exclude": [{"class": "cat", "count": 3}]}]
+    dets = det.detect(images, recs)
+    assert any(dets)
+    for ds, rec in zip(dets, recs):
+        by = {}
+        for d in ds:
+            by.setdefault(d.shape, []).append(d)
+            x0, y0, x1, y1 = d.bbox
+            assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40 and d.score > 0
+            assert (d.color in GENEVAL_COLORS) == (rec["tag"] == "colors" and d.shape == "cat")
+        assert all(len(v) <= 2 and [d.score for d in v] == sorted((d.score for d in v), reverse=True)
+                   for v in by.values())
+    credit = det(images, recs)
+    assert credit.shape == (3,) and ((credit >= 0) & (credit <= 1)).all()
+    strict = GenEvalDetector(mask2former_folder)                    # GenEval's 0.3 / 0.9: a random model finds
+    assert all(d.score > 0.3 for ds in strict.detect(images, recs) for d in ds)   # nothing, or only confident

@@ -70,9 +70,10 @@ def relative_position(box_a: Sequence[float], box_b: Sequence[float],
 
 
 def by_class(detections: Sequence[DetectionLike]) -> dict[str, list]:
-    """Detections grouped by class (shape), each group largest first."""
+    """Detections grouped by class (shape), each group best first: by a detector's ``score`` when the
+    detections carry one (GenEval ranks by confidence), else largest first (the embedded parser)."""
     groups: dict[str, list] = defaultdict(list)
-    for d in sorted(detections, key=lambda d: -d.area):
+    for d in sorted(detections, key=lambda d: -getattr(d, "score", d.area)):
         groups[d.shape].append(d)
     return groups
 

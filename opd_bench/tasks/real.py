@@ -4,7 +4,7 @@ interface as the embedded world. Weights and prompt files come from local paths 
     tasks: [real_ocr, real_geneval, pickscore]
     real_tasks:
       pickscore: {weights: /models/PickScore_v1, processor: /models/CLIP-ViT-H-14, train_prompts: /data/pickscore/train.txt, eval_prompts: /data/pickscore/test.txt}
-      real_geneval: {weights: /models/detr-resnet-50, train_prompts: ..., eval_prompts: /data/geneval/evaluation_metadata.jsonl}
+      real_geneval: {weights: /models/mask2former-swin-small-coco-instance, color_clip: /models/clip-vit-l-14-openai.safetensors, train_prompts: ..., eval_prompts: /data/geneval/evaluation_metadata.jsonl}
 
 Prompt files: ``.txt`` (one prompt per line; OCR targets are the quoted span) or ``.jsonl`` (records with
 ``prompt``, or GenEval metadata). A missing weights path or prompt file fails with one line naming it.
@@ -130,11 +130,14 @@ class RealOCRTask(RealTask):
 
 @register_task("real_geneval")
 class RealGenEvalTask(RealTask):
-    """A transformers detector + GenEval's rules on GenEval's metadata format."""
+    """GenEval's protocol (a transformers Mask2Former, CLIP colours, GenEval's rules; see
+    :mod:`opd_bench.rewards.geneval_detector`) on GenEval's metadata format."""
 
     category_key = "tag"
 
     def build(self):
         from ..rewards.geneval_detector import GenEvalDetector
 
-        return GenEvalDetector(self.options["weights"])
+        return GenEvalDetector(self.options["weights"], color_clip=self.options.get("color_clip") or None,
+                               clip_model_name=self.options.get("model_name") or "ViT-L-14",
+                               clip_config_file=self.options.get("config_file") or None)
