@@ -12,6 +12,7 @@ from typing import List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the prompt files load in ms: no bars for them
 
 import typer
 
@@ -21,6 +22,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from .errors import UserError
+from .paths import is_run_dir
 
 METHODS = ("opd", "grpo", "multi-reward", "cascade")
 BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
@@ -74,6 +76,19 @@ def parse_budget(spec: Optional[str]):
     return v, unit
 
 
+def _refuse_existing_runs(methods, tasks: str, seeds: int, first_seed: int, name: Optional[str], runs_dir: Path):
+    """The existing-run-folder refusal of ``train.run_many``, answered before the heavy imports where the
+    folder names are known without loading the task registry (``--name`` given, or ``--tasks all``)."""
+    if not name and tasks != "all":
+        return
+    folder = Path(runs_dir) / (name or f"{'-'.join(methods)}_all")
+    several = len(methods) * seeds > 1
+    dirs = [folder / f"{m}_s{s}" for m in methods for s in range(first_seed, first_seed + seeds)] if several else [folder]
+    for d in dirs:
+        if d.is_dir() and any(d.iterdir()):
+            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+
+
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -95,13 +110,18 @@ def run(
 ):
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
-    from .train import resume_run, run_many
-
     if resume is not None:
+        if not is_run_dir(resume):  # before the heavy imports: a refused rerun answers at once
+            raise UserError(f"--resume: {resume} is not a run folder (no config.yaml and ledger.json)")
+        from .train import resume_run
+
         resume_run(resume)
         return
     methods = parse_methods(method)
     b = parse_budget(budget)
+    _refuse_existing_runs(methods, tasks, seeds, first_seed, name, runs_dir)
+    from .train import run_many
+
     overrides = list(set_)
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
@@ -122,24 +142,22 @@ def eval_(
     """Evaluate a checkpoint on the tasks' eval prompts (fixed per-prompt seeds, ODE) and print a per-task
     table with 95% bootstrap CIs (GenEval per category); writes eval.json and a PNG grid per task."""
     from .backbones import load_backbone, resolve_checkpoint
+    from .checkpoint import checkpoint_digest
     from .evaluate import EvalProtocol, evaluate, results_table
-    from .progress import console
+    from .progress import human_duration, print_table, say
     from .tasks import parse_tasks
 
     task_list = parse_tasks(tasks)
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)
     out = out or Path("evals") / path.name
-    from .checkpoint import checkpoint_digest
-
     res = evaluate(model, task_list, EvalProtocol(steps=steps, guidance=guidance, seed=seed, prompts_per_task=prompts),
-                   out_dir=out, checkpoint={"name": path.name, "sha256": checkpoint_digest(path)})
-    from rich.console import Console
-
-    Console().print(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
+                   out_dir=out, checkpoint={"name": path.name, "sha256": checkpoint_digest(path)}, label=path.name)
+    print_table(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
     for name, t in res["timing"].items():
-        console.print(f"{name}: sampling {t['sample_s']} s, scoring {t['score_s']} s ({t['score_ms_per_image']} ms/image)")
-    console.print(f"wrote {out / 'eval.json'} and samples_<task>.png")
+        say(f"eval {path.name} · {name}: sampling {human_duration(t['sample_s'])}, scoring "
+            f"{human_duration(t['score_s'])} ({t['score_ms_per_image']} ms/image)")
+    say("wrote " + ", ".join(str(f) for f in [out / "eval.json"] + [out / f"samples_{t}.png" for t in task_list]))
 
 
 @app.command()
@@ -176,7 +194,7 @@ def compare(
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(None, help="Run folders, or folders of runs (default: every run under runs/)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<name>)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default runs/<name>/report)"),
     name: Optional[str] = typer.Option(None, "--name", help="Report name (default: the runs' folder name)"),
     variance: List[Path] = typer.Option([], "--variance", help="variance.json from `opd-bench analyze variance` "
                                         "(repeatable; run folders' variance/variance.json are found automatically)"),
@@ -193,7 +211,8 @@ def report(
             raise UserError(f"--variance: file not found: {v}")
     page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
                         samples=samples, progress=lambda msg: console.print(f"[dim]{msg}…[/]"))
-    console.print(f"wrote {page} and {page.with_suffix('.md')} (PNG files beside it)")
+    console.print(f"wrote {page}, {page.with_suffix('.md')} and {page.with_name('report.json')} (PNG files beside "
+                  "them)", markup=False, highlight=False)
 
 
 @app.command()
@@ -366,7 +385,7 @@ def analyze_variance(
     estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
                                    help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
-                                       "reports/variance_<checkpoint name>)"),
+                                       "runs/variance_<checkpoint name>)"),
 ):
     """Gradient variance of closed-form OPD (ODE/SDE), PPO-style OPD and GRPO at fixed parameters."""
     from .analysis import interference as itf
@@ -403,7 +422,7 @@ def analyze_variance(
     result = var.variance_study(ctx, task_list, ests, k, sizes, progress=lambda m: console.print(f"[dim]{m}[/]"))
     result.update({"checkpoint": str(ckpt), "run": str(run_dir) if run_dir else None,
                    "teachers": {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in task_list}})
-    out = out or ((run_dir / "variance") if run_dir else Path("reports") / f"variance_{Path(str(ckpt)).name}")
+    out = out or ((run_dir / "variance") if run_dir else Path("runs") / f"variance_{Path(str(ckpt)).name}")
     path = var.write_variance(result, out)
     for t, r in result["results"].items():
         console.print(f"{t}: " + ", ".join(f"{e} V={var._f(r[e]['V']):.3g}" for e in ests if e in r))

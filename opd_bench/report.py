@@ -141,6 +141,12 @@ def default_name(run_paths: Sequence[Path]) -> str:
     return "report"
 
 
+def default_out(name: str, runs_root: Path = Path("runs")) -> Path:
+    """Where a report goes without ``--out``: ``runs/<name>/report`` (never the tracked ``reports/``; the
+    committed reports there are written with ``--out reports/<name>``)."""
+    return Path(runs_root) / name / "report"
+
+
 # ----------------------------------------------------------------------------------------------- references
 
 
@@ -398,7 +404,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     runs = [load_run(p) for p in run_paths]
     label_runs(runs)
     name = name or default_name(run_paths)
-    out = Path(out) if out is not None else Path("reports") / name
+    out = Path(out) if out is not None else default_out(name, runs_root)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()

@@ -1,6 +1,7 @@
 """``opd-bench report`` on tiny real runs (cascade and OPD on a test task + GenEval): every section's numbers
 are checked against the runs' own files, the page is self-contained, and a non-run folder is one clear error."""
 import json
+import os
 import re
 from pathlib import Path
 
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 from tiny_world import make_tiny_world
 
-from opd_bench import train as train_mod
 from opd_bench.analysis import normalize
 from opd_bench.cli import main
 from opd_bench.config import build_config
@@ -51,10 +51,13 @@ def runs(tmp_path_factory):
         over += [f"opd.teachers.{t}={d / 'teacher'}" for t in TASKS]
         Runner(build_config({}, over), exp / f"{method}_s0", METHODS[method](), TASKS, show_progress=False,
                log_tensorboard=False).run()
-    old = train_mod.EVAL_CACHE
-    train_mod.EVAL_CACHE = d / "eval_cache"  # the teachers' evals are cached here, not in the repo
+    old = os.environ.get("OPD_BENCH_EVAL_CACHE")
+    os.environ["OPD_BENCH_EVAL_CACHE"] = str(d / "eval_cache")  # the teachers' evals are cached here
     yield d
-    train_mod.EVAL_CACHE = old
+    if old is None:
+        os.environ.pop("OPD_BENCH_EVAL_CACHE")
+    else:
+        os.environ["OPD_BENCH_EVAL_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
