@@ -86,3 +86,21 @@ def test_tables_never_wrap_cells_when_redirected():
     print_table(t, file=out)
     rows = [l for l in out.getvalue().splitlines() if "preference" in l]
     assert len(rows) == 1 and rows[0].count("0.627 [0.615, 0.638]") == 5 and len(rows[0]) > 80
+
+
+@pytest.mark.parametrize("args", [["run", "--method", "opd", "--tasks", "all", "--name", "done"],
+                                  ["run", "--resume", "{runs}/not_a_run"]])
+def test_refused_rerun_answers_before_heavy_imports(tmp_path, args):
+    import subprocess
+    import sys
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "config.yaml").write_text("method: opd\n")
+    (tmp_path / "not_a_run").mkdir()
+    argv = [a.replace("{runs}", str(tmp_path)) for a in args] + ["--runs-dir", str(tmp_path)]
+    code = ("import sys; from opd_bench.cli import main; rc = main(%r); "
+            "print('torch' in sys.modules, rc)" % argv)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == ["False", "2"], p.stderr
+    err = p.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and ("already exists" in err or "not a run folder" in err)
