@@ -448,9 +448,35 @@ def _one_line(msg: str) -> str:
 _INVOCATION: List[str] = []
 
 
+def _tidy_help(typer_app: typer.Typer) -> None:
+    """--help reads as prose at any width: docstrings' hard line breaks inside a paragraph are joined (rich
+    markup mode keeps them, breaking sentences mid-line), and flags show no ``<bool>`` value type."""
+    import inspect
+    import re
+
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = re.sub(r"(?<!\n)\n(?!\n)", " ", inspect.cleandoc(info.callback.__doc__))
+    for group in typer_app.registered_groups:
+        _tidy_help(group.typer_instance)
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    if not getattr(TyperOption.display_type_rich, "_opd_tidy", False):
+        shown = TyperOption.display_type_rich
+
+        def display_type_rich(self, ctx):
+            return None if self.is_flag else shown(self, ctx)
+
+        display_type_rich._opd_tidy = True
+        TyperOption.display_type_rich = display_type_rich
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: maps every user error to one line on stderr and exit 2."""
     _INVOCATION[:] = sys.argv[1:] if argv is None else argv
+    _tidy_help(app)
     try:
         rv = app(args=argv, standalone_mode=False)
     except UserError as e:

@@ -104,3 +104,15 @@ def test_refused_rerun_answers_before_heavy_imports(tmp_path, args):
     assert p.stdout.split() == ["False", "2"], p.stderr
     err = p.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err and ("already exists" in err or "not a run folder" in err)
+
+
+def test_help_has_no_bool_metavar_and_joins_docstring_lines(capsys, monkeypatch):
+    from opd_bench.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "<bool>" not in out and "--train-teachers" in out
+    # the docstring's first paragraph is one line at 200 columns (no hard break mid-sentence)
+    assert re.search(r"Train a method \(or several\) on the selected tasks with an identical budget, then print a "
+                     r"per-task table next to the base model", out)
