@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -350,8 +351,8 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
-                    pr = rec["prompt"] if len(rec["prompt"]) <= 30 else rec["prompt"][:28] + "…"
-                    ax.set_title(f"#{c}: {pr}", fontsize=9)
+                    pr = textwrap.shorten(f"#{c}: {rec['prompt']}", 48, placeholder="…")
+                    ax.set_title("\n".join(textwrap.wrap(pr, 24)), fontsize=9)
                 if c == 0:
                     ax.set_ylabel(lab.replace(" (", "\n("), fontsize=10, rotation=0, ha="right", va="center")
         fig.suptitle(f"{t}: samples at fixed seeds ({protocol.steps}-step ODE, CFG {protocol.guidance})", fontsize=11)

@@ -155,7 +155,8 @@ def plot_curves(curves_by_run: Dict[str, dict], base: Dict[str, float], teacher:
     kinds = sorted({sig["kind"] for c in curves_by_run.values() for sig in c.get("train", {}).values()})
     nrows = 1 + len(kinds)
     height = 3.2 * nrows + 0.6
-    fig, axes = plt.subplots(nrows, n, figsize=(4.4 * n, height), squeeze=False)
+    width = (4.4 if n <= 2 else 3.3) * n
+    fig, axes = plt.subplots(nrows, n, figsize=(width, height), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     unit = next(iter(curves_by_run.values()))["unit"] if curves_by_run else "budget"
     handles: Dict[str, object] = {}
@@ -194,5 +195,5 @@ def plot_curves(curves_by_run: Dict[str, dict], base: Dict[str, float], teacher:
         fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(5, len(handles)),
                    fontsize=10, frameon=False)
     fig.tight_layout(rect=(0, 0.5 / height, 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=min(110, 1150 / width))  # at most the report page's width: shown at its own size
     plt.close(fig)
