@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -85,6 +86,7 @@ def tiny_report(work: Path) -> Path:
     from opd_bench.report import build_report
     from opd_bench.runner import Runner
 
+    os.environ["OPD_BENCH_EVAL_CACHE"] = str(work / "eval_cache")  # the teacher's evals: nothing in the clone
     make_tiny_world(work)
     tasks = ["geneval", "aesthetic"]
     for method in ("cascade", "opd"):

@@ -116,3 +116,14 @@ def test_help_has_no_bool_metavar_and_joins_docstring_lines(capsys, monkeypatch)
     # the docstring's first paragraph is one line at 200 columns (no hard break mid-sentence)
     assert re.search(r"Train a method \(or several\) on the selected tasks with an identical budget, then print a "
                      r"per-task table next to the base model", out)
+
+
+def test_tests_and_default_outputs_stay_out_of_tracked_folders(tmp_path):
+    from pathlib import Path
+
+    from opd_bench.report import default_out
+    from opd_bench.train import eval_cache_dir
+
+    root = Path(__file__).resolve().parents[1]
+    assert root not in eval_cache_dir().resolve().parents      # conftest moved the eval cache out of the clone
+    assert default_out("default_3seed") == Path("runs") / "default_3seed" / "report"
