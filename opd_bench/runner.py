@@ -491,9 +491,9 @@ class Runner:
             self.load_state(ctx)
             r = ctx.round
             if main and self.show_progress:
-                say(f"resuming {self.dir.path} from its state at round {r}: "
-                    f"{human_quantity(ctx.ledger.spent(cfg.budget.unit), cfg.budget.unit)} of "
-                    f"{human_quantity(cfg.budget.value, cfg.budget.unit)} spent"
+                say(f"resuming {self.dir.path} from its state at round {r}: spent "
+                    f"{human_quantity(ctx.ledger.spent(cfg.budget.unit), cfg.budget.unit)} of the "
+                    f"{human_quantity(cfg.budget.value, cfg.budget.unit)} budget"
                     + (f", stage {self.stage}" if self.stage else ""))
             if main:
                 self.dir.truncate_jsonl("metrics.jsonl", lambda row: row["round"] <= r)

@@ -151,7 +151,7 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
     failed: List[str] = []
     results: Dict = {}
     with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar:
-        job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs))
+        job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs), unit="runs")
         while pending or running:
             while pending and len(running) < jobs:
                 c, d = pending.pop(0)
