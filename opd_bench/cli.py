@@ -203,14 +203,15 @@ def report(
     samples: int = typer.Option(3, "--samples", min=0, help="Eval prompts per task in the sample grid (0 = none)"),
 ):
     """Render the forgetting / interference / gradient-variance report (HTML + Markdown) for runs."""
-    from .progress import console
+    from .progress import console, progress_bar, step_reporter
     from .report import build_report
 
     for v in variance:
         if not v.is_file():
             raise UserError(f"--variance: file not found: {v}")
-    page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
-                        samples=samples, progress=lambda msg: console.print(f"[dim]{msg}…[/]"))
+    with progress_bar(True) as bar:
+        page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
+                            samples=samples, progress=step_reporter(bar, "report", unit="steps"))
     console.print(f"wrote {page}, {page.with_suffix('.md')} and {page.with_name('report.json')} (PNG files beside "
                   "them)", markup=False, highlight=False)
 
@@ -419,7 +420,11 @@ def analyze_variance(
     if any(e.startswith("opd_") for e in ests):
         for t in task_list:
             ctx.teacher(t)  # one clear line if a teacher is missing
-    result = var.variance_study(ctx, task_list, ests, k, sizes, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    from .progress import progress_bar, step_reporter
+
+    with progress_bar(True) as bar:
+        result = var.variance_study(ctx, task_list, ests, k, sizes, progress=step_reporter(
+            bar, "variance", total=len(task_list) * len(ests) * len(sizes), unit="estimates"))
     result.update({"checkpoint": str(ckpt), "run": str(run_dir) if run_dir else None,
                    "teachers": {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in task_list}})
     out = out or ((run_dir / "variance") if run_dir else Path("runs") / f"variance_{Path(str(ckpt)).name}")

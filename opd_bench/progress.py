@@ -275,6 +275,21 @@ def progress_bar(enabled: bool = True, stream: Optional[TextIO] = None):
             display.stop()
 
 
+def step_reporter(bar, head: str, total: Optional[float] = None, unit: str = "steps") -> Callable[[str], None]:
+    """A ``progress(message)`` callback for code that announces each slow step before doing it: each message
+    becomes the bar's description (``head: message``) and counts the previous step as done. Between messages
+    the bar (or, redirected, the heartbeat line) keeps showing the elapsed time."""
+    state = {"job": None}
+
+    def report(message: str) -> None:
+        if state["job"] is None:
+            state["job"] = bar.add_task(f"{head}: {message}", total=total, unit=unit)
+        else:
+            bar.update(state["job"], advance=1, description=f"{head}: {message}")
+
+    return report
+
+
 def say(message: str) -> None:
     """A plain status line on stderr (shown above a live bar when one is open)."""
     console.print(message, markup=False, highlight=False, soft_wrap=True)

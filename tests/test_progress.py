@@ -127,3 +127,16 @@ def test_tests_and_default_outputs_stay_out_of_tracked_folders(tmp_path):
     root = Path(__file__).resolve().parents[1]
     assert root not in eval_cache_dir().resolve().parents      # conftest moved the eval cache out of the clone
     assert default_out("default_3seed") == Path("runs") / "default_3seed" / "report"
+
+
+def test_step_reporter_names_each_step_and_counts_the_previous_one_done():
+    from opd_bench.progress import step_reporter
+
+    out = io.StringIO()
+    with progress_bar(True, stream=out) as bar:
+        report = step_reporter(bar, "variance", total=3, unit="estimates")
+        for m in ("ocr: opd_ode", "ocr: opd_sde", "ocr: grpo"):
+            report(m)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("variance: ocr: opd_ode  0/3 estimates")
+    assert lines[-1].startswith("variance: ocr: grpo  2/3 estimates") and "took" in lines[-1]
