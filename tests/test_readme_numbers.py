@@ -116,3 +116,18 @@ def test_released_budgets_and_times_are_their_ledgers(name, pattern):
     assert minutes == pytest.approx(led["seconds"] / 60, abs=0.5 if name != "teacher_preference" else 5)
     if name == "teacher_geneval":
         assert int(g[2]) == pytest.approx(led["seconds"], abs=5)
+
+
+def test_what_to_expect_times_are_the_recorded_ones():
+    text = " ".join(README.split())
+    led = json.loads((ROOT / "checkpoints" / "opd_student" / "config.json").read_text())["release"]["ledger"]
+    m = re.search(r"training \(the main job's config\) took (\d+\.\d) min and its evals (\d+\.\d) min \((\d+) s and "
+                  r"(\d+) s in its ledger\)", text)
+    assert m, "README's 'What to expect' time sentence changed: update this test with it"
+    assert float(m.group(1)) == round(led["train"]["seconds"] / 60, 1)
+    assert float(m.group(2)) == round(led["eval"]["seconds"] / 60, 1)
+    assert (int(m.group(3)), int(m.group(4))) == (round(led["train"]["seconds"]), round(led["eval"]["seconds"]))
+    ev = json.loads((ROOT / "reports" / "base_eval" / "eval.json").read_text())
+    m = re.search(r"\(every eval prompt, (\d+) images\) took (\d+) s of sampling and scoring", text)
+    assert m and int(m.group(1)) == sum(t["n"] for t in ev["tasks"].values())
+    assert int(m.group(2)) == round(sum(t["sample_s"] + t["score_s"] for t in ev["timing"].values()))
