@@ -182,8 +182,10 @@ def compare(
 
     task_list = parse_tasks(tasks) if tasks else None
     res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
+    from .progress import print_table
+
     con = Console()
-    con.print(comparison_table(res))
+    print_table(comparison_table(res))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "compare.json", res)

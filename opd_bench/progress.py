@@ -305,7 +305,9 @@ def print_table(table, file: Optional[TextIO] = None) -> None:
     out = Console(file=file or sys.stdout)
     for col in table.columns:
         col.no_wrap = True
-    need = Console(width=100_000, file=open(os.devnull, "w")).measure(table).maximum
+    with open(os.devnull, "w") as null:
+        need = Console(width=100_000, file=null).measure(table).maximum
+    need = max(need, len(Text.from_markup(str(table.title or "")).plain))  # the title on one line too
     if out.is_terminal and need > out.width:
         if table.title:
             out.print(str(table.title), markup=False, highlight=False)
