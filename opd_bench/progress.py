@@ -307,7 +307,9 @@ def print_table(table, file: Optional[TextIO] = None) -> None:
         col.no_wrap = True
     with open(os.devnull, "w") as null:
         need = Console(width=100_000, file=null).measure(table).maximum
-    need = max(need, len(Text.from_markup(str(table.title or "")).plain))  # the title on one line too
+    title = len(Text.from_markup(str(table.title or "")).plain)
+    if title > need:  # the title on one line too: rich wraps it to the table's width
+        table.min_width = need = title
     if out.is_terminal and need > out.width:
         if table.title:
             out.print(str(table.title), markup=False, highlight=False)
