@@ -148,7 +148,7 @@ def record_baseline(checkpoint: str, baseline: Path, tasks: str = "all", prompts
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)
     protocol = EvalProtocol(steps=steps, prompts_per_task=prompts)
-    results = evaluate(model, task_list, protocol, show_progress=show_progress)
+    results = evaluate(model, task_list, protocol, show_progress=show_progress, label=path.name)
     label = checkpoint_label(path)
     doc = build_baseline(results, checkpoint=label, digest=digest_of(path), geometry=model_geometry(model),
                          margin=margin, command=record_command(label, baseline, task_list, prompts, steps, margin))
@@ -424,7 +424,7 @@ def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show
     model = load_backbone(path)  # verifies the manifest: a tampered checkpoint is a CheckpointError
     digest = digest_of(path)
     check_protocol(doc, task_list, model_geometry(model), baseline)
-    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress)
+    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress, label=path.name)
     label = checkpoint_label(path)
     return CheckReport(checkpoint=label, baseline=str(baseline), rows=compare(doc, results, task_list),
                        notes=provenance_notes(doc, digest, label),

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the prompt files load in ms: no bars for them
 
 import typer
 
@@ -21,6 +22,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from .errors import UserError
+from .paths import is_run_dir
 
 METHODS = ("opd", "grpo", "multi-reward", "cascade")
 BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
@@ -94,6 +96,19 @@ def device_option():
     return typer.Option(None, "--device", help=DEVICE_HELP)
 
 
+def _refuse_existing_runs(methods, tasks: str, seeds: int, first_seed: int, name: Optional[str], runs_dir: Path):
+    """The existing-run-folder refusal of ``train.run_many``, answered before the heavy imports where the
+    folder names are known without loading the task registry (``--name`` given, or ``--tasks all``)."""
+    if not name and tasks != "all":
+        return
+    folder = Path(runs_dir) / (name or f"{'-'.join(methods)}_all")
+    several = len(methods) * seeds > 1
+    dirs = [folder / f"{m}_s{s}" for m in methods for s in range(first_seed, first_seed + seeds)] if several else [folder]
+    for d in dirs:
+        if d.is_dir() and any(d.iterdir()):
+            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+
+
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -116,13 +131,18 @@ def run(
 ):
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
-    from .train import resume_run, run_many
-
     if resume is not None:
+        if not is_run_dir(resume):  # before the heavy imports: a refused rerun answers at once
+            raise UserError(f"--resume: {resume} is not a run folder (no config.yaml and ledger.json)")
+        from .train import resume_run
+
         resume_run(resume)
         return
     methods = parse_methods(method)
     b = parse_budget(budget)
+    _refuse_existing_runs(methods, tasks, seeds, first_seed, name, runs_dir)
+    from .train import run_many
+
     overrides = list(set_) + ([f"device={device}"] if device else [])
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
@@ -151,7 +171,7 @@ def eval_(
 
     from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
     from .evaluate import EvalProtocol, evaluate, results_table
-    from .progress import console
+    from .progress import human_duration, print_table, say
     from .session import command_config, resolve_tasks
 
     cfg = command_config(config, set_, device)
@@ -163,14 +183,13 @@ def eval_(
     guidance = cfg.eval.guidance if guidance is None else guidance
     protocol = replace(EvalProtocol.from_config(cfg), steps=steps, guidance=guidance, prompts_per_task=prompts,
                        seed=seed)
-    res = evaluate(model, task_list, protocol, out_dir=out,
+    res = evaluate(model, task_list, protocol, out_dir=out, label=path.name,
                    checkpoint={"name": path.name, "sha256": model_digest(path, backbone_options(cfg.model))})
-    from rich.console import Console
-
-    Console().print(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
+    print_table(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
     for name, t in res["timing"].items():
-        console.print(f"{name}: sampling {t['sample_s']} s, scoring {t['score_s']} s ({t['score_ms_per_image']} ms/image)")
-    console.print(f"wrote {out / 'eval.json'} and samples_<task>.png")
+        say(f"eval {path.name} · {name}: sampling {human_duration(t['sample_s'])}, scoring "
+            f"{human_duration(t['score_s'])} ({t['score_ms_per_image']} ms/image)")
+    say("wrote " + ", ".join(str(f) for f in [out / "eval.json"] + [out / f"samples_{t}.png" for t in task_list]))
 
 
 @app.command()
@@ -199,8 +218,10 @@ def compare(
     cfg = command_config(config, set_, device)
     task_list = resolve_tasks(tasks, cfg) if tasks else None
     res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
+    from .progress import print_table
+
     con = Console()
-    con.print(comparison_table(res))
+    print_table(comparison_table(res))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "compare.json", res)
@@ -211,7 +232,7 @@ def compare(
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(None, help="Run folders, or folders of runs (default: every run under runs/)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<name>)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default runs/<name>/report)"),
     name: Optional[str] = typer.Option(None, "--name", help="Report name (default: the runs' folder name)"),
     variance: List[Path] = typer.Option([], "--variance", help="variance.json from `opd-bench analyze variance` "
                                         "(repeatable; run folders' variance/variance.json are found automatically)"),
@@ -223,7 +244,7 @@ def report(
     device: Optional[str] = device_option(),
 ):
     """Render the forgetting / interference / gradient-variance report (HTML + Markdown) for runs."""
-    from .progress import console
+    from .progress import console, progress_bar, step_reporter
     from .report import build_report
     from .session import command_config
 
@@ -232,9 +253,11 @@ def report(
     for v in variance:
         if not v.is_file():
             raise UserError(f"--variance: file not found: {v}")
-    page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
-                        samples=samples, progress=lambda msg: console.print(f"[dim]{msg}…[/]"))
-    console.print(f"wrote {page} and {page.with_suffix('.md')} (PNG files beside it)")
+    with progress_bar(True) as bar:
+        page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
+                            samples=samples, progress=step_reporter(bar, "report", unit="steps"))
+    console.print(f"wrote {page}, {page.with_suffix('.md')} and {page.with_name('report.json')} (PNG files beside "
+                  "them)", markup=False, highlight=False)
 
 
 @app.command()
@@ -412,7 +435,7 @@ def analyze_variance(
     estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
                                    help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
-                                       "reports/variance_<checkpoint name>)"),
+                                       "runs/variance_<checkpoint name>)"),
     config: Optional[str] = config_option("-c"),
     device: Optional[str] = device_option(),
 ):
@@ -448,10 +471,14 @@ def analyze_variance(
     if any(e.startswith("opd_") for e in ests):
         for t in task_list:
             ctx.teacher(t)  # one clear line if a teacher is missing
-    result = var.variance_study(ctx, task_list, ests, k, sizes, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    from .progress import progress_bar, step_reporter
+
+    with progress_bar(True) as bar:
+        result = var.variance_study(ctx, task_list, ests, k, sizes, progress=step_reporter(
+            bar, "variance", total=len(task_list) * len(ests) * len(sizes), unit="estimates"))
     result.update({"checkpoint": str(ckpt), "run": str(run_dir) if run_dir else None,
                    "teachers": {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in task_list}})
-    out = out or ((run_dir / "variance") if run_dir else Path("reports") / f"variance_{Path(str(ckpt)).name}")
+    out = out or ((run_dir / "variance") if run_dir else Path("runs") / f"variance_{Path(str(ckpt)).name}")
     path = var.write_variance(result, out)
     for t, r in result["results"].items():
         console.print(f"{t}: " + ", ".join(f"{e} V={var._f(r[e]['V']):.3g}" for e in ests if e in r))
@@ -477,9 +504,35 @@ def _one_line(msg: str) -> str:
 _INVOCATION: List[str] = []
 
 
+def _tidy_help(typer_app: typer.Typer) -> None:
+    """--help reads as prose at any width: docstrings' hard line breaks inside a paragraph are joined (rich
+    markup mode keeps them, breaking sentences mid-line), and flags show no ``<bool>`` value type."""
+    import inspect
+    import re
+
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = re.sub(r"(?<!\n)\n(?!\n)", " ", inspect.cleandoc(info.callback.__doc__))
+    for group in typer_app.registered_groups:
+        _tidy_help(group.typer_instance)
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    if not getattr(TyperOption.display_type_rich, "_opd_tidy", False):
+        shown = TyperOption.display_type_rich
+
+        def display_type_rich(self, ctx):
+            return None if self.is_flag else shown(self, ctx)
+
+        display_type_rich._opd_tidy = True
+        TyperOption.display_type_rich = display_type_rich
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: maps every user error to one line on stderr and exit 2."""
     _INVOCATION[:] = sys.argv[1:] if argv is None else argv
+    _tidy_help(app)
     try:
         rv = app(args=argv, standalone_mode=False)
     except UserError as e:

@@ -60,14 +60,18 @@ def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torc
 
 
 @torch.no_grad()
-def generate(model: Backbone, prompts: List[str], noises: torch.Tensor, protocol: EvalProtocol) -> torch.Tensor:
-    """ODE samples (images in [0, 1]) for prompts from the given initial noises, in batches."""
+def generate(model: Backbone, prompts: List[str], noises: torch.Tensor, protocol: EvalProtocol,
+             on_batch=None) -> torch.Tensor:
+    """ODE samples (images in [0, 1]) for prompts from the given initial noises, in batches
+    (``on_batch(n)`` is called after each batch of n images, e.g. to advance a progress bar)."""
     out = []
     for s in range(0, len(prompts), protocol.batch_size):
         cond = model.encode_prompts(prompts[s : s + protocol.batch_size])
         r = rollout(model, cond, steps=protocol.steps, guidance=protocol.guidance, noise_level=0.0,
                     shift=protocol.shift, x_init=noises[s : s + protocol.batch_size], keep_states=False)
         out.append(r.images.cpu())
+        if on_batch is not None:
+            on_batch(len(out[-1]))
     return torch.cat(out)
 
 
@@ -101,43 +105,49 @@ def evaluate(
     show_progress: bool = True,
     keep_images: bool = False,
     checkpoint: Optional[dict] = None,
+    label: Optional[str] = None,
 ) -> dict:
     """Evaluate ``model`` on every task; returns (and optionally writes) the results dict.
-    ``checkpoint`` (e.g. name and sha256) is recorded in it as provenance."""
+    ``checkpoint`` (e.g. name and sha256) is recorded in it as provenance; ``label`` names the model in the
+    progress lines (default: the checkpoint's name)."""
+    label = label or (checkpoint or {}).get("name") or "model"
     results = {"protocol": protocol.to_dict(), "tasks": {}, "timing": {}}
     if checkpoint:
         results["checkpoint"] = checkpoint
     images_by_task = {}
     model.eval()
     with progress_bar(show_progress) as bar:
-        job = bar.add_task("eval", total=len(tasks))
-        for name in tasks:
+        for k, name in enumerate(tasks):
             task = get_task(name)
             records = select_records(task.prompts("eval"), protocol.prompts_per_task)
             if not records:
                 raise UserError(f"task {name}: no eval prompts")
-            bar.update(job, description=f"eval {name}: sampling {len(records)}")
+            head = f"eval {label} · {name} ({k + 1}/{len(tasks)})"
+            job = bar.add_task(f"{head}: sampling", total=len(records))
             t0 = time.time()
             noises = torch.stack([prompt_noise(protocol.seed, name, i, model.latent_shape) for i in range(len(records))])
-            images = generate(model, [r["prompt"] for r in records], noises, protocol)
+            images = generate(model, [r["prompt"] for r in records], noises, protocol,
+                              on_batch=lambda n: bar.update(job, advance=n))
+            bar.remove_task(job)
             t1 = time.time()
-            bar.update(job, description=f"eval {name}: scoring")
+            job = bar.add_task(f"{head}: scoring", total=len(records))
             metrics = {}
             for s in range(0, len(records), protocol.batch_size):
                 m = task.metrics(images[s : s + protocol.batch_size], records[s : s + protocol.batch_size])
-                for k, v in m.items():
-                    metrics.setdefault(k, []).append(torch.as_tensor(v).float().cpu())
-            per_sample = {k: torch.cat(v).numpy() for k, v in metrics.items()}
+                for key, v in m.items():
+                    metrics.setdefault(key, []).append(torch.as_tensor(v).float().cpu())
+                bar.update(job, advance=len(records[s : s + protocol.batch_size]))
+            bar.remove_task(job)
+            per_sample = {key: torch.cat(v).numpy() for key, v in metrics.items()}
             t2 = time.time()
             summary = summarize_task(task, records, per_sample, protocol.bootstrap, protocol.seed)
             summary["per_prompt"] = [
-                {"prompt": r["prompt"], **{k: float(v[i]) for k, v in per_sample.items()}} for i, r in enumerate(records)
+                {"prompt": r["prompt"], **{key: float(v[i]) for key, v in per_sample.items()}} for i, r in enumerate(records)
             ]
             results["tasks"][name] = summary
             results["timing"][name] = {"sample_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2),
                                        "score_ms_per_image": round(1000 * (t2 - t1) / len(records), 2)}
             images_by_task[name] = (images, records, per_sample[task.primary_metric])
-            bar.update(job, advance=1)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

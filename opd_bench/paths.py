@@ -43,3 +43,8 @@ CONFIGS_DIR = REPO_ROOT / "configs"
 RELEASED_DIR = REPO_ROOT / "checkpoints"   # released safetensors checkpoints
 BASELINES_DIR = REPO_ROOT / "baselines"
 REPORTS_DIR = REPO_ROOT / "reports"
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run folder: it holds the run's config.yaml and ledger.json."""
+    return (Path(path) / "config.yaml").is_file() and (Path(path) / "ledger.json").is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,12 +39,23 @@ h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f2f2f2}
 td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}figure{margin:1em 0}
+figure.wide{overflow-x:auto}figure.wide img{max-width:none}
+.sign{background:#f7f7ee;border-left:3px solid #bb9;padding:.2em .6em}
 .note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
 """
 
 
 # ----------------------------------------------------------------------------------------------- documents
+
+#: the page's content width in CSS pixels (max-width 1200px less padding); wider figures scroll
+PAGE_WIDTH_PX = 1150
+
+
+def png_width(data: bytes) -> int:
+    """The pixel width of a PNG (its IHDR chunk)."""
+    return int.from_bytes(data[16:20], "big") if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
+
 
 
 class Doc:
@@ -69,6 +81,11 @@ class Doc:
         self.html.append(f"<p{cls}>{html.escape(text)}</p>")
         self.md.append(f"\n{'*' if note else ''}{text}{'*' if note else ''}\n")
 
+    def sign(self, text: str) -> None:
+        """The sign convention of the table that follows, set apart so that it is read with the table."""
+        self.html.append(f'<p class="note sign"><b>Reading the signs:</b> {html.escape(text)}</p>')
+        self.md.append(f"\n> **Reading the signs:** {text}\n")
+
     def code(self, text: str) -> None:
         self.html.append(f"<pre><code>{html.escape(text)}</code></pre>")
         self.md.append(f"\n```\n{text}\n```\n")
@@ -82,9 +99,12 @@ class Doc:
                        + "".join("| " + " | ".join(esc(c) for c in r) + " |\n" for r in rows))
 
     def image(self, path: Path, caption: str) -> None:
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>")
+        raw = Path(path).read_bytes()
+        data = base64.b64encode(raw).decode()
+        # a figure wider than the page is shown at its own size in a scrolling box, so its text stays legible
+        cls = ' class="wide"' if png_width(raw) > PAGE_WIDTH_PX else ""
+        self.html.append(f'<figure{cls}><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                         f'<figcaption class="note">{html.escape(caption)}</figcaption></figure>')
         self.md.append(f"\n![{caption}]({Path(path).name})\n")
 
     def render_html(self) -> str:
@@ -139,6 +159,12 @@ def default_name(run_paths: Sequence[Path]) -> str:
     if len(parents) == 1:
         return next(iter(parents)).name
     return "report"
+
+
+def default_out(name: str, runs_root: Path = Path("runs")) -> Path:
+    """Where a report goes without ``--out``: ``runs/<name>/report`` (never the tracked ``reports/``; the
+    committed reports there are written with ``--out reports/<name>``)."""
+    return Path(runs_root) / name / "report"
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -277,10 +303,11 @@ def improvement_matrix(rows: Dict[str, dict]) -> Dict[str, Dict[str, Optional[fl
 
 
 def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dict[str, str], tasks: Sequence[str],
-                cfg, n_prompts: int, path: Path) -> Optional[dict]:
-    """Rows = models (base, each method's final checkpoint, teachers), columns = the first ``n_prompts`` eval
-    prompts of each task; every model is sampled from the same per-prompt noise (``prompt_noise``) with the
-    runs' eval protocol, so the cells of a column differ only by the model."""
+                cfg, n_prompts: int, out_dir: Path) -> Optional[dict]:
+    """One PNG per task, ``samples_<task>.png``: rows = models (base, each method's final checkpoint, teachers),
+    columns = the task's first ``n_prompts`` eval prompts; every model is sampled from the same per-prompt noise
+    (``prompt_noise``) with the runs' eval protocol, so the cells of a column differ only by the model. Split per
+    task so that each figure fits the page with legible labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,44 +323,45 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
     models = [(lab, ck) for lab, ck in [("base", base_ckpt)]
               + [(f"{lab} (seed {r.seed})", r.final_checkpoint) for lab, r in runs_by_label.items()]
               + [(f"teacher {', '.join(ts)}", c) for c, ts in _by_value(teacher_ckpts).items()] if ck is not None]
-    cols = []
-    for t in tasks:
-        recs = select_records(get_task(t).prompts("eval"), protocol.prompts_per_task)[:n_prompts]
-        cols += [(t, i, r) for i, r in enumerate(recs)]
+    cols = {t: select_records(get_task(t).prompts("eval"), protocol.prompts_per_task)[:n_prompts] for t in tasks}
+    cols = {t: recs for t, recs in cols.items() if recs}
     if not models or not cols:
         return None
-    images, labels = [], []
+    images: Dict[str, List[torch.Tensor]] = {t: [] for t in cols}
+    labels = []
     for lab, ck in models:
         try:
             model = load_backbone(ck, cfg.device)
         except UserError:
             continue
-        row = []
-        for t in tasks:
-            cs = [c for c in cols if c[0] == t]
-            if not cs:
-                continue
-            noise = torch.stack([prompt_noise(protocol.seed, t, i, model.latent_shape) for _, i, _ in cs])
-            row.append(generate(model, [r["prompt"] for _, _, r in cs], noise, protocol))
-        images.append(torch.cat(row))
+        for t, recs in cols.items():
+            noise = torch.stack([prompt_noise(protocol.seed, t, i, model.latent_shape) for i in range(len(recs))])
+            images[t].append(generate(model, [r["prompt"] for r in recs], noise, protocol))
         labels.append(lab)
-    fig, axes = plt.subplots(len(labels), len(cols), figsize=(1.9 * len(cols) + 1, 2.0 * len(labels) + 0.4), squeeze=False)
-    for r, (lab, imgs) in enumerate(zip(labels, images)):
-        for c, (t, i, rec) in enumerate(cols):
-            ax = axes[r][c]
-            ax.imshow(imgs[c].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                pr = rec["prompt"] if len(rec["prompt"]) <= 24 else rec["prompt"][:22] + "…"
-                ax.set_title(f"{t} #{i}\n{pr}", fontsize=7)
-            if c == 0:
-                ax.set_ylabel(lab, fontsize=8)
-    fig.suptitle(f"samples at fixed seeds ({protocol.steps}-step ODE, CFG {protocol.guidance})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return {"models": labels, "columns": [f"{t} #{i}: {r['prompt']}" for t, i, r in cols]}
+    if not labels:
+        return None
+    files = {}
+    for t, recs in cols.items():
+        fig, axes = plt.subplots(len(labels), len(recs), figsize=(2.2 * len(recs) + 2.2, 2.2 * len(labels) + 0.8),
+                                 squeeze=False)
+        for r, (lab, imgs) in enumerate(zip(labels, images[t])):
+            for c, rec in enumerate(recs):
+                ax = axes[r][c]
+                ax.imshow(imgs[c].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    pr = textwrap.shorten(f"#{c}: {rec['prompt']}", 48, placeholder="…")
+                    ax.set_title("\n".join(textwrap.wrap(pr, 24)), fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(lab.replace(" (", "\n("), fontsize=10, rotation=0, ha="right", va="center")
+        fig.suptitle(f"{t}: samples at fixed seeds ({protocol.steps}-step ODE, CFG {protocol.guidance})", fontsize=11)
+        fig.tight_layout()
+        files[t] = f"samples_{t}.png"
+        fig.savefig(Path(out_dir) / files[t], dpi=100)
+        plt.close(fig)
+    return {"models": labels, "files": files,
+            "columns": [f"{t} #{i}: {r['prompt']}" for t, recs in cols.items() for i, r in enumerate(recs)]}
 
 
 def _flatten(d: dict, prefix: str = "") -> Dict[str, object]:
@@ -374,6 +402,12 @@ def _fmt(x, nd=3) -> str:
     return s[1:] if s.startswith("-") and float(s) == 0 else s  # no "-0.000"
 
 
+def seeds_cell(seeds: Sequence[int]) -> str:
+    """The number of seeds, then which: '1 (seed 0)', '3 (seeds 0, 1, 2)' -- the same cell in every table."""
+    seeds = list(seeds)
+    return f"{len(seeds)} (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))})"
+
+
 def _ci(d) -> str:
     return f"{_fmt(d['mean'])} [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}]"
 
@@ -398,7 +432,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     runs = [load_run(p) for p in run_paths]
     label_runs(runs)
     name = name or default_name(run_paths)
-    out = Path(out) if out is not None else Path("reports") / name
+    out = Path(out) if out is not None else default_out(name, runs_root)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
@@ -431,6 +465,8 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     rows = final_table(groups, base, teachers)
     data["final_table"] = rows
     headers = ["model", "rank"] + tasks + ["normalised avg", "IQM", "budget spent (train)", "seeds"]
+    doc.sign("every score is higher = better. Normalised average: 0 = the base, 1 = the single-task teachers; "
+             "above 1 beats the teachers, below 0 is worse than the base. Rank 1 is best.")
     trows = [["base", "", *[_ci(base[t]) if t in base else "–" for t in tasks],
               "0 (by definition)" if teachers else "–", "", "", ""],
              ["teachers (single-task)", "", *[_ci(teachers[t]) if t in teachers else "–" for t in tasks],
@@ -440,7 +476,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
         spent = f"{b['spent']:.4g} {b['unit']}" + (f" ({b['images']:.4g} images)" if b["unit"] != "images" else "")
         trows.append([lab + ("" if r["finished"] else " (in progress)"), str(r["rank"]),
                       *[_ci(r["tasks"][t]) if t in r["tasks"] else "–" for t in tasks],
-                      _ci(r["normalized_avg"]), _fmt(r["iqm"]), spent, ",".join(map(str, r["seeds"]))])
+                      _ci(r["normalized_avg"]), _fmt(r["iqm"]), spent, seeds_cell(r["seeds"])])
     doc.table(headers, trows)
     doc.p("Cells: mean [95% CI]. Per task the CI is over seeds when there are at least two, else the eval's "
           "bootstrap over prompts. The normalised average's CI is a stratified bootstrap over seeds within tasks "
@@ -453,10 +489,19 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     doc.h2(SECTIONS[1])
     curves = {f"{r.label} s{r.seed}": fg.curves(r) for r in runs}
     fg.plot_curves(curves, bm, tm, out / "curves.png")
-    doc.image(out / "curves.png", "Eval score per task over the training budget spent; dashed verticals = cascade "
-                                  "stage ends; dotted = base and teacher")
+    n_evals = min((len(c["x"]) for c in curves.values()), default=0)
+    doc.image(out / "curves.png", "Top: eval score per task over the training budget spent (one point per eval; "
+                                  "grey dashed = base, black solid = single-task teacher; dotted verticals = cascade "
+                                  "stage ends). Bottom: the training signal logged every round (faint: raw; bold: "
+                                  "moving average)")
+    if n_evals <= 2:
+        doc.p(f"Some runs have only {n_evals} eval points (the start and final evals): for a denser eval curve "
+              "run with --set eval.every=N (an eval every N rounds; evals do not change the training).", note=True)
     forg = [fg.run_forgetting(r, bm, tm) for r in runs]
     data["forgetting"] = forg
+    doc.sign("F > 0 is forgetting: the final score is below the run's best earlier checkpoint by F (normalised "
+             "units). F < 0 means the final checkpoint is the run's best on that task: it improved by |F| over "
+             "every earlier one. BWT < 0 is forgetting of the earlier cascade stages' tasks, BWT > 0 improvement.")
     doc.table(["run", "checkpoints"] + [f"F {t}" for t in tasks] + ["BWT"],
               [[f"{f['label']} s{f['seed']}", str(len(f["rows"])),
                 *[_fmt(f["forgetting"].get(t)) for t in tasks], _fmt(f["bwt"])] for f in forg])
@@ -492,6 +537,9 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
         itf.plot_matrices(inter, out / "interference.png")
         doc.image(out / "interference.png", "Per-task gradient cosines C_ij and one-step lookahead affinity "
                                             "Z_{j→i} at each method's final checkpoint (seed shown in the table)")
+        doc.sign("C_ij < 0: the gradients of tasks i and j conflict (a step for one hurts the other), C_ij > 0: "
+                 "they agree. Z_{j→i} > 0: a step on task j raises task i's objective, < 0 lowers it. Conflict "
+                 "rate: lower is better; magnitude imbalance = largest / smallest gradient norm (1 = balanced).")
         doc.table(["method", "objective", "conflict rate", "magnitude imbalance", "‖g‖ per task"],
                   [[lab, v["objective"], _fmt(v["conflict_rate"]), _fmt(v["magnitude_imbalance"], 2),
                     ", ".join(f"{t}: {n:.3g}" for t, n in v["grad_norms"].items())] for lab, v in inter.items()])
@@ -507,6 +555,8 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     neg = {lab: itf.negative_transfer({t: d["mean"] for t, d in r["tasks"].items()}, tm) for lab, r in rows.items()}
     data["negative_transfer"] = neg
     if tm:
+        doc.sign("method score − teacher score: negative = worse than the single-task teacher (negative "
+                 "transfer), positive = better than it.")
         doc.table(["method"] + tasks, [[lab] + [_fmt(v.get(t)) for t in tasks] for lab, v in neg.items()])
         doc.p("Per task: method final score − teacher score (same eval protocol); negative = worse than the "
               "single-task teacher.", note=True)
@@ -549,6 +599,8 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
         hk.plot_hacking(series, runs[0].unit, out / "hacking.png")
         doc.image(out / "hacking.png", "Learned proxy reward (left) vs hidden gold score (right) over training "
                                        "(Gao et al. 2022)")
+        doc.sign("gains are final − start (positive = rose). Reward hacking shows as a proxy gain with a smaller or "
+                 "negative gold gain, or a positive gold drop from peak (the gold score fell after its best).")
         doc.table(["run", "task", "proxy gain", "gold gain", "gold drop from peak"],
                   [[k, t, _fmt(v["proxy_gain"]), _fmt(v["gold_gain"]), _fmt(v["gold_drop_from_peak"])]
                    for k, d in data["hacking"].items() for t, v in d["summary"].items()])
@@ -560,8 +612,10 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     poi = improvement_matrix(rows)
     data["probability_of_improvement"] = poi
     labs = list(rows)
+    doc.sign("normalised scores: 0 = base, 1 = teacher, higher = better. P(row > column) above 0.5 means the row's "
+             "method tends to beat the column's.")
     doc.table(["method", "seeds", "normalised avg [95% CI]", "IQM (seeds × tasks)"],
-              [[lab, str(len(rows[lab]["seeds"])), _ci(rows[lab]["normalized_avg"]), _fmt(rows[lab]["iqm"])]
+              [[lab, seeds_cell(rows[lab]["seeds"]), _ci(rows[lab]["normalized_avg"]), _fmt(rows[lab]["iqm"])]
                for lab in labs])
     if len(labs) > 1:
         doc.h3("probability of improvement P(row > column)")
@@ -580,11 +634,13 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
         for t in tasks:
             if t in teachers and teachers[t]["source"] != "given":
                 tck[t] = teachers[t]["source"]
-        grid = sample_grid(first, runs[0].cfg.model.checkpoint, tck, tasks, runs[0].cfg, samples, out / "samples.png")
+        grid = sample_grid(first, runs[0].cfg.model.checkpoint, tck, tasks, runs[0].cfg, samples, out)
     data["samples"] = grid
     if grid:
-        doc.image(out / "samples.png", "Samples per model (rows) and task prompt (columns) from the same initial "
-                                       "noise per prompt")
+        for t in grid["files"]:
+            doc.h3(f"samples: {t}")
+            doc.image(out / grid["files"][t], f"{t}: samples per model (rows) for its first eval prompts (columns), "
+                                              "every model from the same initial noise per prompt")
     else:
         doc.p("No samples (no final checkpoints, or --samples 0).", note=True)
 

@@ -32,7 +32,8 @@ from .config import RunConfig, dump_config, to_dict
 from .errors import UserError
 from .evaluate import EvalProtocol, evaluate
 from .ledger import Ledger, teacher_spend, with_teacher_cost
-from .progress import progress_bar
+from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
+from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
 from .rollout import Rollout, rollout
@@ -351,10 +352,6 @@ class RunDir:
         atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file() and (Path(path) / "ledger.json").is_file()
-
-
 class Runner:
     def __init__(self, cfg: RunConfig, run_dir: Path, method, tasks: Sequence[str], show_progress: bool = True,
                  log_tensorboard: bool = True):
@@ -378,7 +375,8 @@ class Runner:
     def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg), show_progress=False,
+            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg),
+                           show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
                            keep_images=self.log_tensorboard)
         samples = res.pop("_images", {})
         n = sum(t["n"] for t in res["tasks"].values())
@@ -520,6 +518,11 @@ class Runner:
         if resume and (self.dir.path / STATE).exists():
             self.load_state(ctx)
             r = ctx.round
+            if main and self.show_progress:
+                say(f"resuming {self.dir.path} from its state at round {r}: spent "
+                    f"{human_quantity(ctx.ledger.spent(cfg.budget.unit), cfg.budget.unit)} of the "
+                    f"{human_quantity(cfg.budget.value, cfg.budget.unit)} budget"
+                    + (f", stage {self.stage}" if self.stage else ""))
             if main:
                 self.dir.truncate_jsonl("metrics.jsonl", lambda row: row["round"] <= r)
                 # evals at the saved round that run after the save (stage ends, the final eval) are redone
@@ -534,8 +537,9 @@ class Runner:
             self.save_state(ctx)
         stage = self.stage
         with progress_bar(self.show_progress and main) as bar:
-            job = bar.add_task(f"{cfg.method}", total=cfg.budget.value)
-            bar.update(job, completed=ledger.spent(cfg.budget.unit))
+            head = f"train {cfg.method} s{cfg.seed}"
+            job = bar.add_task(f"{head} round {ctx.round}", total=cfg.budget.value, unit=cfg.budget.unit,
+                               completed=min(cfg.budget.value, ctx.ledger.spent(cfg.budget.unit)))
             while self.budget_left(ctx) > 0:
                 new_stage = self.method.stage(ctx)[0]
                 if new_stage != stage:
@@ -551,7 +555,8 @@ class Runner:
                                                             "budget": ctx.ledger.summary("train"), **info})
                     self._tb_scalars({f"train/{k}": v for k, v in info.items()}, ctx)
                 bar.update(job, completed=min(cfg.budget.value, ctx.ledger.spent(cfg.budget.unit)),
-                           description=f"{cfg.method} " + " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:3]))
+                           description=f"{head} round {human_count(ctx.round)}: "
+                           + " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:3]))
                 if cfg.eval.every and ctx.round % cfg.eval.every == 0 and self.budget_left(ctx) > 0:
                     self.run_eval(ctx, f"round {ctx.round}")
                 if ctx.round % cfg.train.checkpoint_every == 0:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from rich.console import Console
 from rich.table import Table
 
 from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
@@ -21,12 +20,18 @@ from .distributed import Dist
 from .errors import ConfigError, UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
-from .progress import console, progress_bar
+from .progress import console, human_spend, print_table, progress_bar, say
 from .runner import FINAL, Runner, is_run_dir
 from .session import apply_config, resolve_tasks, world_of
 from .tasks import parse_tasks
 
+#: where evaluations of fixed checkpoints (base, teachers) are cached; OPD_BENCH_EVAL_CACHE moves it (the tests
+#: point it at a temporary folder)
 EVAL_CACHE = Path("runs") / ".eval_cache"
+
+
+def eval_cache_dir() -> Path:
+    return Path(os.environ.get("OPD_BENCH_EVAL_CACHE") or EVAL_CACHE)
 
 
 def protocol_of(cfg: RunConfig) -> EvalProtocol:
@@ -38,19 +43,20 @@ def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cp
     diffusers folder (the real backend's base model, :func:`~opd_bench.backbones.backbone_options`)."""
     path = resolve_checkpoint(checkpoint)
     key = hashlib.sha256((model_digest(path, options) + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
+    cache = eval_cache_dir()
     out, todo = {}, []
     for t in tasks:
-        f = EVAL_CACHE / f"{key}_{t}.json"
+        f = cache / f"{key}_{t}.json"
         if f.is_file():
             out[t] = json.loads(f.read_text())
         else:
             todo.append(t)
     if todo:
-        res = evaluate(load_backbone(path, device, options), todo, protocol, show_progress=True)
-        EVAL_CACHE.mkdir(parents=True, exist_ok=True)
+        res = evaluate(load_backbone(path, device, options), todo, protocol, show_progress=True, label=path.name)
+        cache.mkdir(parents=True, exist_ok=True)
         for t in todo:
             out[t] = res["tasks"][t]
-            (EVAL_CACHE / f"{key}_{t}.json").write_text(json.dumps(out[t]))
+            (cache / f"{key}_{t}.json").write_text(json.dumps(out[t]))
     return out
 
 
@@ -142,7 +148,7 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
     failed: List[str] = []
     results: Dict = {}
     with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar:
-        job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs))
+        job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs), unit="runs")
         while pending or running:
             while pending and len(running) < jobs:
                 c, d = pending.pop(0)
@@ -205,7 +211,7 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
     try:
         refs["base"] = cached_eval(cfg0.model.checkpoint, tasks, protocol, cfg0.device, backbone_options(cfg0.model))
     except UserError as e:
-        console.print(f"(base not evaluated: {e})")
+        say(f"(base not evaluated: {e})")
     teacher_row = {}
     for t in tasks:
         try:
@@ -236,16 +242,14 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
 
                 row.append(f"{np.mean(scores):.3f} ± {np.std(scores):.3f} (n={len(scores)})")
         table.add_row(*row)
-    Console().print(table)
+    print_table(table)
     for k, r in results.items():
-        sp = r["ledger"]["spent"]["train"]
-        console.print(f"{k[0]} seed {k[1]}: spent " + ", ".join(f"{u}={v:.3g}" for u, v in sp.items()))
+        say(f"{k[0]} seed {k[1]}: spent {human_spend(r['ledger']['spent']['train'])} in training")
         tc = r["ledger"].get("opd_teacher_cost")
         if tc:
             for view in ("included_sequential", "included_parallel"):
-                console.print(f"  with teacher training {view.split('_')[1]}: "
-                              + ", ".join(f"{u}={v:.3g}" for u, v in tc[view].items())
-                              + (f" (teacher cost unknown for {', '.join(tc['unknown'])})" if tc["unknown"] else ""))
+                say(f"  with teacher training {view.split('_')[1]}: {human_spend(tc[view])}"
+                    + (f" (teacher cost unknown for {', '.join(tc['unknown'])})" if tc["unknown"] else ""))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,17 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests write nothing into the clone: the eval cache of fixed checkpoints (base, teachers; by default
+# runs/.eval_cache under the working folder) goes to a temporary folder removed at exit, inherited by the
+# CLI subprocesses the tests start.
+if "OPD_BENCH_EVAL_CACHE" not in os.environ:
+    _EVAL_CACHE = tempfile.mkdtemp(prefix="opd-bench-test-eval-cache-")
+    os.environ["OPD_BENCH_EVAL_CACHE"] = _EVAL_CACHE
+    atexit.register(shutil.rmtree, _EVAL_CACHE, ignore_errors=True)
 
 import pytest
 import torch

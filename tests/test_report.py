@@ -1,6 +1,7 @@
 """``opd-bench report`` on tiny real runs (cascade and OPD on a test task + GenEval): every section's numbers
 are checked against the runs' own files, the page is self-contained, and a non-run folder is one clear error."""
 import json
+import os
 import re
 from pathlib import Path
 
@@ -8,12 +9,11 @@ import numpy as np
 import pytest
 from tiny_world import make_tiny_world
 
-from opd_bench import train as train_mod
 from opd_bench.analysis import normalize
 from opd_bench.cli import main
 from opd_bench.config import build_config
 from opd_bench.methods import METHODS
-from opd_bench.report import SECTIONS, ci_ranks
+from opd_bench.report import SECTIONS, ci_ranks, seeds_cell
 from opd_bench.runner import Runner
 from opd_bench.tasks import register_task, registry
 from opd_bench.tasks.base import Task
@@ -51,10 +51,13 @@ def runs(tmp_path_factory):
         over += [f"opd.teachers.{t}={d / 'teacher'}" for t in TASKS]
         Runner(build_config({}, over), exp / f"{method}_s0", METHODS[method](), TASKS, show_progress=False,
                log_tensorboard=False).run()
-    old = train_mod.EVAL_CACHE
-    train_mod.EVAL_CACHE = d / "eval_cache"  # the teachers' evals are cached here, not in the repo
+    old = os.environ.get("OPD_BENCH_EVAL_CACHE")
+    os.environ["OPD_BENCH_EVAL_CACHE"] = str(d / "eval_cache")  # the teachers' evals are cached here
     yield d
-    train_mod.EVAL_CACHE = old
+    if old is None:
+        os.environ.pop("OPD_BENCH_EVAL_CACHE")
+    else:
+        os.environ["OPD_BENCH_EVAL_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +79,8 @@ def test_report_files_and_self_contained_html(report):
         assert f">{s}</h2>" in html and f"## {s}" in md
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert "<link" not in html and "@import" not in html and "<script" not in html
-    assert html.count('src="data:image/png;base64,') >= 4  # curves, interference, hacking, samples
-    for png in ("curves.png", "interference.png", "hacking.png", "samples.png"):
+    assert html.count('src="data:image/png;base64,') >= 5  # curves, interference, hacking, samples per task
+    for png in ("curves.png", "interference.png", "hacking.png", "samples_rpt_glow.png", "samples_geneval.png"):
         assert (report / png).is_file() and f"]({png})" in md
     assert "opd-bench analyze variance" in html  # no variance results yet: the section says how
 
@@ -227,3 +230,53 @@ def test_report_records_every_runs_config_and_what_differs(runs, report):
     assert "seed" not in diffs and "name" not in diffs
     assert all(len({repr(v) for v in d.values()}) > 1 for d in diffs.values())
     assert "| method |" in (report / "report.md").read_text()
+
+
+def test_report_states_signs_and_seed_counts_consistently(runs, report):
+    html = (report / "report.html").read_text()
+    md = (report / "report.md").read_text()
+    assert html.count("Reading the signs:") >= 5 and md.count("**Reading the signs:**") >= 5
+    assert "F &lt; 0 means the final checkpoint is the run&#x27;s best" in html
+    data = json.loads((report / "report.json").read_text())
+    for lab, row in data["final_table"].items():        # the final and statistics tables show the same cell
+        cell = f"<td>{seeds_cell(row['seeds'])}</td>"
+        assert html.count(cell) >= 2 and cell == "<td>1 (seed 0)</td>"
+
+
+def test_heatmap_text_colour_follows_cell_luminance():
+    import matplotlib
+
+    from opd_bench.analysis.interference import text_colour
+
+    cmap = matplotlib.colormaps["RdBu"]
+    assert text_colour(cmap(0.0)) == "white" and text_colour(cmap(1.0)) == "white"   # dark red, dark blue
+    assert text_colour(cmap(0.5)) == "black"                                           # near white
+    assert text_colour((1, 1, 0, 1)) == "black" and text_colour((0, 0, 0.5, 1)) == "white"
+
+
+def test_wide_figures_scroll_at_their_own_size(tmp_path):
+    from PIL import Image
+
+    from opd_bench.report import PAGE_WIDTH_PX, Doc, png_width
+
+    for w in (600, 2380):
+        Image.new("RGB", (w, 40)).save(tmp_path / f"w{w}.png")
+        assert png_width((tmp_path / f"w{w}.png").read_bytes()) == w
+    doc = Doc(tmp_path, "t")
+    doc.image(tmp_path / "w600.png", "narrow")
+    doc.image(tmp_path / "w2380.png", "wide")
+    assert 2380 > PAGE_WIDTH_PX >= 600
+    assert doc.html[0].startswith("<figure><img") and doc.html[1].startswith('<figure class="wide"><img')
+    assert "figure.wide{overflow-x:auto}figure.wide img{max-width:none}" in doc.render_html()
+
+
+def test_curves_carry_the_per_round_training_signal(runs):
+    from opd_bench.analysis import forgetting as fg
+    from opd_bench.analysis import label_runs, load_run
+
+    run = load_run(runs / "runs" / "exp" / "opd_s0")
+    label_runs([run])
+    metrics = [json.loads(l) for l in (run.path / "metrics.jsonl").read_text().splitlines()]
+    sig = fg.curves(run)["train"]["rpt_glow"]
+    assert sig["kind"] == "distillation loss" and sig["y"] == [m["loss/rpt_glow"] for m in metrics]
+    assert fg.smooth([1.0, 3.0, 5.0], 2).tolist() == [1.0, 2.0, 4.0]

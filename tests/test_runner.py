@@ -1,5 +1,6 @@
 """The runner and the methods on a tiny real embedded model: faithfulness checks, budgets, resume."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -226,6 +227,8 @@ def test_resume_after_sigkill_equals_uninterrupted(world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "opd_bench.cli", "run", "--resume", str(tmp_path / "killed")],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    said = re.search(r"resuming \S+killed from its state at round (\d+): spent (\d+) images of the 24 images budget", r.stderr)
+    assert said and int(said.group(1)) >= 1, r.stderr      # --resume says what it resumes from
     a, b = _final_tensors(tmp_path / "full"), _final_tensors(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ma = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]

@@ -134,14 +134,40 @@ def curves(run: RunInfo, tasks: Optional[Sequence[str]] = None) -> dict:
     x = [budget_x(r, run.unit) for r in rows]
     ys = {t: [float(r["scores"].get(t, np.nan)) for r in rows] for t in tasks}
     bounds = [budget_x(r, run.unit) for r in run.history if _STAGE.match(r.get("label", ""))]
-    return {"unit": run.unit, "x": x, "scores": ys, "stage_bounds": bounds}
+    return {"unit": run.unit, "x": x, "scores": ys, "stage_bounds": bounds, "train": train_signal(run, tasks)}
+
+
+def train_signal(run: RunInfo, tasks: Sequence[str]) -> Dict[str, dict]:
+    """Per task, the training signal logged every round (metrics.jsonl): the rollouts' mean reward (GRPO
+    methods, ``reward/<task>``) or the distillation loss (DiffusionOPD, ``loss/<task>``), over the budget."""
+    out: Dict[str, dict] = {}
+    for t in tasks:
+        for key, kind in ((f"reward/{t}", "training reward (rollouts)"), (f"loss/{t}", "distillation loss")):
+            rows = [r for r in run.metrics if isinstance(r.get(key), (int, float)) and "budget" in r]
+            if rows:
+                out[t] = {"kind": kind, "x": [budget_x(r, run.unit) for r in rows], "y": [float(r[key]) for r in rows]}
+                break
+    return out
+
+
+def smooth(y: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what there is)."""
+    y = np.asarray(y, dtype=np.float64)
+    if window <= 1 or len(y) == 0:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
 
 
 # ----------------------------------------------------------------------------------------------- plots
 
 
 def plot_curves(curves_by_run: Dict[str, dict], base: Dict[str, float], teacher: Dict[str, float], path) -> None:
-    """One subplot per task: score vs budget, a line per run, cascade stage ends dashed, base/teacher dotted."""
+    """One column per task. Top row: eval score vs budget (a line with markers per run; base grey dashed,
+    teacher black solid; cascade stage ends dotted). Then one row per kind of per-round training signal
+    (rollout reward, distillation loss; faint raw, bold smoothed). One legend for the figure, below it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,25 +175,48 @@ def plot_curves(curves_by_run: Dict[str, dict], base: Dict[str, float], teacher:
 
     tasks = sorted({t for c in curves_by_run.values() for t in c["scores"]})
     n = max(1, len(tasks))
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.6), squeeze=False)
+    kinds = sorted({sig["kind"] for c in curves_by_run.values() for sig in c.get("train", {}).values()})
+    nrows = 1 + len(kinds)
+    height = 3.2 * nrows + 0.6
+    width = (4.4 if n <= 2 else 3.3) * n
+    fig, axes = plt.subplots(nrows, n, figsize=(width, height), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, t in zip(axes[0], tasks):
+    unit = next(iter(curves_by_run.values()))["unit"] if curves_by_run else "budget"
+    handles: Dict[str, object] = {}
+    for col, t in enumerate(tasks):
+        ax = axes[0][col]
         for k, (lab, c) in enumerate(curves_by_run.items()):
             if t not in c["scores"]:
                 continue
-            col = colors[k % len(colors)]
-            ax.plot(c["x"], c["scores"][t], marker="o", ms=3, color=col, label=lab)
+            colr = colors[k % len(colors)]
+            (h,) = ax.plot(c["x"], c["scores"][t], marker="o", ms=5, lw=1.8, color=colr)
+            handles.setdefault(lab, h)
             for b in c["stage_bounds"]:
-                ax.axvline(b, color=col, ls="--", lw=0.8, alpha=0.7)
+                ax.axvline(b, color=colr, ls=":", lw=1, alpha=0.8)
         if t in base:
-            ax.axhline(base[t], color="grey", ls=":", lw=1, label="base")
+            handles.setdefault("base", ax.axhline(base[t], color="0.45", ls="--", lw=1.4))
         if t in teacher:
-            ax.axhline(teacher[t], color="black", ls=":", lw=1, label="teacher")
-        unit = next(iter(curves_by_run.values()))["unit"] if curves_by_run else "budget"
-        ax.set_title(f"{t}: eval score over training")
-        ax.set_xlabel(f"budget spent ({unit})")
-        ax.set_ylabel("score")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+            handles.setdefault("teacher (single-task)", ax.axhline(teacher[t], color="black", ls="-", lw=1.4))
+        ax.set_title(f"{t}: eval score", fontsize=11)
+        ax.set_ylabel("score", fontsize=10)
+        for row, kind in enumerate(kinds, start=1):
+            ax = axes[row][col]
+            for k, (lab, c) in enumerate(curves_by_run.items()):
+                sig = c.get("train", {}).get(t)
+                if not sig or sig["kind"] != kind:
+                    continue
+                colr = colors[k % len(colors)]
+                ax.plot(sig["x"], sig["y"], color=colr, lw=0.6, alpha=0.3)
+                ax.plot(sig["x"], smooth(sig["y"], max(1, len(sig["y"]) // 15)), color=colr, lw=1.8)
+            ax.set_title(f"{t}: {kind} per round", fontsize=10)
+            ax.set_ylabel(kind.split(" (")[0], fontsize=10)
+        axes[-1][col].set_xlabel(f"budget spent ({unit})", fontsize=10)
+    for ax in axes.ravel():
+        ax.tick_params(labelsize=9)
+        ax.grid(alpha=0.3)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(5, len(handles)),
+                   fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0.5 / height, 1, 1))
+    fig.savefig(path, dpi=min(110, 1150 / width))  # at most the report page's width: shown at its own size
     plt.close(fig)

@@ -376,6 +376,16 @@ def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = ()
 # ----------------------------------------------------------------------------------------------- plots
 
 
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``: black above a WCAG relative
+    luminance of 0.179 (where the contrasts with black and with white are equal), else white."""
+    def lin(c):
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(float(c)) for c in rgba[:3])
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "white"
+
+
 def plot_matrices(results: Dict[str, dict], path) -> None:
     """Heatmaps: per run, the cosine matrix C_ij and the lookahead affinity Z_{j->i}."""
     import matplotlib
@@ -397,7 +407,8 @@ def plot_matrices(results: Dict[str, dict], path) -> None:
             for i in range(len(tasks)):
                 for j in range(len(tasks)):
                     if np.isfinite(M[i, j]):
-                        ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8)
+                        ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                                color=text_colour(im.cmap(im.norm(M[i, j]))))
             ax.set_title(f"{lab}: {title}", fontsize=9)
             ax.set_xlabel("task i" if key == "cosine" else "task i (evaluated)")
             ax.set_ylabel("task j" if key == "cosine" else "task j (stepped on)")

@@ -142,7 +142,7 @@ def pretrain(
     losses = []
     t_train = time.time()
     with progress_bar(show_progress) as bar:
-        task = bar.add_task("pretrain", total=cfg.steps)
+        task = bar.add_task("pretrain", total=cfg.steps, unit="steps")
         for step in range(cfg.steps):
             if pos + cfg.batch_size > n:
                 order, pos = rng.permutation(n), 0

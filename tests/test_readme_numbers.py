@@ -1,0 +1,133 @@
+"""Every result quoted in README.md comes from a committed file, and agrees with it to the digits printed:
+the base's full eval (reports/base_eval/eval.json), the teachers-vs-base table (reports/teachers_vs_base/*/
+compare.json), the released student's final eval (checkpoints/opd_student/config.json) and the 3-seed
+comparison table (reports/default_3seed/report.json)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+NUM = r"(-?\d+\.\d+)"
+TASK_NAMES = {"aesthetic": "aesthetic", "GenEval": "geneval", "OCR": "ocr", "preference": "preference"}
+METHOD_ROWS = {"DiffusionOPD": "opd", "multi-reward RL": "multi-reward", "cascade RL": "cascade"}
+
+
+def r3(x):
+    return f"{x:.3f}"
+
+
+def md_table(header_start: str):
+    """The rows (lists of cells) of the README's Markdown table whose header starts with ``header_start``."""
+    lines = README.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(header_start):
+            header = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.strip().startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip().strip("|").split("|")])
+            return header, rows
+    raise AssertionError(f"README has no table starting {header_start!r}")
+
+
+def test_base_full_eval_numbers_come_from_reports_base_eval():
+    ev = json.loads((ROOT / "reports" / "base_eval" / "eval.json").read_text())["tasks"]
+    m = re.search(r"aesthetic {0} \[{0}, {0}\], GenEval {0}\s+\[{0}, {0}\] \(single object {0}, two objects {0}, "
+                  r"counting {0}, colours {0}, position {0}, colour\s+attribution {0}\), OCR {0} \[{0}, {0}\] "
+                  r"\({0}% exact\), preference {0} \[{0}, {0}\]".format(NUM), README)
+    assert m, "README's base eval sentence changed: update this test with it"
+    g = [float(x) for x in m.groups()]
+    expect = []
+    for t in ("aesthetic", "geneval"):
+        expect += [ev[t]["mean"], ev[t]["ci_low"], ev[t]["ci_high"]]
+    cats = ev["geneval"]["categories"]
+    expect_cats = [cats[c]["mean"] for c in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
+    expect_ocr = [ev["ocr"]["mean"], ev["ocr"]["ci_low"], ev["ocr"]["ci_high"], 100 * ev["ocr"]["metrics"]["exact"]]
+    expect_pref = [ev["preference"]["mean"], ev["preference"]["ci_low"], ev["preference"]["ci_high"]]
+    assert g[:6] == pytest.approx([round(x, 3) for x in expect], abs=1e-9)
+    assert g[6:12] == pytest.approx([round(x, 2) for x in expect_cats], abs=1e-9)
+    assert g[12:15] == pytest.approx([round(x, 3) for x in expect_ocr[:3]], abs=1e-9)
+    assert g[15] == pytest.approx(round(expect_ocr[3], 1), abs=1e-9)
+    assert g[16:] == pytest.approx([round(x, 3) for x in expect_pref], abs=1e-9)
+
+
+def test_teachers_vs_base_table_comes_from_the_committed_comparisons():
+    header, rows = md_table("| task | base | teacher | diff | 95% CI | verdict |")
+    assert len(rows) == 4
+    for task, base, teacher, diff, ci, verdict in rows:
+        t = TASK_NAMES[task]
+        c = json.loads((ROOT / "reports" / "teachers_vs_base" / t / "compare.json").read_text())["tasks"][t]
+        assert (base, teacher) == (r3(c["base"]), r3(c["candidate"]))
+        assert diff == f"{c['diff']:+.3f}" and ci == f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+        assert ("beats the base" in verdict) == (c["verdict"] == "better")
+
+
+def test_released_student_final_eval_is_its_checkpoints():
+    rel = json.loads((ROOT / "checkpoints" / "opd_student" / "config.json").read_text())["release"]["final_eval"]
+    m = re.search(r"Its final eval \(64 prompts per task, one image each\): aesthetic {0}, GenEval {0}, OCR {0},\s+"
+                  r"preference {0}".format(NUM), README)
+    assert m, "README's student final-eval sentence changed: update this test with it"
+    assert list(m.groups()) == [r3(rel[t]) for t in ("aesthetic", "geneval", "ocr", "preference")]
+
+
+def test_three_seed_table_comes_from_reports_default_3seed():
+    rep = json.loads((ROOT / "reports" / "default_3seed" / "report.json").read_text())
+    header, rows = md_table("| method | aesthetic | GenEval | OCR | preference |")
+    tasks = [TASK_NAMES[h] for h in header[1:5]]
+    by_name = {r[0]: r for r in rows}
+    assert by_name["base"][1:5] == [r3(rep["base"][t]["mean"]) for t in tasks]
+    assert by_name["teachers"][1:5] == [r3(rep["teachers"][t]["mean"]) for t in tasks]
+    for name, key in METHOD_ROWS.items():
+        row, ft = by_name[name], rep["final_table"][key]
+        for cell, t in zip(row[1:5], tasks):
+            d = ft["tasks"][t]
+            assert cell == f"{r3(d['mean'])} [{r3(d['ci'][0])}, {r3(d['ci'][1])}]"
+            assert d["n"] == 3 and d["ci_over"] == "seeds"
+        avg = ft["normalized_avg"]
+        assert row[5] == f"{r3(avg['mean'])} [{r3(avg['ci'][0])}, {r3(avg['ci'][1])}]"
+        assert row[6] == str(ft["rank"])
+    # the prose quotes the same base and teacher numbers on the student's 64 prompts
+    base = " / ".join(r3(rep["base"][t]["mean"]) for t in tasks)
+    teach = " / ".join(r3(rep["teachers"][t]["mean"]) for t in tasks)
+    assert f"The base scores {base} on the same prompts; the teachers {teach}" in " ".join(README.split())
+
+
+@pytest.mark.parametrize("name,pattern", [
+    ("teacher_geneval", r"for (\d+) images, releasing the\s+weights' EMA, (\d+) min \((\d+) s in its ledger"),
+    ("teacher_preference", r"Preference: the same recipe for (\d+) images, releasing the weights' EMA, (\d+) h (\d+) min"),
+    ("teacher_ocr", r"\(released\), (\d+) images, (\d+) min\."),
+    ("teacher_aesthetic", r"Aesthetic: 4 prompts per step, (\d+) images, (\d+) min\."),
+    ("opd_student", r"It took (\d+\.\d) min \((\d+) s in its ledger\)"),
+])
+def test_released_budgets_and_times_are_their_ledgers(name, pattern):
+    led = json.loads((ROOT / "checkpoints" / name / "config.json").read_text())["release"]["ledger"]["train"]
+    m = re.search(pattern, README)
+    assert m, f"README's sentence on {name} changed: update this test with it"
+    g = m.groups()
+    if name == "opd_student":
+        assert float(g[0]) == round(led["seconds"] / 60, 1) and int(g[1]) == round(led["seconds"])
+        return
+    assert int(g[0]) == led["images"]
+    minutes = int(g[1]) * 60 + int(g[2]) if name == "teacher_preference" else int(g[1])
+    assert minutes == pytest.approx(led["seconds"] / 60, abs=0.5 if name != "teacher_preference" else 5)
+    if name == "teacher_geneval":
+        assert int(g[2]) == pytest.approx(led["seconds"], abs=5)
+
+
+def test_what_to_expect_times_are_the_recorded_ones():
+    text = " ".join(README.split())
+    led = json.loads((ROOT / "checkpoints" / "opd_student" / "config.json").read_text())["release"]["ledger"]
+    m = re.search(r"training \(the main job's config\) took (\d+\.\d) min and its evals (\d+\.\d) min \((\d+) s and "
+                  r"(\d+) s in its ledger\)", text)
+    assert m, "README's 'What to expect' time sentence changed: update this test with it"
+    assert float(m.group(1)) == round(led["train"]["seconds"] / 60, 1)
+    assert float(m.group(2)) == round(led["eval"]["seconds"] / 60, 1)
+    assert (int(m.group(3)), int(m.group(4))) == (round(led["train"]["seconds"]), round(led["eval"]["seconds"]))
+    ev = json.loads((ROOT / "reports" / "base_eval" / "eval.json").read_text())
+    m = re.search(r"\(every eval prompt, (\d+) images\) took (\d+) s of sampling and scoring", text)
+    assert m and int(m.group(1)) == sum(t["n"] for t in ev["tasks"].values())
+    assert int(m.group(2)) == round(sum(t["sample_s"] + t["score_s"] for t in ev["timing"].values()))
