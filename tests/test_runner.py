@@ -158,7 +158,7 @@ def test_sde_window_makes_only_its_steps_stochastic_and_trained(world):
     assert torch.isfinite(lp[:, 1:3]).all() and torch.isnan(lp[:, 0]).all() and torch.isnan(lp[:, 3:]).all()
     seen = []
     orig = ctx.student_transition
-    ctx.student_transition = lambda b, j: (seen.append(j), orig(b, j))[1]
+    ctx.student_transition = lambda b, j, *a: (seen.append(j), orig(b, j, *a))[1]
     assert METHODS["grpo"]().train_step(ctx)["ratio_first"] == 1.0
     assert seen == [1, 2]
     for bad in ([2, 2], [0, cfg.sampler.steps + 1], [1]):
