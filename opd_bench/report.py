@@ -575,6 +575,9 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
             var.plot_variance(v, out, prefix=prefix)
             doc.h3(f"{vf} (K = {v['k']} mini-batches)")
             n = v["batch_sizes"][-1]
+            doc.sign(f"V = mean_k ‖g_k − ḡ‖² / ‖ḡ‖² over K = {v['k']} mini-batch gradients: lower is a less noisy "
+                     f"gradient estimate; V near K − 1 = {v['k'] - 1} means the mean gradient is noise. SNR = 1 / V: "
+                     "higher is better.")
             doc.table(["task", "estimator", f"V ({n} samples)", "SNR", "V by batch size"],
                       [[t, e, _fmt(var._f(r[e]["V"]), 4), _fmt(var._f(r[e]["SNR"]), 4),
                         ", ".join(f"{b}: {var._f(x['V']):.3g}" for b, x in r[e]["by_batch_size"].items())]

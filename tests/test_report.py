@@ -3,6 +3,7 @@ are checked against the runs' own files, the page is self-contained, and a non-r
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from opd_bench.tasks import register_task, registry
 from opd_bench.tasks.base import Task
 
 TASKS = ["rpt_glow", "geneval"]
+ROOT = Path(__file__).resolve().parents[1]
 
 if "rpt_glow" not in registry():
 
@@ -285,3 +287,21 @@ def test_curves_carry_the_per_round_training_signal(runs):
     sig = fg.curves(run)["train"]["rpt_glow"]
     assert sig["kind"] == "distillation loss" and sig["y"] == [m["loss/rpt_glow"] for m in metrics]
     assert fg.smooth([1.0, 3.0, 5.0], 2).tolist() == [1.0, 2.0, 4.0]
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="no Chromium on PATH (apt-get install -y chromium)")
+def test_report_page_reads_well_in_headless_chromium(report, tmp_path, capsys):
+    """The page as a browser shows it: every figure at >= 90% of its pixel width, sign notes, no external
+    request, a non-blank full-page screenshot (scripts/report_screenshot.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "scripts" / "report_screenshot.py")
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    assert shot.main([str(report / "report.html"), "--out", str(tmp_path)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.count("PASS  figure legible") >= 5
+    measured = json.loads((tmp_path / "measure.json").read_text())
+    assert all(f["shown"] >= 0.9 * f["natural"] for f in measured["figures"])
+    assert (tmp_path / "report.png").stat().st_size > 10_000
