@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover
 
 from .errors import UserError
 
-METHODS = ("opd", "grpo", "multi-reward", "cascade")
+METHODS = ("opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill")
 BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
 
 app = typer.Typer(
@@ -92,6 +92,8 @@ def run(
     train_teachers: bool = typer.Option(False, "--train-teachers", help="Retrain the GRPO teachers first"),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (folder under runs/)"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve methods, tasks, recipes, budget and teachers, "
+                                 "print the plan and the resolved config, and exit without training"),
 ):
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
@@ -105,6 +107,13 @@ def run(
     overrides = list(set_)
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
+    if dry_run:
+        from .plan import describe
+        from .train import build_configs, run_dir_for
+
+        cfgs = build_configs(methods, tasks, seeds, config, overrides, name, first_seed)
+        typer.echo(describe(cfgs, [run_dir_for(runs_dir, c, len(cfgs) > 1) for c in cfgs], config, train_teachers))
+        return
     run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
 
 
