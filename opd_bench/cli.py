@@ -117,6 +117,29 @@ def run(
     run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
 
 
+@app.command()
+def sweep(
+    method: str = typer.Option(..., "--method", "-m", help="Method(s) to tune, comma-separated: " + ", ".join(METHODS)),
+    grid: Path = typer.Option(..., "--grid", help="Sweep file: trials, per-trial budget, seed, grid (opd_bench/sweep.py)"),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Base YAML config the trials override"),
+    set_: List[str] = typer.Option([], "--set", help="Dotted override applied to every trial, repeatable"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trial runs land in <runs-dir>/sweep_<method>/"),
+    recipes_dir: Optional[Path] = typer.Option(None, "--recipes-dir", help="Where <method>.yaml is written "
+                                               "(default configs/recipes)"),
+):
+    """Equal tuning: run the declared grid's trials for each method (same number of trials, same per-trial
+    budget), select on the eval split, write the chosen recipe with the sweep table to configs/recipes/."""
+    from .plan import RECIPES_DIR
+    from .sweep import load_spec, run_sweep
+
+    for m in parse_methods(method):
+        res = run_sweep(m, tasks, load_spec(grid, m), config, list(set_), runs_dir, recipes_dir or RECIPES_DIR)
+        best = next(r for r in res["table"] if r["chosen"])
+        typer.echo(f"{m}: chose trial {best['trial']} {best['params']} (mean {best['mean']:.4f} on "
+                   f"{res['split']}) -> {res['recipe']}")
+
+
 @app.command("eval")
 def eval_(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name (e.g. base)"),
