@@ -115,11 +115,24 @@ def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table:
     return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
 
 
+def _trial(run, cfg, d: Path) -> dict:
+    """One trial: a finished trial is read back, an interrupted one resumed (a sweep is many hours: rerunning
+    the command continues it); a folder holding another config is refused rather than overwritten."""
+    from .config import dump_config
+
+    if (d / "config.yaml").is_file() and (d / "config.yaml").read_text() != dump_config(cfg):
+        raise UserError(f"sweep trial folder {d} holds a different config: pick another --runs-dir")
+    if (d / "summary.json").is_file():
+        return json.loads((d / "summary.json").read_text())
+    return run(cfg, d, resume=(d / "state").exists())
+
+
 def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[str], overrides: List[str],
               runs_dir: Path, recipes_dir: Path, run=None) -> Dict[str, Any]:
     """Run ``method``'s trials (each a full run to the per-trial budget, ending with the final evaluation),
     select the best on the eval split, write ``recipes_dir/<method>.yaml`` and ``runs_dir/sweep_<method>/
-    sweep.json``. ``run(cfg, run_dir) -> summary`` defaults to the one runner (train.run_one)."""
+    sweep.json``. ``run(cfg, run_dir, resume) -> summary`` defaults to the one runner (train.run_one); finished
+    trials are reused and interrupted ones resumed when the command is rerun."""
     from .cli import parse_budget
     from .tasks import parse_tasks
     from .train import run_one, world_of
@@ -136,7 +149,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     table = []
     for k, (t, cfg) in enumerate(zip(trials, cfgs)):
         cfg.name = f"sweep_{method}_trial{k}"
-        summary = run(cfg, out / f"trial_{k}")
+        summary = _trial(run, cfg, out / f"trial_{k}")
         scores = dict(summary["final"]["scores"])
         table.append({"trial": k, "params": t, "scores": scores,
                       "mean": float(np.mean([scores[x] for x in tasks]))})

@@ -31,7 +31,7 @@ def test_every_method_gets_the_same_trials_and_budget(tmp_path):
                            grid={"train.lr": [1e-4, 3e-4]}, methods={"nft": {"nft.beta": [0.1, 1.0]}})
     seen = {}
 
-    def fake_run(cfg, run_dir):           # records what each trial would train; scores favour a higher lr
+    def fake_run(cfg, run_dir, resume=False):   # records what each trial would train; scores favour a higher lr
         seen.setdefault(cfg.method, []).append(cfg)
         return {"final": {"scores": {"ocr": cfg.train.lr * 1000 + (cfg.nft.beta if cfg.method == "nft" else 0)}}}
 
@@ -57,6 +57,13 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     assert load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == best["params"]["train.lr"]
     for k in (0, 1):
         assert (tmp_path / "runs" / "sweep_grpo" / f"trial_{k}" / "summary.json").is_file()
+    # rerunning the command reuses the finished trials (nothing retrains) and picks the same recipe
+    again = run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over, tmp_path / "runs", tmp_path / "rec",
+                      run=lambda *a, **k: pytest.fail("a finished trial was retrained"))
+    assert again["table"] == res["table"]
+    with pytest.raises(UserError, match="holds a different config"):
+        run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over + ["grpo.beta=0.5"], tmp_path / "runs",
+                  tmp_path / "rec")
 
 
 @pytest.mark.parametrize("doc,msg", [
