@@ -134,3 +134,43 @@ def test_nft_run_resumes_to_the_same_weights_as_an_uninterrupted_run(world, tmp_
     for k in a:
         if k.startswith(("param.", "extra.")):
             assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("method,over", [
+    ("nft", {}),
+    ("grpo-guard", {"grpo.beta": 0.0}),
+])
+def test_short_run_improves_the_reward(world, method, over):
+    ctx = make_ctx(cfg_for(world, method, **{"train.lr": 3e-3, "train.prompts_per_step": 4, **over}))
+    m = METHODS[method]()
+    m.setup(ctx)
+    rewards = []
+    for r in range(25):
+        ctx.round = r
+        rewards.append(m.train_step(ctx)["reward"])
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.05, rewards
+
+
+def test_sft_distill_fits_the_teachers_samples(world):
+    """The flow-matching loss on a fixed held-out batch of the teacher's samples (fixed noises, the trained
+    times) falls (measured: 2.49 -> 2.32 after 25 rounds; the per-round training loss is dominated by noise)."""
+    ctx = make_ctx(cfg_for(world, "sft-distill", **{"train.lr": 3e-3}))
+    m = METHODS["sft-distill"]()
+    m.setup(ctx)
+    ctx.round = 999                      # a round no training step uses: held-out teacher samples
+    cond = ctx.student.encode_prompts([f"a bright image number {i}" for i in range(8)])
+    x0 = m.teacher_samples(ctx, "brightness", cond)
+    g = torch.Generator().manual_seed(5)
+    points = [(float(ctx.timesteps[j]), torch.randn(x0.shape, generator=g)) for j in ctx.trained_steps()]
+
+    def held_out_loss():
+        with torch.no_grad():
+            return sum(flow_matching_loss(ctx.student.velocity(forward_noise(x0, n, t), t, cond, 1.0), x0, n).mean()
+                       for t, n in points).item() / len(points)
+
+    before = held_out_loss()
+    for r in range(25):
+        ctx.round = r
+        m.train_step(ctx)
+    assert held_out_loss() < before - 0.05
+    assert ctx.ledger.phases["train"]["nfe/teacher/rollout"] > 0
