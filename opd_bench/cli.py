@@ -127,14 +127,20 @@ def sweep(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trial runs land in <runs-dir>/sweep_<method>/"),
     recipes_dir: Optional[Path] = typer.Option(None, "--recipes-dir", help="Where <method>.yaml is written "
                                                "(default configs/recipes)"),
+    recipe_name: Optional[str] = typer.Option(None, "--recipe-name", help="Name of the recipe (one method), e.g. "
+                                              "mt-nft for --method multi-reward --set grpo.objective=nft"),
 ):
     """Equal tuning: run the declared grid's trials for each method (same number of trials, same per-trial
     budget), select on the eval split, write the chosen recipe with the sweep table to configs/recipes/."""
     from .plan import RECIPES_DIR
     from .sweep import load_spec, run_sweep
 
-    for m in parse_methods(method):
-        res = run_sweep(m, tasks, load_spec(grid, m), config, list(set_), runs_dir, recipes_dir or RECIPES_DIR)
+    methods = parse_methods(method)
+    if recipe_name is not None and (len(methods) != 1 or not recipe_name.replace("-", "").replace("_", "").isalnum()):
+        raise UserError("--recipe-name: give one --method and a plain name such as mt-nft")
+    for m in methods:
+        res = run_sweep(m, tasks, load_spec(grid, recipe_name or m), config, list(set_), runs_dir,
+                        recipes_dir or RECIPES_DIR, recipe_name=recipe_name)
         best = next(r for r in res["table"] if r["chosen"])
         typer.echo(f"{m}: chose trial {best['trial']} {best['params']} (mean {best['mean']:.4f} on "
                    f"{res['split']}) -> {res['recipe']}")

@@ -47,7 +47,8 @@ class SweepSpec:
 
 
 def load_spec(path: Path, method: str) -> SweepSpec:
-    """The sweep file's protocol and ``method``'s grid (the shared grid updated by ``methods.<method>``)."""
+    """The sweep file's protocol and ``method``'s grid (the shared grid updated by ``methods.<method>``; ``method``
+    is the recipe's name, e.g. ``mt-nft`` for multi-reward with the NFT objective)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--grid: sweep file not found: {path}")
@@ -128,11 +129,12 @@ def _trial(run, cfg, d: Path) -> dict:
 
 
 def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[str], overrides: List[str],
-              runs_dir: Path, recipes_dir: Path, run=None) -> Dict[str, Any]:
+              runs_dir: Path, recipes_dir: Path, run=None, recipe_name: Optional[str] = None) -> Dict[str, Any]:
     """Run ``method``'s trials (each a full run to the per-trial budget, ending with the final evaluation),
     select the best on the eval split, write ``recipes_dir/<method>.yaml`` and ``runs_dir/sweep_<method>/
     sweep.json``. ``run(cfg, run_dir, resume) -> summary`` defaults to the one runner (train.run_one); finished
-    trials are reused and interrupted ones resumed when the command is rerun."""
+    trials are reused and interrupted ones resumed when the command is rerun. ``recipe_name`` (default: the
+    method) names the recipe file and the runs folder, e.g. ``mt-nft`` for multi-reward with the NFT objective."""
     from .cli import parse_budget
     from .tasks import parse_tasks
     from .train import run_one, world_of
@@ -145,10 +147,11 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     tasks = parse_tasks(tasks_spec, world_of(probe))
     cfgs = [load_config(config, base + [f"tasks={','.join(tasks)}"] + [_override(k, v) for k, v in t.items()])
             for t in trials]   # every trial's config is validated before any trains
-    out = Path(runs_dir) / f"sweep_{method}"
+    label = recipe_name or method
+    out = Path(runs_dir) / f"sweep_{label}"
     table = []
     for k, (t, cfg) in enumerate(zip(trials, cfgs)):
-        cfg.name = f"sweep_{method}_trial{k}"
+        cfg.name = f"sweep_{label}_trial{k}"
         summary = _trial(run, cfg, out / f"trial_{k}")
         scores = dict(summary["final"]["scores"])
         table.append({"trial": k, "params": t, "scores": scores,
@@ -158,7 +161,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
         row["chosen"] = i == best
     recipes_dir = Path(recipes_dir)
     recipes_dir.mkdir(parents=True, exist_ok=True)
-    path = recipes_dir / f"{method}.yaml"
+    path = recipes_dir / f"{label}.yaml"
     atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks))
     result = {"method": method, "tasks": tasks, "split": SELECTION_SPLIT, "trials": spec.trials,
               "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "table": table, "recipe": str(path)}

@@ -42,6 +42,21 @@ def test_every_method_gets_the_same_trials_and_budget(tmp_path):
     assert {(c.budget.value, c.budget.unit) for cs in seen.values() for c in cs} == {(16.0, "images")}
     chosen = load_config(str(tmp_path / "recipes" / "grpo.yaml"))
     assert chosen.method == "grpo" and chosen.train.lr == 3e-4
+    # a named recipe (multi-reward with the NFT objective) takes the grid keys and file of its name
+    res = run_sweep("multi-reward", "ocr", load_spec(spec_file, "nft"), None, ["grpo.objective=nft"],
+                    tmp_path / "runs", tmp_path / "recipes", fake_run, recipe_name="nft")
+    assert all(c.grpo.objective == "nft" for c in seen["multi-reward"]) and res["recipe"].endswith("nft.yaml")
+    assert len(seen["multi-reward"]) == 2 and "nft.beta" in res["grid"]
+
+
+def test_the_declared_equal_tuning_protocol_gives_every_recipe_the_same_trials_and_budget():
+    from opd_bench.paths import CONFIGS_DIR
+
+    path = CONFIGS_DIR / "sweeps" / "equal_tuning.yaml"
+    names = ["opd", "multi-reward", "cascade", "sft-distill", "mt-nft", "mt-grpo-guard", "cascade-nft"]
+    specs = [load_spec(path, n) for n in names]
+    assert {(s.trials, s.budget) for s in specs} == {(8, "12800:images")}
+    assert all(len(draw_trials(s)) == 8 for s in specs)
 
 
 def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
