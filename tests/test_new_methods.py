@@ -98,7 +98,7 @@ def test_new_method_trains_alone_and_inside_multi_reward_and_cascade(world, meth
     m.setup(ctx)
     before = [p.detach().clone() for p in ctx.params]
     info = m.train_step(ctx)
-    assert key in info and all(torch.isfinite(torch.tensor(v)) for k, v in info.items() if k != "clipfrac_late")
+    assert key in info and all(torch.isfinite(torch.tensor(v)) for v in info.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, ctx.params))
     if method == "grpo-guard":
         assert info["ratio_first"] == pytest.approx(1.0, abs=1e-5) and info["clipfrac_late"] > 0

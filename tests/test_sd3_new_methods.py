@@ -34,6 +34,6 @@ def test_one_step_on_the_tiny_sd3_trains_only_the_lora(sd3, method, extra):  # n
     m.setup(ctx)
     base = {k: v.detach().clone() for k, v in student.transformer.state_dict().items()}
     info = m.train_step(ctx)
-    assert all(torch.isfinite(torch.tensor(float(v))) for k, v in info.items() if k != "clipfrac_late")
+    assert all(torch.isfinite(torch.tensor(float(v))) for v in info.values())
     changed = {k for k, v in student.transformer.state_dict().items() if not torch.equal(v, base[k])}
     assert changed and all("lora" in k for k in changed), sorted(changed)[:3]

@@ -49,7 +49,7 @@ def flow_grpo_surrogate(ctx, sub, j: int, tr, adv: torch.Tensor):
 
 def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow_grpo_surrogate) -> Dict[str, float]:
     """Steps 3-4 on a rollout batch with given advantages; returns diagnostics (``clipfrac_late``: the clip
-    fraction of the minibatches after each inner epoch's first, NaN with one minibatch). ``surrogate(ctx, sub, j,
+    fraction of the minibatches after each inner epoch's first; absent with one minibatch). ``surrogate(ctx, sub, j,
     transition, adv) -> (loss, ratio)`` is the per-step policy term (GRPO-Guard swaps it)."""
     cfg = ctx.cfg.grpo
     steps = ctx.trained_steps()
@@ -88,7 +88,8 @@ def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow
                 stats["policy_loss"] += pl.mean().item() / terms
                 stats["loss"] += loss.item() / terms
             stats["grad_norm"] = ctx.optimizer_step()
-    stats["clipfrac_late"] = sum(late) / len(late) if late else float("nan")
+    if late:
+        stats["clipfrac_late"] = sum(late) / len(late)
     return stats
 
 
