@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
 from .errors import UserError
 from .paths import is_run_dir
 
-METHODS = ("opd", "grpo", "multi-reward", "cascade")
+METHODS = ("opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill")
 BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
 
 app = typer.Typer(
@@ -128,6 +128,8 @@ def run(
     train_teachers: bool = typer.Option(False, "--train-teachers", help="Retrain the GRPO teachers first"),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (folder under runs/)"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve methods, tasks, recipes, budget and teachers, "
+                                 "print the plan and the resolved config, and exit without training"),
 ):
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
@@ -146,7 +148,43 @@ def run(
     overrides = list(set_) + ([f"device={device}"] if device else [])
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
+    if dry_run:
+        from .plan import describe
+        from .train import build_configs, run_dir_for
+
+        cfgs = build_configs(methods, tasks, seeds, config, overrides, name, first_seed)
+        typer.echo(describe(cfgs, [run_dir_for(runs_dir, c, len(cfgs) > 1) for c in cfgs], config, train_teachers))
+        return
     run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
+
+
+@app.command()
+def sweep(
+    method: str = typer.Option(..., "--method", "-m", help="Method(s) to tune, comma-separated: " + ", ".join(METHODS)),
+    grid: Path = typer.Option(..., "--grid", help="Sweep file: trials, per-trial budget, seed, grid (opd_bench/sweep.py)"),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Base YAML config the trials override"),
+    set_: List[str] = typer.Option([], "--set", help="Dotted override applied to every trial, repeatable"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trial runs land in <runs-dir>/sweep_<method>/"),
+    recipes_dir: Optional[Path] = typer.Option(None, "--recipes-dir", help="Where <method>.yaml is written "
+                                               "(default configs/recipes)"),
+    recipe_name: Optional[str] = typer.Option(None, "--recipe-name", help="Name of the recipe (one method), e.g. "
+                                              "mt-nft for --method multi-reward --set grpo.objective=nft"),
+):
+    """Equal tuning: run the declared grid's trials for each method (same number of trials, same per-trial
+    budget), select on the eval split, write the chosen recipe with the sweep table to configs/recipes/."""
+    from .plan import RECIPES_DIR
+    from .sweep import load_spec, run_sweep
+
+    methods = parse_methods(method)
+    if recipe_name is not None and (len(methods) != 1 or not recipe_name.replace("-", "").replace("_", "").isalnum()):
+        raise UserError("--recipe-name: give one --method and a plain name such as mt-nft")
+    for m in methods:
+        res = run_sweep(m, tasks, load_spec(grid, recipe_name or m), config, list(set_), runs_dir,
+                        recipes_dir or RECIPES_DIR, recipe_name=recipe_name)
+        best = next(r for r in res["table"] if r["chosen"])
+        typer.echo(f"{m}: chose trial {best['trial']} {best['params']} (mean {best['mean']:.4f} on "
+                   f"{res['split']}) -> {res['recipe']}")
 
 
 @app.command("eval")

@@ -96,6 +96,39 @@ class GRPOConfig:
     #: per-task KL coefficient; missing tasks use ``beta`` (Flow-GRPO config/grpo.py: 0.04 for OCR and GenEval,
     #: 0.01 for PickScore).
     beta_per_task: Dict[str, float] = field(default_factory=dict)
+    #: the RL objective that grpo, multi-reward and cascade optimise on their rollouts: Flow-GRPO's clipped
+    #: surrogate, GRPO-Guard's (``grpo_guard``), or DiffusionNFT's (``nft``). Multi-task NFT = multi-reward with
+    #: ``nft``, Cascade NFT = cascade with it (the ``nft`` and ``grpo-guard`` methods are single-task grpo).
+    objective: Literal["grpo", "grpo-guard", "nft"] = "grpo"
+
+
+@dataclass
+class NFTConfig:
+    """DiffusionNFT (arXiv 2509.16117; NVlabs/DiffusionNFT scripts/train_nft_sd3.py, config/nft.py)."""
+
+    #: beta of the implicit policies v+ = beta v + (1 - beta) v_old, v- = (1 + beta) v_old - beta v
+    #: (config/nft.py: 1.0; OCR 0.1).
+    beta: float = 1.0
+    #: coefficient of the velocity KL ||v - v_ref||^2 to the reference (train.beta = 1e-4).
+    kl_beta: float = 1.0e-4
+    #: CFG scale of the rollouts and the training forwards (CFG-free: 1.0).
+    guidance: float = 1.0
+    #: SDE noise level of the rollouts (the code samples deterministically: 0).
+    noise_level: float = 0.0
+    #: the old (sampling) policy's update old <- d old + (1 - d) theta after each batch, with
+    #: d = 0 below step ``flat`` else min((step - flat) * uprate, uphold): [flat, uprate, uphold]
+    #: (decay_type 1 = [0, 0.001, 0.5], the default; OCR's decay_type 2 = [75, 0.0075, 0.999]).
+    old_decay: List[float] = field(default_factory=lambda: [0.0, 0.001, 0.5])
+
+
+@dataclass
+class GRPOGuardConfig:
+    """GRPO-Guard (arXiv 2510.22319): regulated clipping for flow-matching GRPO."""
+
+    #: RatioNorm: remove the log-ratio's left shift ||mu - mu_old||^2 / (2 s^2) and rescale it by s (losses.py).
+    ratio_norm: bool = True
+    #: step-wise gradient reweighting: each trained step's loss times 1/|dt_j| normalised to mean 1 (``dt``).
+    reweight: Literal["dt", "none"] = "dt"
 
 
 @dataclass
@@ -208,13 +241,15 @@ class RealTaskConfig:
 class RunConfig:
     name: str = "run"
     seed: int = 0
-    method: Literal["opd", "grpo", "multi-reward", "cascade", "pretrain"] = "opd"
+    method: Literal["opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill", "pretrain"] = "opd"
     tasks: List[str] = field(default_factory=lambda: ["all"])
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     opd: OPDConfig = field(default_factory=OPDConfig)
+    nft: NFTConfig = field(default_factory=NFTConfig)
+    grpo_guard: GRPOGuardConfig = field(default_factory=GRPOGuardConfig)
     multi_reward: MultiRewardConfig = field(default_factory=MultiRewardConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -229,11 +264,11 @@ class RunConfig:
 _POSITIVE = {
     "sampler.steps", "sampler.shift", "grpo.group_size", "grpo.adv_clip", "grpo.inner_epochs", "train.lr",
     "train.prompts_per_step", "train.checkpoint_every", "train.log_every", "budget.value", "eval.steps",
-    "eval.batch_size", "train.ema.every", "grpo.minibatches",
+    "eval.batch_size", "train.ema.every", "grpo.minibatches", "nft.beta",
 }
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
-    "opd.clip_range", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
+    "opd.clip_range", "nft.kl_beta", "nft.guidance", "nft.noise_level", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
     "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
@@ -314,7 +349,7 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: must be >= 0 (got {v!r})")
         if key in _UNIT_INTERVAL and not 0 < v <= 1:
             raise ConfigError(f"{key}: must be in (0, 1] (got {v!r})")
-    if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade"):
+    if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade", "nft", "grpo-guard"):
         raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
     w, n = cfg.sampler.sde_window, cfg.sampler.steps
     if w and (len(w) != 2 or not 0 <= w[0] < w[1] <= n):
@@ -329,6 +364,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name, rt in cfg.real_tasks.items():
         if rt.weights and not Path(rt.weights).expanduser().exists():
             raise ConfigError(f"real_tasks.{name}.weights: path not found: {rt.weights}")
+    d = cfg.nft.old_decay
+    if len(d) != 3 or d[0] < 0 or d[1] < 0 or not 0 <= d[2] < 1:
+        raise ConfigError(f"nft.old_decay: expected [flat >= 0, uprate >= 0, uphold in [0, 1)] (got {d!r})")
     for k, b in cfg.grpo.beta_per_task.items():
         if b < 0:
             raise ConfigError(f"grpo.beta_per_task.{k}: must be >= 0 (got {b})")

@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .sampler import gaussian_kl, mean_matching, reduce_dims
+from .sampler import _bc, gaussian_kl, mean_matching, reduce_dims
 
 
 def grpo_advantages(
@@ -130,6 +130,91 @@ def ppo_opd_loss(
     return ppo_clip_loss(log_prob, old_log_prob, adv, clip_range)
 
 
+# ------------------------------------------------------------------------------------------- DiffusionNFT
+
+
+def nft_optimality(advantages: torch.Tensor, adv_clip: float) -> torch.Tensor:
+    """DiffusionNFT's optimality probability r in [0, 1] from advantages (arXiv 2509.16117 section 3.2;
+    scripts/train_nft_sd3.py): r = clamp(clip(A, +-c) / c / 2 + 1/2, 0, 1) -- 1/2 at A = 0, 1 at A = c."""
+    a = torch.clamp(advantages, -adv_clip, adv_clip)
+    return torch.clamp(a / adv_clip / 2.0 + 0.5, 0.0, 1.0)
+
+
+def nft_loss(v: torch.Tensor, v_old: torch.Tensor, x_t: torch.Tensor, x0: torch.Tensor, t, r: torch.Tensor,
+             beta: float, adv_clip: float) -> torch.Tensor:
+    """DiffusionNFT's policy loss per sample (arXiv 2509.16117 eq. 8 with its adaptive weighting; the code's
+    scripts/train_nft_sd3.py), on the forward-noised clean sample x_t = (1 - t) x0 + t eps:
+
+      v+ = beta v + (1 - beta) sg(v_old),   v- = (1 + beta) sg(v_old) - beta v      (implicit policies)
+      x0+- = x_t - t v+-,   w+- = sg(mean |x0+- - x0|) (clipped below at 1e-5)
+      L = c / beta * [ r mean((x0+ - x0)^2) / w+ + (1 - r) mean((x0- - x0)^2) / w- ],   c = adv_clip.
+
+    r is the optimality probability (``nft_optimality``); v is the current policy's velocity (with grad)."""
+    v_old = v_old.detach()
+    tb = _bc(t, x0)
+
+    def weighted_error(v_implicit):
+        err = x_t - tb * v_implicit - x0
+        w = err.detach().abs().mean(dim=tuple(range(1, x0.ndim)), keepdim=True).clamp(min=1e-5)
+        return reduce_dims(err**2 / w, "mean")
+
+    positive = weighted_error(beta * v + (1 - beta) * v_old)
+    negative = weighted_error((1 + beta) * v_old - beta * v)
+    return adv_clip * (r * positive + (1 - r) * negative) / beta
+
+
+def nft_old_decay(step: int, flat: float, uprate: float, uphold: float) -> float:
+    """The old policy's EMA decay after ``step`` optimizer steps (train_nft_sd3.py return_decay):
+    0 before ``flat``, then min((step - flat) * uprate, uphold)."""
+    return 0.0 if step < flat else min((step - flat) * uprate, uphold)
+
+
+# ------------------------------------------------------------------------------------------------- GRPO-Guard
+
+
+def ratio_norm(log_ratio: torch.Tensor, mean_gap_sq: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """GRPO-Guard's RatioNorm (arXiv 2510.22319, section 4.1) of a Gaussian transition's log importance ratio.
+
+    With Delta = mu_theta - mu_old, s = the transition std and eps the rollout's noise (x' = mu_old + s eps),
+    log rho = Delta.eps / s - ||Delta||^2 / (2 s^2): its mean is shifted left by ||Delta||^2 / (2 s^2) (rho < 1 on
+    average, so positive-advantage samples rarely reach 1 + eps) and its spread ||Delta|| / s varies with the
+    step through s. RatioNorm removes the shift and rescales by s:
+
+      log rho_hat = s (log rho + ||Delta||^2 / (2 s^2)) = Delta.eps,
+
+    centred at 0 with a step-independent scale. ``mean_gap_sq`` is ||Delta||^2 reduced over dimensions as the
+    log-probs are (mean or sum)."""
+    return std * (log_ratio + mean_gap_sq / (2 * std**2))
+
+
+def guard_step_weights(timesteps: torch.Tensor, steps, mode: str = "dt") -> torch.Tensor:
+    """GRPO-Guard's step-wise gradient reweighting: the trained step j's loss weight 1/|dt_j|, normalised to mean 1
+    over ``steps`` (``mode='none'``: all 1). On a shifted grid the steps near noise are short (small dt) and their
+    transition means move little per unit velocity, so their policy gradients would otherwise be small."""
+    steps = list(steps)
+    if mode == "none":
+        return torch.ones(len(steps))
+    if mode != "dt":
+        raise ValueError(f"reweight must be 'dt' or 'none', got {mode!r}")
+    inv = torch.stack([1.0 / (timesteps[j] - timesteps[j + 1]).abs() for j in steps]).float()
+    return inv / inv.mean()
+
+
+# ---------------------------------------------------------------------------------------- flow matching / SFT
+
+
+def flow_matching_loss(v: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The rectified-flow regression per sample: mean over dimensions of (v(x_t, t) - (eps - x0))^2, at
+    x_t = (1 - t) x0 + t eps (the target velocity of the suite's convention; SD3, Esser et al. 2024 eq. 1)."""
+    return reduce_dims((v - (noise - x0)) ** 2, "mean")
+
+
+def forward_noise(x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t eps (t a float, 0-d or [B])."""
+    tb = _bc(t, x0)
+    return (1 - tb) * x0 + tb * noise
+
+
 __all__ = [
     "grpo_advantages",
     "nonzero_advantage_mask",
@@ -139,4 +224,11 @@ __all__ = [
     "ppo_opd_advantage_scale",
     "ppo_opd_loss",
     "reduce_dims",
+    "nft_optimality",
+    "nft_loss",
+    "nft_old_decay",
+    "ratio_norm",
+    "guard_step_weights",
+    "flow_matching_loss",
+    "forward_noise",
 ]

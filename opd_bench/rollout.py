@@ -18,6 +18,8 @@ class Rollout:
     timesteps: torch.Tensor       # [N + 1]: 1 = t_0 > ... > t_N = 0
     log_probs: Optional[torch.Tensor]  # [B, N] per-step log p(x_{j+1} | x_j); None for the ODE, NaN at ODE steps
     noise_level: float
+    #: [B, N, *latent] the mean of every transition (``keep_means``: GRPO-Guard's RatioNorm needs the old mean)
+    means: Optional[torch.Tensor] = None
 
     @property
     def final(self) -> torch.Tensor:
@@ -29,7 +31,8 @@ class Rollout:
     def index(self, idx) -> "Rollout":
         """The rollout of the samples ``idx`` (a minibatch); the time grid is shared."""
         lp = None if self.log_probs is None else self.log_probs[idx]
-        return Rollout(self.images[idx], self.states[idx], self.timesteps, lp, self.noise_level)
+        means = None if self.means is None else self.means[idx]
+        return Rollout(self.images[idx], self.states[idx], self.timesteps, lp, self.noise_level, means)
 
 
 @torch.no_grad()
@@ -48,6 +51,7 @@ def rollout(
     global_batch: Optional[tuple] = None,
     sde_steps: Optional[Sequence[int]] = None,
     grid: str = "linear",
+    keep_means: bool = False,
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
@@ -57,7 +61,8 @@ def rollout(
     whole global batch and sliced, so the shard sees exactly the noise a single process would.
     ``sde_steps``: only these steps are stochastic (an SDE window, Flow-GRPO-Fast / MixGRPO); the others take the
     ODE step, and their entry of ``log_probs`` is NaN. None = every step (when ``noise_level`` > 0).
-    ``grid``: the time grid (``sampler.timestep_schedule``: ``linear`` or SD3's ``sd3``).
+    ``grid``: the time grid (``sampler.timestep_schedule``: ``linear`` or SD3's ``sd3``). ``keep_means``: also
+    record each transition's mean (``Rollout.means``).
     """
     device = model.device
     b = len(cond)
@@ -69,7 +74,7 @@ def rollout(
 
     x = noise() if x_init is None else x_init.to(device)
     states = [x] if keep_states else None
-    log_probs = []
+    log_probs, means = [], []
     stochastic = set(range(steps) if sde_steps is None else sde_steps) if noise_level > 0 else set()
     for j in range(steps):
         v = model.velocity(x, ts[j], cond, guidance)
@@ -77,6 +82,8 @@ def rollout(
         step = sde_step(x, v, ts[j], ts[j + 1], a, t_first=ts[1], reduce=logprob_reduce,
                         noise=noise() if a > 0 else None)
         x = step.next
+        if keep_means:
+            means.append(step.mean)
         if keep_states:
             states.append(x)
         log_probs.append(step.log_prob)
@@ -89,4 +96,5 @@ def rollout(
         timesteps=ts,
         log_probs=torch.stack(log_probs, 1) if stochastic else None,
         noise_level=noise_level,
+        means=torch.stack(means, 1) if keep_means else None,
     )

@@ -96,12 +96,14 @@ class Batch:
             gids.append(b.group_ids + offset)
             offset += int(b.group_ids.max()) + 1
         lps = [b.rollout.log_probs for b in batches]
+        means = [b.rollout.means for b in batches]
         ro = Rollout(
             images=torch.cat([b.rollout.images for b in batches]),
             states=torch.cat([b.rollout.states for b in batches]),
             timesteps=b0.rollout.timesteps,
             log_probs=None if lps[0] is None else torch.cat(lps),
             noise_level=b0.noise_level,
+            means=None if means[0] is None else torch.cat(means),
         )
         task = b0.task if all(b.task == b0.task for b in batches) else "mixed"
         return Batch(task, [r for b in batches for r in b.records], torch.cat(gids),
@@ -130,6 +132,8 @@ class RunContext:
         self.reference: Optional[Backbone] = None
         self._teachers: Dict[str, Backbone] = {}
         self.timesteps = None
+        #: a method's own state tensors (e.g. NFT's old policy), saved with the train state and restored on resume.
+        self.extra: Dict[str, torch.Tensor] = {}
 
     # ---- randomness ---------------------------------------------------------------------------------------
     def generator(self, *purpose) -> torch.Generator:
@@ -153,9 +157,11 @@ class RunContext:
         return [dict(pool[i], _task=task) for i in idx[self.dist.shard(n)]]
 
     # ---- rollouts -----------------------------------------------------------------------------------------
-    def rollout(self, task: str, records: List[dict], group: int, noise_level: float) -> Batch:
+    def rollout(self, task: str, records: List[dict], group: int, noise_level: float, guidance: Optional[float] = None,
+                keep_means: bool = False) -> Batch:
         """Student rollout (no grad) of ``group`` samples per prompt, counted in the ledger; with
-        ``grpo.group_noise: shared`` a group's samples start from the same initial noise."""
+        ``grpo.group_noise: shared`` a group's samples start from the same initial noise. ``guidance``: the CFG
+        scale (default ``sampler.guidance``); ``keep_means``: record the transitions' means."""
         s = self.cfg.sampler
         rep = [r for r in records for _ in range(group)]
         gids = torch.arange(len(records)).repeat_interleave(group)
@@ -166,13 +172,14 @@ class RunContext:
             n = len(records)
             z = torch.randn((self.dist.world_size * n, *self.student.latent_shape), generator=gen)
             x_init = z[self.dist.rank * n : (self.dist.rank + 1) * n].repeat_interleave(group, dim=0)
-        ro = rollout(self.student, cond, steps=s.steps, guidance=s.guidance, noise_level=noise_level, shift=s.shift,
+        w = s.guidance if guidance is None else guidance
+        ro = rollout(self.student, cond, steps=s.steps, guidance=w, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
                      global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)),
-                     sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid)
+                     sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid, keep_means=keep_means)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
-        self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(s.guidance))
+        self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(w))
         return Batch(task, rep, gids, cond, ro, noise_level)
 
     def trained_steps(self) -> List[int]:
@@ -292,6 +299,10 @@ class RunContext:
                     m.mul_(d).add_(p.detach(), alpha=1 - d)
             self.ema_updates += 1
         return float(norm)
+
+    def swapped_weights(self, values: Optional[List[torch.Tensor]]):
+        """Context manager: the student runs with ``values`` in place of its trainable weights (None: unchanged)."""
+        return _SwapWeights(self.params, values)
 
     def eval_weights(self):
         """Context manager: swap the EMA weights in (when enabled) for evaluation / saving."""
@@ -425,6 +436,7 @@ class Runner:
         tensors = {f"param.{i}": p.detach() for i, p in enumerate(ctx.params)}
         if ctx.ema is not None:
             tensors.update({f"ema.{i}": m for i, m in enumerate(ctx.ema)})
+        tensors.update({f"extra.{k}": v for k, v in ctx.extra.items()})
         if ctx.reference is not None:
             tensors.update({f"reference.{i}": p.detach() for i, p in enumerate(ctx.reference.trainable_parameters())})
         opt = ctx.optimizer.state_dict()
@@ -457,6 +469,7 @@ class Runner:
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])
         state = {}
+        ctx.extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, pid, name = k.split(".", 2)
@@ -477,7 +490,7 @@ class Runner:
             "counters": ctx.ledger.to_dict(),
             "rounds": ctx.round,
         }
-        if self.cfg.method == "opd":  # the student phase alone, and with the teachers' training cost included
+        if self.cfg.method in ("opd", "sft-distill"):  # the student phase alone, and with the teachers' training cost included
             teachers = self._teachers_spend
             report["opd_teacher_cost"] = {
                 "teachers": teachers,

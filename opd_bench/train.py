@@ -121,7 +121,7 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
     dist = Dist()
     dist.barrier()  # every process has checked before the main one creates anything
-    if retrain_teachers and "opd" in methods:
+    if retrain_teachers and any(m in ("opd", "sft-distill") for m in methods):   # the methods that use teachers
         teachers = train_teachers(cfgs[0], parse_tasks(cfgs[0].tasks), runs_dir)
         for c in cfgs:
             c.opd.teachers = dict(teachers, **c.opd.teachers)

@@ -85,7 +85,7 @@ def test_minibatched_updates_make_the_clip_act(world):
     assert ctx.ledger.spent("optimizer_steps") == 2
     ctx1 = make_ctx(world, **{"grpo.clip_range": 1e-4, "train.lr": 1e-3})   # one step per batch: never clipped
     info1 = m.train_step(ctx1)
-    assert info1["clipfrac"] == 0 and math.isnan(info1["clipfrac_late"])
+    assert info1["clipfrac"] == 0 and "clipfrac_late" not in info1
 
 
 def test_detached_unconditional_branch_carries_no_gradient(world):

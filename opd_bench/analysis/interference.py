@@ -207,12 +207,13 @@ class GradContext(RunContext):
             p.grad = None
         self.losses, self.step_grads = [], []
 
-    def rollout(self, task, records, group, noise_level):
+    def rollout(self, task, records, group, noise_level, **options):
         if not self.freeze:
-            return super().rollout(task, records, group, noise_level)
-        key = (task, self.round, group, float(noise_level), tuple(r["prompt"] for r in records))
+            return super().rollout(task, records, group, noise_level, **options)
+        key = (task, self.round, group, float(noise_level), tuple(r["prompt"] for r in records),
+               tuple(sorted(options.items())))
         if key not in self._frozen:
-            self._frozen[key] = super().rollout(task, records, group, noise_level)
+            self._frozen[key] = super().rollout(task, records, group, noise_level, **options)
         return self._frozen[key]
 
 
@@ -241,10 +242,13 @@ def task_loss_and_grad(ctx: GradContext, objective: str, task: str, round_: int)
 
 
 def analysis_config(cfg: RunConfig, overrides: Sequence[str] = ()) -> RunConfig:
-    """The run's config with overrides, one inner GRPO epoch (the gradient at theta) and no EMA."""
+    """The run's config with overrides, one inner GRPO epoch and one minibatch (the gradient at theta), Flow-GRPO's
+    objective (the analyses represent every RL method by the GRPO gradient) and no EMA."""
     data = to_dict(cfg)
     cfg = build_config(data, list(overrides))
     cfg.grpo.inner_epochs = 1
+    cfg.grpo.minibatches = 1
+    cfg.grpo.objective = "grpo"
     cfg.train.ema.enabled = False
     return cfg
 

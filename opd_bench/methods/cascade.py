@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 from ..errors import UserError
 from .base import Method
-from .grpo import grpo_step
+from .grpo import grpo_step, rl_objective
 
 
 class Cascade(Method):
@@ -19,6 +19,7 @@ class Cascade(Method):
         if unknown:
             raise UserError(f"cascade.order: task {unknown[0]!r} is not among --tasks ({', '.join(ctx.tasks)})")
         self.order: List[str] = list(order)
+        rl_objective(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
         split = ctx.cfg.cascade.split or [1.0] * len(self.order)
         total = float(sum(split))
         self.bounds = []  # cumulative budget fraction at the end of each stage

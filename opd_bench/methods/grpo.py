@@ -41,10 +41,17 @@ def minibatch_indices(ctx, n: int, minibatches: int, epoch: int) -> List[Optiona
     return list(torch.tensor_split(perm, minibatches))
 
 
-def grpo_update(ctx, batch, advantages: torch.Tensor) -> Dict[str, float]:
+def flow_grpo_surrogate(ctx, sub, j: int, tr, adv: torch.Tensor):
+    """Flow-GRPO's clipped surrogate at step j: (per-sample loss, ratio exp(log p_theta - log p_old))."""
+    logp = transition_logprob(sub.rollout.states[:, j + 1], tr, ctx.cfg.sampler.logprob_reduce)
+    return ppo_clip_loss(logp, sub.rollout.log_probs[:, j], adv, ctx.cfg.grpo.clip_range)
+
+
+def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow_grpo_surrogate) -> Dict[str, float]:
     """Steps 3-4 on a rollout batch with given advantages; returns diagnostics (``clipfrac_late``: the clip
-    fraction of the minibatches after each inner epoch's first, NaN with one minibatch)."""
-    cfg, s = ctx.cfg.grpo, ctx.cfg.sampler
+    fraction of the minibatches after each inner epoch's first; absent with one minibatch). ``surrogate(ctx, sub, j,
+    transition, adv) -> (loss, ratio)`` is the per-step policy term (GRPO-Guard swaps it)."""
+    cfg = ctx.cfg.grpo
     steps = ctx.trained_steps()
     stats = {"ratio_first": float("nan"), "clipfrac": 0.0, "kl": 0.0, "policy_loss": 0.0, "loss": 0.0}
     if cfg.drop_zero_advantage:
@@ -63,9 +70,8 @@ def grpo_update(ctx, batch, advantages: torch.Tensor) -> Dict[str, float]:
             sub, adv = (batch, advantages) if idx is None else (batch.index(idx), advantages[idx])
             b = beta[idx] if torch.is_tensor(beta) and idx is not None else beta
             for j in steps:
-                tr = ctx.student_transition(sub, j, cfg.detach_uncond)
-                logp = transition_logprob(sub.rollout.states[:, j + 1], tr, s.logprob_reduce)
-                pl, ratio = ppo_clip_loss(logp, sub.rollout.log_probs[:, j], adv, cfg.clip_range)
+                tr = ctx.student_transition(sub, j, True) if cfg.detach_uncond else ctx.student_transition(sub, j)
+                pl, ratio = surrogate(ctx, sub, j, tr, adv)
                 loss = pl.mean()
                 if b is not None:
                     sigma, dt = ctx.sigma_dt(sub, j)
@@ -82,31 +88,73 @@ def grpo_update(ctx, batch, advantages: torch.Tensor) -> Dict[str, float]:
                 stats["policy_loss"] += pl.mean().item() / terms
                 stats["loss"] += loss.item() / terms
             stats["grad_norm"] = ctx.optimizer_step()
-    stats["clipfrac_late"] = sum(late) / len(late) if late else float("nan")
+    if late:
+        stats["clipfrac_late"] = sum(late) / len(late)
     return stats
 
 
-def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None) -> Dict[str, float]:
-    """A full GRPO step on ``task``'s prompts (reward_fn(batch) overrides the task's own reward)."""
-    g = ctx.cfg.grpo
-    records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
-    batch = ctx.rollout(task, records, g.group_size, ctx.cfg.sampler.noise_level)
-    rewards = reward_fn(batch) if reward_fn else ctx.rewards(batch)
-    adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
-    return {"reward": rewards.mean().item(), f"reward/{task}": rewards.mean().item(), **grpo_update(ctx, batch, adv)}
-
-
-class GRPO(Method):
-    """Single-task Flow-GRPO (a teacher)."""
+class GRPOObjective:
+    """An RL objective over the runner's group rollouts: how to roll out a task's prompts and how to update on
+    the batch given its advantages. Flow-GRPO's; GRPO-Guard and DiffusionNFT register their own (``OBJECTIVES``),
+    and grpo, multi-reward and cascade run whichever ``grpo.objective`` names."""
 
     name = "grpo"
 
-    def setup(self, ctx) -> None:
-        if len(ctx.tasks) != 1:
-            from ..errors import UserError
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
 
-            raise UserError(f"--method grpo trains one task at a time (got {', '.join(ctx.tasks)}); "
-                            "use multi-reward or cascade for several")
+    def rollout(self, ctx, task: str, records):
+        return ctx.rollout(task, records, ctx.cfg.grpo.group_size, ctx.cfg.sampler.noise_level)
+
+    def update(self, ctx, batch, advantages: torch.Tensor) -> Dict[str, float]:
+        return grpo_update(ctx, batch, advantages)
+
+
+OBJECTIVES: Dict[str, type] = {"grpo": GRPOObjective}
+
+
+def rl_objective(ctx, name: Optional[str] = None):
+    """The run's RL objective (``name`` or ``grpo.objective``), built once per context and kept on it."""
+    name = name or ctx.cfg.grpo.objective
+    cache = ctx.__dict__.setdefault("_rl_objectives", {})
+    if name not in cache:
+        cache[name] = OBJECTIVES[name](ctx)
+    return cache[name]
+
+
+def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None, objective: Optional[str] = None) -> Dict[str, float]:
+    """A full RL step on ``task``'s prompts with the run's objective (reward_fn(batch) overrides the task's own
+    reward; ``objective`` overrides ``grpo.objective``)."""
+    g = ctx.cfg.grpo
+    obj = rl_objective(ctx, objective)
+    records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
+    batch = obj.rollout(ctx, task, records)
+    rewards = reward_fn(batch) if reward_fn else ctx.rewards(batch)
+    adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
+    return {"reward": rewards.mean().item(), f"reward/{task}": rewards.mean().item(), **obj.update(ctx, batch, adv)}
+
+
+#: the single-task RL methods (teachers): one task per run
+SINGLE_TASK = ("grpo", "nft", "grpo-guard")
+
+
+def check_single_task(method: str, tasks) -> None:
+    if len(tasks) != 1:
+        from ..errors import UserError
+
+        raise UserError(f"--method {method} trains one task at a time (got {', '.join(tasks)}); "
+                        "use multi-reward or cascade for several")
+
+
+class GRPO(Method):
+    """Single-task RL (a teacher): Flow-GRPO, or the objective ``objective`` forces (subclasses)."""
+
+    name = "grpo"
+    objective: Optional[str] = None
+
+    def setup(self, ctx) -> None:
+        check_single_task(self.name, ctx.tasks)
+        rl_objective(ctx, self.objective)
 
     def train_step(self, ctx) -> Dict[str, float]:
-        return grpo_step(ctx, ctx.tasks[0])
+        return grpo_step(ctx, ctx.tasks[0], objective=self.objective)

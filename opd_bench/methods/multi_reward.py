@@ -6,6 +6,7 @@
   sample with sum_k w_k r_k. A task's reward only speaks for prompts it can judge: its own, or any prompt when
   the task is prompt-agnostic (aesthetic, preference); elsewhere it contributes 0 (no signal within a group).
   ``normalize: per_reward`` standardises each reward within its group before weighting (GDPO style).
+Either mode optimises ``grpo.objective`` (Flow-GRPO, GRPO-Guard, or DiffusionNFT: Multi-task NFT).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..losses import grpo_advantages
 from ..tasks import get_task
 from .base import Method
 from ..runner import Batch
-from .grpo import grpo_step, grpo_update
+from .grpo import grpo_step, rl_objective
 
 
 def _group_standardize(r: torch.Tensor, gids: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -26,6 +27,9 @@ def _group_standardize(r: torch.Tensor, gids: torch.Tensor, eps: float = 1e-4) -
 
 class MultiReward(Method):
     name = "multi-reward"
+
+    def setup(self, ctx) -> None:
+        rl_objective(ctx)   # built before a resume restores its state (grpo.objective: grpo | grpo-guard | nft)
 
     def train_step(self, ctx) -> Dict[str, float]:
         if ctx.cfg.multi_reward.mode == "alternate":
@@ -38,8 +42,8 @@ class MultiReward(Method):
         # prompts of every task in one batch: prompts_per_step prompts in total, spread round-robin over tasks
         n = ctx.cfg.train.prompts_per_step
         counts = {t: n // len(ctx.tasks) + (1 if i < n % len(ctx.tasks) else 0) for i, t in enumerate(ctx.tasks)}
-        batches = [ctx.rollout(t, ctx.sample_prompts(t, c), g.group_size, ctx.cfg.sampler.noise_level)
-                   for t, c in counts.items() if c > 0]
+        obj = rl_objective(ctx)
+        batches = [obj.rollout(ctx, t, ctx.sample_prompts(t, c)) for t, c in counts.items() if c > 0]
         info: Dict[str, float] = {}
         total = []
         for b in batches:
@@ -57,4 +61,4 @@ class MultiReward(Method):
         rewards = torch.cat(total)
         info["reward"] = rewards.mean().item()
         adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
-        return {**info, **grpo_update(ctx, batch, adv)}
+        return {**info, **obj.update(ctx, batch, adv)}

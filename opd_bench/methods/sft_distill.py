@@ -1,0 +1,53 @@
+"""SFT distillation (the DiffusionOPD paper's off-policy ablation): the same teachers and schedule as OPD, but the
+teachers generate the images and the student fits them with the flow-matching loss.
+
+Each round, for every task m in turn (as ``opd``: ``train.prompts_per_step`` prompts, one optimizer step per
+round, task losses combined by ``opd.task_reduction``):
+  1. teacher m samples clean images x0 online for the student's prompts of task m (the ODE on the sampler's grid
+     and steps, at the teacher's CFG ``opd.teacher_guidance``);
+  2. at each trained step's time t_j: fresh noise eps, x_t = (1 - t) x0 + t eps, and the student's conditional
+     velocity fits eps - x0 (``losses.flow_matching_loss``). The student never sees its own states: off-policy.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from ..losses import flow_matching_loss, forward_noise
+from ..sampler import euler_step, timestep_schedule
+from .opd import DiffusionOPD
+
+
+class SFTDistill(DiffusionOPD):
+    name = "sft-distill"
+
+    @torch.no_grad()
+    def teacher_samples(self, ctx, task: str, cond) -> torch.Tensor:
+        """Teacher ``task``'s ODE samples (clean states) for ``cond``, counted in the ledger."""
+        s = ctx.cfg.sampler
+        teacher, w = ctx.teacher(task), ctx.cfg.opd.teacher_guidance.get(task, s.guidance)
+        ts = timestep_schedule(s.steps, s.shift, device=ctx.student.device, grid=s.grid)
+        x = torch.randn((len(cond), *ctx.student.latent_shape), generator=ctx.generator("sft", task)).to(ts.device)
+        for j in range(s.steps):
+            x = euler_step(x, teacher.velocity(x, ts[j], cond, w), ts[j], ts[j + 1])
+        ctx.timesteps = ts
+        ctx.ledger.images(ctx.phase, len(cond))
+        ctx.ledger.forwards(ctx.phase, "teacher", "rollout", len(cond) * s.steps * teacher.forwards_per_velocity(w))
+        return x
+
+    def task_loss(self, ctx, task: str, weight: float = 1.0) -> Dict[str, float]:
+        records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
+        cond = ctx.student.encode_prompts([r["prompt"] for r in records])
+        x0 = self.teacher_samples(ctx, task, cond)
+        steps, gen = ctx.trained_steps(), ctx.generator("sft-noise", task)
+        total = 0.0
+        for j in steps:
+            t = ctx.timesteps[j]
+            noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+            v = ctx.student.velocity(forward_noise(x0, noise, t), t, cond, 1.0)
+            ctx.ledger.forwards(ctx.phase, "student", "training", len(records))
+            loss = flow_matching_loss(v, x0, noise).mean()
+            ctx.backward(loss * weight / len(steps), len(records))
+            total += loss.item() / len(steps)
+        return {f"loss/{task}": total}

@@ -1,0 +1,170 @@
+"""``opd-bench sweep``: equal tuning. Every method is tuned on the same declared grid protocol -- the same number
+of trials and the same per-trial budget -- selected on the held-out split, and the chosen recipe is written to
+``configs/recipes/<method>.yaml`` with the whole sweep table in its header.
+
+A sweep file (YAML) declares the protocol and the grid; ``methods`` adds or replaces keys per method:
+
+    trials: 8                  # trials per method (the same for every method)
+    budget: 2000:images        # per-trial budget (the same for every method)
+    seed: 0                    # draws the trials from the grid and seeds every trial's run
+    grid:                      # dotted config keys -> candidate values
+      train.lr: [3.0e-5, 1.0e-4, 3.0e-4]
+      grpo.beta: [0.004, 0.04]
+      grpo.group_noise: [independent, shared]
+      train.ema.enabled: [false, true]
+    methods:
+      nft: {nft.beta: [0.1, 1.0]}
+
+When the grid has more points than ``trials``, the trials are a seeded draw without replacement; a grid with
+fewer points than ``trials`` is an error (methods would not get equal tuning). Selection: the highest mean over
+tasks of the final evaluation. The protocol's ``val`` split does not exist yet, so the ``eval`` split is used
+(and the recipe says so); rerun the sweeps when ``val`` lands.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import yaml
+
+from .checkpoint import atomic_write_json, atomic_write_text
+from .config import load_config
+from .errors import UserError
+
+SELECTION_SPLIT = "eval"   # the protocol's val split does not exist yet
+
+
+@dataclass
+class SweepSpec:
+    trials: int
+    budget: str
+    seed: int = 0
+    grid: Dict[str, List[Any]] = field(default_factory=dict)
+
+
+def load_spec(path: Path, method: str) -> SweepSpec:
+    """The sweep file's protocol and ``method``'s grid (the shared grid updated by ``methods.<method>``; ``method``
+    is the recipe's name, e.g. ``mt-nft`` for multi-reward with the NFT objective)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--grid: sweep file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"--grid: {path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    unknown = sorted(set(doc) - {"trials", "budget", "seed", "grid", "methods"})
+    if unknown:
+        raise UserError(f"--grid: {path}: unknown key {unknown[0]!r} (valid: trials, budget, seed, grid, methods)")
+    grid = dict(doc.get("grid") or {})
+    grid.update((doc.get("methods") or {}).get(method) or {})
+    if not isinstance(doc.get("trials"), int) or doc["trials"] < 1:
+        raise UserError(f"--grid: {path}: 'trials' must be a positive integer (the same for every method)")
+    if not isinstance(doc.get("budget"), str) or ":" not in doc["budget"]:
+        raise UserError(f"--grid: {path}: 'budget' must be VALUE:UNIT, e.g. 2000:images (the same for every method)")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise UserError(f"--grid: {path}: grid.{k} must be a non-empty list of values")
+    return SweepSpec(doc["trials"], doc["budget"], int(doc.get("seed", 0)), grid)
+
+
+def draw_trials(spec: SweepSpec) -> List[Dict[str, Any]]:
+    """``spec.trials`` distinct grid points (all of them, in order, when the grid has exactly that many)."""
+    keys = sorted(spec.grid)
+    points = [dict(zip(keys, vals)) for vals in itertools.product(*(spec.grid[k] for k in keys))]
+    if len(points) < spec.trials:
+        raise UserError(f"--grid: the grid has {len(points)} point(s), fewer than trials={spec.trials}: widen it "
+                        "so that every method gets the same number of trials")
+    if len(points) == spec.trials:
+        return points
+    pick = np.random.default_rng(spec.seed).choice(len(points), size=spec.trials, replace=False)
+    return [points[i] for i in sorted(pick)]
+
+
+def _override(key: str, value) -> str:
+    return f"{key}={json.dumps(value)}"
+
+
+def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in flat.items():
+        node = out
+        *parents, last = k.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return out
+
+
+def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table: List[dict], spec: SweepSpec,
+                tasks: List[str]) -> str:
+    """The recipe YAML: ``extends`` the sweep's base config with the chosen values; the sweep table as comments."""
+    head = [f"# Recipe for {method}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split "
+            f"({'no val split yet: rerun when it lands' if SELECTION_SPLIT != 'val' else 'val'}).",
+            f"# Protocol: {spec.trials} trials, {spec.budget} per trial, seed {spec.seed}, tasks {', '.join(tasks)};"
+            " selection = highest mean final score over the tasks.",
+            "# trial | " + " | ".join(sorted(spec.grid)) + " | " + " | ".join(tasks) + " | mean"]
+    for row in table:
+        mark = "  <- chosen" if row["chosen"] else ""
+        head.append(f"# {row['trial']} | " + " | ".join(str(row["params"][k]) for k in sorted(spec.grid)) + " | "
+                    + " | ".join(f"{row['scores'].get(t, float('nan')):.4f}" for t in tasks)
+                    + f" | {row['mean']:.4f}{mark}")
+    body = {"extends": base if base else "default.yaml", "method": method, **_nest(chosen)}
+    return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
+
+
+def _trial(run, cfg, d: Path) -> dict:
+    """One trial: a finished trial is read back, an interrupted one resumed (a sweep is many hours: rerunning
+    the command continues it); a folder holding another config is refused rather than overwritten."""
+    from .config import dump_config
+
+    if (d / "config.yaml").is_file() and (d / "config.yaml").read_text() != dump_config(cfg):
+        raise UserError(f"sweep trial folder {d} holds a different config: pick another --runs-dir")
+    if (d / "summary.json").is_file():
+        return json.loads((d / "summary.json").read_text())
+    return run(cfg, d, resume=(d / "state").exists())
+
+
+def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[str], overrides: List[str],
+              runs_dir: Path, recipes_dir: Path, run=None, recipe_name: Optional[str] = None) -> Dict[str, Any]:
+    """Run ``method``'s trials (each a full run to the per-trial budget, ending with the final evaluation),
+    select the best on the eval split, write ``recipes_dir/<method>.yaml`` and ``runs_dir/sweep_<method>/
+    sweep.json``. ``run(cfg, run_dir, resume) -> summary`` defaults to the one runner (train.run_one); finished
+    trials are reused and interrupted ones resumed when the command is rerun. ``recipe_name`` (default: the
+    method) names the recipe file and the runs folder, e.g. ``mt-nft`` for multi-reward with the NFT objective."""
+    from .cli import parse_budget
+    from .tasks import parse_tasks
+    from .train import run_one, world_of
+
+    run = run or run_one
+    value, unit = parse_budget(spec.budget)
+    trials = draw_trials(spec)
+    base = overrides + [f"method={method}", f"budget.value={value}", f"budget.unit={unit}", f"seed={spec.seed}"]
+    probe = load_config(config, base + [_override(k, v) for k, v in trials[0].items()])
+    tasks = parse_tasks(tasks_spec, world_of(probe))
+    cfgs = [load_config(config, base + [f"tasks={','.join(tasks)}"] + [_override(k, v) for k, v in t.items()])
+            for t in trials]   # every trial's config is validated before any trains
+    label = recipe_name or method
+    out = Path(runs_dir) / f"sweep_{label}"
+    table = []
+    for k, (t, cfg) in enumerate(zip(trials, cfgs)):
+        cfg.name = f"sweep_{label}_trial{k}"
+        summary = _trial(run, cfg, out / f"trial_{k}")
+        scores = dict(summary["final"]["scores"])
+        table.append({"trial": k, "params": t, "scores": scores,
+                      "mean": float(np.mean([scores[x] for x in tasks]))})
+    best = max(range(len(table)), key=lambda i: table[i]["mean"])
+    for i, row in enumerate(table):
+        row["chosen"] = i == best
+    recipes_dir = Path(recipes_dir)
+    recipes_dir.mkdir(parents=True, exist_ok=True)
+    path = recipes_dir / f"{label}.yaml"
+    atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks))
+    result = {"method": method, "tasks": tasks, "split": SELECTION_SPLIT, "trials": spec.trials,
+              "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "table": table, "recipe": str(path)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", result)
+    return result

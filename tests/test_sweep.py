@@ -1,0 +1,97 @@
+"""``opd-bench sweep`` (issue 20): equal tuning -- the same number of trials and per-trial budget for every
+method, selection on the eval split, the chosen recipe written with its sweep table. Tiny grid, tiny budget."""
+import pytest
+import yaml
+from tiny_world import make_tiny_world
+
+from opd_bench.cli import main
+from opd_bench.config import load_config
+from opd_bench.errors import UserError
+from opd_bench.sweep import SweepSpec, draw_trials, load_spec, run_sweep
+
+TINY = ["sampler.steps=2", "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2", "eval.steps=2",
+        "eval.prompts_per_task=2", "eval.bootstrap=20", "eval.guidance=2.0", "train.checkpoint_every=100"]
+
+
+def write_spec(path, **doc):
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_draw_trials_is_seeded_distinct_and_refuses_a_small_grid():
+    spec = SweepSpec(trials=3, budget="8:images", seed=1, grid={"train.lr": [1e-4, 3e-4], "grpo.beta": [0.0, 0.04]})
+    a, b = draw_trials(spec), draw_trials(spec)
+    assert a == b and len(a) == 3 and len({tuple(sorted(t.items())) for t in a}) == 3
+    with pytest.raises(UserError, match="fewer than trials=5"):
+        draw_trials(SweepSpec(trials=5, budget="8:images", grid=spec.grid))
+
+
+def test_every_method_gets_the_same_trials_and_budget(tmp_path):
+    spec_file = write_spec(tmp_path / "s.yaml", trials=2, budget="16:images", seed=0,
+                           grid={"train.lr": [1e-4, 3e-4]}, methods={"nft": {"nft.beta": [0.1, 1.0]}})
+    seen = {}
+
+    def fake_run(cfg, run_dir, resume=False):   # records what each trial would train; scores favour a higher lr
+        seen.setdefault(cfg.method, []).append(cfg)
+        return {"final": {"scores": {"ocr": cfg.train.lr * 1000 + (cfg.nft.beta if cfg.method == "nft" else 0)}}}
+
+    for m in ("grpo", "nft"):
+        res = run_sweep(m, "ocr", load_spec(spec_file, m), None, [], tmp_path / "runs", tmp_path / "recipes", fake_run)
+        assert res["split"] == "eval" and (tmp_path / "runs" / f"sweep_{m}" / "sweep.json").is_file()
+    assert len(seen["grpo"]) == len(seen["nft"]) == 2
+    assert {(c.budget.value, c.budget.unit) for cs in seen.values() for c in cs} == {(16.0, "images")}
+    chosen = load_config(str(tmp_path / "recipes" / "grpo.yaml"))
+    assert chosen.method == "grpo" and chosen.train.lr == 3e-4
+    # a named recipe (multi-reward with the NFT objective) takes the grid keys and file of its name
+    res = run_sweep("multi-reward", "ocr", load_spec(spec_file, "nft"), None, ["grpo.objective=nft"],
+                    tmp_path / "runs", tmp_path / "recipes", fake_run, recipe_name="nft")
+    assert all(c.grpo.objective == "nft" for c in seen["multi-reward"]) and res["recipe"].endswith("nft.yaml")
+    assert len(seen["multi-reward"]) == 2 and "nft.beta" in res["grid"]
+
+
+def test_the_declared_equal_tuning_protocol_gives_every_recipe_the_same_trials_and_budget():
+    from opd_bench.paths import CONFIGS_DIR
+
+    path = CONFIGS_DIR / "sweeps" / "equal_tuning.yaml"
+    names = ["opd", "multi-reward", "cascade", "sft-distill", "mt-nft", "mt-grpo-guard", "cascade-nft"]
+    specs = [load_spec(path, n) for n in names]
+    assert {(s.trials, s.budget) for s in specs} == {(8, "12800:images")}
+    assert all(len(draw_trials(s)) == 8 for s in specs)
+
+
+def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
+    world = make_tiny_world(tmp_path / "world")
+    spec = write_spec(tmp_path / "s.yaml", trials=2, budget="4:images", seed=0, grid={"train.lr": [1e-4, 1e-3]})
+    over = TINY + [f"model.checkpoint={world / 'base'}"]
+    res = run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over, tmp_path / "runs", tmp_path / "rec")
+    assert [r["trial"] for r in res["table"]] == [0, 1] and sum(r["chosen"] for r in res["table"]) == 1
+    best = next(r for r in res["table"] if r["chosen"])
+    assert best["mean"] == max(r["mean"] for r in res["table"])
+    text = (tmp_path / "rec" / "grpo.yaml").read_text()
+    assert "on the eval split" in text and text.count("| brightness |") == 1 and "<- chosen" in text
+    assert load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == best["params"]["train.lr"]
+    for k in (0, 1):
+        assert (tmp_path / "runs" / "sweep_grpo" / f"trial_{k}" / "summary.json").is_file()
+    # rerunning the command reuses the finished trials (nothing retrains) and picks the same recipe
+    again = run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over, tmp_path / "runs", tmp_path / "rec",
+                      run=lambda *a, **k: pytest.fail("a finished trial was retrained"))
+    assert again["table"] == res["table"]
+    with pytest.raises(UserError, match="holds a different config"):
+        run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over + ["grpo.beta=0.5"], tmp_path / "runs",
+                  tmp_path / "rec")
+
+
+@pytest.mark.parametrize("doc,msg", [
+    ({"trials": 2, "budget": "8:images", "grid": {"train.lr": [1e-4]}}, "fewer than trials=2"),
+    ({"trials": 1, "grid": {"train.lr": [1e-4]}}, "'budget' must be VALUE:UNIT"),
+    ({"trials": 1, "budget": "8:images", "grid": {"train.lr": 1e-4}}, "grid.train.lr must be a non-empty list"),
+    ({"trials": 1, "budget": "8:images", "grid": {"train.lr": [-1.0]}}, "train.lr: must be > 0"),
+    ({"trials": 1, "budget": "8:images", "gird": {}}, "unknown key 'gird'"),
+])
+def test_sweep_bad_input_is_one_line_exit_2(tmp_path, capsys, doc, msg):
+    spec = write_spec(tmp_path / "s.yaml", **doc)
+    rc = main(["sweep", "--method", "grpo", "--tasks", "ocr", "--grid", str(spec), "--runs-dir", str(tmp_path / "r"),
+               "--recipes-dir", str(tmp_path / "rec")])
+    err = capsys.readouterr().err
+    assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "rec").exists()
