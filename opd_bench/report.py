@@ -393,6 +393,23 @@ def _by_value(d: Dict[str, str]) -> Dict[str, List[str]]:
 # ----------------------------------------------------------------------------------------------- the report
 
 
+def _conflict_cells(c: Optional[dict]) -> List[str]:
+    """Report cells of :func:`~opd_bench.analysis.interference.conflict_over_batches` (absent in old results)."""
+    if not c:
+        return ["–", "–", "–"]
+    v = c["pair_verdicts"]
+    pairs = [v[i][j] for i in range(len(v)) for j in range(i + 1, len(v))]
+    counts = " / ".join(str(pairs.count(k)) for k in ("conflict", "aligned", "indistinguishable from 0"))
+    return [_fmt(c["resolved_conflict_rate"]), counts, _fmt(c["same_task_cosine"])]
+
+
+def _vdeb_cell(r: dict) -> str:
+    if "V_debiased" not in r:
+        return "–"
+    v, lo, hi = (var._f(r.get(k)) for k in ("V_debiased", "V_debiased_low", "V_debiased_high"))
+    return f"{_fmt(v, 4)} [{_fmt(lo, 4)}, {_fmt(hi, 4)}]"
+
+
 def _fmt(x, nd=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -505,9 +522,8 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     doc.table(["run", "checkpoints"] + [f"F {t}" for t in tasks] + ["BWT"],
               [[f"{f['label']} s{f['seed']}", str(len(f["rows"])),
                 *[_fmt(f["forgetting"].get(t)) for t in tasks], _fmt(f["bwt"])] for f in forg])
-    doc.p("F_i = max_{k<K} R[k][i] − R[K][i] on normalised scores (checkpoints: every eval of the run; cascade: "
-          "the end of each stage). BWT = mean_{i<T}(R[T][i] − R[i][i]) with tasks in cascade stage order "
-          "(cascade only).", note=True)
+    doc.p(fg.FORGETTING_DEFINITION + " Normalised scores; checkpoints: every eval of the run (cascade: the end of "
+          "each stage, tasks in stage order; BWT for cascade only).", note=True)
     for f in forg:
         if f["label"].startswith("cascade"):
             doc.h3(f"score matrix R (normalised): {f['label']} seed {f['seed']}")
@@ -540,11 +556,18 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
         doc.sign("C_ij < 0: the gradients of tasks i and j conflict (a step for one hurts the other), C_ij > 0: "
                  "they agree. Z_{j→i} > 0: a step on task j raises task i's objective, < 0 lowers it. Conflict "
                  "rate: lower is better; magnitude imbalance = largest / smallest gradient norm (1 = balanced).")
-        doc.table(["method", "objective", "conflict rate", "magnitude imbalance", "‖g‖ per task"],
-                  [[lab, v["objective"], _fmt(v["conflict_rate"]), _fmt(v["magnitude_imbalance"], 2),
+        doc.table(["method", "objective", "conflict rate (1 batch)", "resolved conflicts (8 batches)",
+                   "pairs: conflict / aligned / indistinguishable", "same-task cosine (noise floor)",
+                   "magnitude imbalance", "‖g‖ per task"],
+                  [[lab, v["objective"], _fmt(v["conflict_rate"]), *_conflict_cells(v.get("conflict_over_batches")),
+                    _fmt(v["magnitude_imbalance"], 2),
                     ", ".join(f"{t}: {n:.3g}" for t, n in v["grad_norms"].items())] for lab, v in inter.items()])
         doc.p("Gradients of each method's own loss per task (DiffusionOPD's closed-form loss; GRPO's loss for "
-              "multi-reward and cascade RL) on fixed fresh batches. Conflict rate = share of task pairs with C_ij < 0. "
+              "multi-reward and cascade RL) on fixed fresh batches. Conflict rate = share of task pairs with C_ij < 0 "
+              "on one batch. Resolved conflicts: pairs whose cosine between the tasks' mean gradients over 8 fresh "
+              "batches has a 95% interval (bias-corrected jackknife over batches) below 0; a pair whose interval "
+              "covers 0 is indistinguishable from 0. The same-task cosine between two batches of one task is what "
+              "gradient noise alone gives. "
               "Affinity: " + "; ".join(sorted({v['affinity_definition'] for v in inter.values()})) + ".", note=True)
     else:
         doc.p("No multi-task run with a checkpoint" + (" (interference disabled by --no-interference)"
@@ -578,8 +601,11 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
             doc.sign(f"V = mean_k ‖g_k − ḡ‖² / ‖ḡ‖² over K = {v['k']} mini-batch gradients: lower is a less noisy "
                      f"gradient estimate; V near K − 1 = {v['k'] - 1} means the mean gradient is noise. SNR = 1 / V: "
                      "higher is better.")
-            doc.table(["task", "estimator", f"V ({n} samples)", "SNR", "V by batch size"],
-                      [[t, e, _fmt(var._f(r[e]["V"]), 4), _fmt(var._f(r[e]["SNR"]), 4),
+            doc.p("V_debiased = S / (‖ḡ‖² − S/K) with S the unbiased per-batch variance: it removes the noise in "
+                  "‖ḡ‖² that caps V at K − 1, with a 95% leave-one-block-out jackknife interval; ∞ = the mean "
+                  "gradient is not distinguishable from 0 at this K.", note=True)
+            doc.table(["task", "estimator", f"V ({n} samples)", "V_debiased [95% CI]", "SNR", "V by batch size"],
+                      [[t, e, _fmt(var._f(r[e]["V"]), 4), _vdeb_cell(r[e]), _fmt(var._f(r[e]["SNR"]), 4),
                         ", ".join(f"{b}: {var._f(x['V']):.3g}" for b, x in r[e]["by_batch_size"].items())]
                        for t, r in v["results"].items() for e in v["estimators"] if e in r])
             for kind, cap in (("overall", "relative variance per estimator"), ("per_step", "per trained timestep"),

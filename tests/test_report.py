@@ -152,6 +152,14 @@ def test_interference_hacking_and_statistics_sections(runs, report):
         # a task whose rewards are all equal in the batch has a zero GRPO gradient: imbalance infinite (null)
         assert r["magnitude_imbalance"] == (pytest.approx(n.max() / n.min()) if n.min() > 0 else None)
         assert (runs / "runs" / "exp" / f"{method}_s0" / "final").is_dir()
+        cb = r["conflict_over_batches"]   # 8 fresh batches: an interval and a verdict for the one task pair
+        assert cb["batches"] == 8 and cb["pair_verdicts"][0][1] in ("conflict", "aligned", "indistinguishable from 0")
+        lo, hi = cb["cosine_low"][0][1], cb["cosine_high"][0][1]
+        if lo is not None and hi is not None:
+            assert lo <= cb["cosine_debiased"][0][1] <= hi
+            assert (cb["pair_verdicts"][0][1] == "conflict") == (hi < 0)
+    md = (report / "report.md").read_text()
+    assert "resolved conflicts (8 batches)" in md and "same-task cosine (noise floor)" in md
     hist = _hist(runs / "runs" / "exp" / "opd_s0")
     s = data["hacking"]["opd s0"]["series"]["rpt_glow"]
     assert s["proxy"][-1] == pytest.approx(hist[-1]["metrics"]["rpt_glow"]["score"])
