@@ -277,9 +277,12 @@ class RunContext:
     def reset_optimizer(self) -> None:
         self.optimizer = self._make_optimizer()
 
-    def backward(self, loss: torch.Tensor, n_samples: int) -> None:
+    def backward(self, loss: torch.Tensor, n_samples: int, forwards_per_sample: int = 1) -> None:
+        """Back-propagate ``loss``; the ledger counts ``n_samples * forwards_per_sample`` single-sample backward
+        passes: a CFG velocity computed as one batched forward of both halves is differentiated through both
+        (2 per sample; ``Backbone.forwards_per_velocity``), even when the unconditional half is detached."""
         loss.backward()
-        self.ledger.backwards(self.phase, n_samples)
+        self.ledger.backwards(self.phase, n_samples * forwards_per_sample)
 
     def optimizer_step(self) -> float:
         """Average gradients across processes, clip, step, zero grads, update the EMA. Returns the pre-clip norm."""

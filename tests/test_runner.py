@@ -195,6 +195,12 @@ def test_every_method_runs_to_the_same_budget(world, tmp_path, method, extra):
     assert (tmp_path / "run" / "final" / "manifest.json").is_file()
     counters = summary["ledger"]["counters"]["phases"]["train"]
     assert counters["backward"] > 0 and counters["optimizer_steps"] >= 1
+    # every differentiated student forward is a CFG pair (guidance 2): backward counts both halves, and the
+    # FLOPs are forward + 2 x backward (issue 19: the CFG halves' backward was counted once)
+    assert counters["backward"] == counters["nfe/student/training"]
+    fpf = summary["ledger"]["counters"]["flops_per_forward"]
+    nfe = sum(v for k, v in counters.items() if k.startswith("nfe/"))
+    assert counters["flops"] == pytest.approx(fpf * (nfe + 2 * counters["backward"]))
     if method == "opd":
         assert counters["nfe/teacher/training"] > 0
     else:

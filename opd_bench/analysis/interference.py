@@ -191,7 +191,7 @@ class GradContext(RunContext):
         self._by_name[name] = model = super().teacher(task)
         return model
 
-    def backward(self, loss: torch.Tensor, n_samples: int) -> None:
+    def backward(self, loss: torch.Tensor, n_samples: int, forwards_per_sample: int = 1) -> None:
         before = flat_grad(self.params) if self.record_steps else None
         if loss.requires_grad:
             loss.backward()

@@ -78,7 +78,7 @@ def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow
                     kl = kl_to_reference(tr.mean, ctx.reference_transition(sub, j).mean, sigma, dt, cfg.kl_denominator)
                     loss = loss + (b * kl.mean() if isinstance(b, float) else (b * kl).mean())
                     stats["kl"] += kl.mean().item() / terms
-                ctx.backward(loss / len(steps), sub.size)
+                ctx.backward(loss / len(steps), sub.size, ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance))
                 if epoch == 0 and mb == 0 and j == steps[0]:
                     stats["ratio_first"] = ratio.mean().item()
                 clipped = ((ratio - 1).abs() > cfg.clip_range).float().mean().item()

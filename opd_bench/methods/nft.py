@@ -71,7 +71,7 @@ class NFTObjective(GRPOObjective):
                         kl = reduce_dims((v - v_ref) ** 2, "mean").mean()
                         loss = loss + n.kl_beta * kl
                         stats["kl"] += kl.item() / terms
-                    ctx.backward(loss / len(steps), sub.size)
+                    ctx.backward(loss / len(steps), sub.size, fw)
                     stats["policy_loss"] += pl.item() / terms
                     stats["loss"] += loss.item() / terms
                 stats["grad_norm"] = ctx.optimizer_step()

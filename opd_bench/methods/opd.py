@@ -53,7 +53,8 @@ class DiffusionOPD(Method):
                 k = ppo_opd_advantage_scale(action[0].numel(), s.logprob_reduce)
                 loss, _ = ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage, k)
             step_loss = loss.mean() / len(steps)
-            ctx.backward(step_loss if weight == 1.0 else step_loss * weight, batch.size)
+            ctx.backward(step_loss if weight == 1.0 else step_loss * weight, batch.size,
+                         ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance))
             total += loss.mean().item() / len(steps)
         return {f"loss/{task}": total}
 
