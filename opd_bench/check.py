@@ -45,6 +45,7 @@ from .errors import UserError
 from .evaluate import EvalProtocol, evaluate, select_records
 from .paths import RELEASED_DIR
 from .stats import stratified_bootstrap_ci
+from .validate import MAX_SEED, finite_json
 from .tasks import get_task, parse_tasks
 
 SCHEMA_VERSION = 1
@@ -87,7 +88,8 @@ def digest_of(path: Path) -> Optional[str]:
 
 def fingerprint(doc: dict) -> str:
     """sha256 of the measured part of a baseline (protocol + tasks), canonical JSON."""
-    blob = json.dumps({"protocol": doc["protocol"], "tasks": doc["tasks"]}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(finite_json({"protocol": doc["protocol"], "tasks": doc["tasks"]}), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -402,19 +404,27 @@ def identical_per_prompt(doc: dict, results: dict, tasks: Sequence[str]) -> Dict
     return out
 
 
-def provenance_notes(doc: dict, digest: Optional[str], label: str) -> List[str]:
-    """Informational differences between the baseline's provenance and this check (never failures)."""
+def provenance_notes(doc: dict, digest: Optional[str], label: str, allow_other_checkpoint: bool = False,
+                     path: Optional[Path] = None) -> List[str]:
+    """Differences between the baseline's provenance and this check. A baseline recorded from another
+    checkpoint (sha256 differs) is refused (UserError, exit 2) unless ``allow_other_checkpoint``; then it
+    is a note, like a different opd-bench version."""
     notes = []
     old = doc["checkpoint"].get("sha256")
     if old != digest:
-        notes.append(f"checkpoint {label} sha256 {str(digest)[:12]}... differs from the baseline's {str(old)[:12]}... "
-                     f"(recorded from {doc['checkpoint'].get('name')}); comparing anyway")
+        what = (f"checkpoint {label} sha256 {str(digest)[:12]}... differs from the baseline's {str(old)[:12]}... "
+                f"(recorded from {doc['checkpoint'].get('name')})")
+        if not allow_other_checkpoint:
+            raise UserError(f"baseline {path} was recorded from another checkpoint: {what}; pass "
+                            "--allow-other-checkpoint to compare anyway, or re-record it with --record")
+        notes.append(f"{what}; comparing anyway (--allow-other-checkpoint)")
     if doc.get("opd_bench_version") != __version__:
         notes.append(f"baseline recorded with opd-bench {doc.get('opd_bench_version')}, this is {__version__}")
     return notes
 
 
-def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show_progress: bool = True) -> CheckReport:
+def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show_progress: bool = True,
+              allow_other_checkpoint: bool = False) -> CheckReport:
     """Validate the inputs (UserError/CheckpointError on bad input), re-evaluate, compare."""
     from .backbones import load_backbone, resolve_checkpoint
 
@@ -423,11 +433,12 @@ def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)  # verifies the manifest: a tampered checkpoint is a CheckpointError
     digest = digest_of(path)
-    check_protocol(doc, task_list, model_geometry(model), baseline)
-    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress)
     label = checkpoint_label(path)
+    check_protocol(doc, task_list, model_geometry(model), baseline)
+    notes = provenance_notes(doc, digest, label, allow_other_checkpoint, baseline)  # before the work
+    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress)
     return CheckReport(checkpoint=label, baseline=str(baseline), rows=compare(doc, results, task_list),
-                       notes=provenance_notes(doc, digest, label),
+                       notes=notes,
                        per_prompt_identical=identical_per_prompt(doc, results, task_list), timing=results["timing"])
 
 
