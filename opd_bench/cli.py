@@ -211,8 +211,11 @@ def report(
         validate.input_file(v, "--variance")
     if name is not None:
         validate.run_name(name, "--name")
-    if out is not None:
-        validate.output_dir(out, "--out")
+    if out is None:
+        from .report import default_name, expand_runs
+
+        out = Path("reports") / (name or default_name(expand_runs(runs or None)))
+    validate.output_dir(out, "--out")
     page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
                         samples=samples, progress=lambda msg: console.print(f"[dim]{msg}…[/]"))
     console.print(f"wrote {page} and {page.with_suffix('.md')} (PNG files beside it)")
@@ -372,9 +375,10 @@ def world_release(
     from .progress import console
     from .runner import FINAL, is_run_dir
 
+    validate.run_name(name, "NAME")
     if not is_run_dir(run_dir) or not (run_dir / FINAL).is_dir():
         raise UserError(f"not a finished run folder (needs config.yaml, ledger.json and final/): {run_dir}")
-    validate.output_dir(RELEASED_DIR / validate.run_name(name, "NAME"), "NAME")
+    validate.output_dir(RELEASED_DIR / name, "NAME")
     model = load_backbone(run_dir / FINAL)
     summary = json.loads((run_dir / "summary.json").read_text())
     out = model.save(RELEASED_DIR / name, extra_config={

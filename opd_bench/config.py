@@ -402,7 +402,8 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = {} if data is None else data
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     except UnicodeDecodeError:

@@ -330,11 +330,14 @@ class RunDir:
         if not p.is_file():
             return []
         rows = []
-        for line in p.read_text().splitlines():
+        for line in p.read_text(errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 break  # a line torn by a kill: everything after it is discarded on resume
+            if not isinstance(row, dict) or not isinstance(row.get("round"), int):
+                break  # garbage, not a row of ours: discarded like a torn line
+            rows.append(row)
         return rows
 
     def truncate_jsonl(self, name: str, keep) -> None:

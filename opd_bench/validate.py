@@ -219,7 +219,11 @@ def preflight_run(cfgs, dirs, runs_dir) -> None:
         if holds_run(d):
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
         output_dir(d, "run folder")
+    from .methods import METHODS
+
     cfg = cfgs[0]
+    for c in cfgs:
+        METHODS[c.method].check(c, list(c.tasks))
     device_available(cfg.device)
     resolve_checkpoint(cfg.model.checkpoint)
     from dataclasses import asdict
@@ -237,3 +241,25 @@ def preflight_run(cfgs, dirs, runs_dir) -> None:
                 except UserError:
                     raise UserError(f"no teacher for task {t}: {name} not found (train one with `opd-bench run "
                                     f"--method grpo --tasks {t}` or pass --train-teachers)") from None
+
+
+def eval_doc(data, path) -> dict:
+    """The shape of an ``eval.json`` (``opd-bench eval``): {"protocol": {...}, "tasks": {task: {"per_prompt":
+    [{"prompt": str, metric: number, ...}]}}}; anything else is one UserError naming the file and the field."""
+    def bad(what):
+        raise UserError(f"{path}: not an eval.json written by opd-bench eval ({what}); re-run opd-bench eval")
+
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict) or not isinstance(data.get("protocol"), dict):
+        bad("no 'tasks' / 'protocol' mappings")
+    if not isinstance(data.get("checkpoint", {}), dict):
+        bad("'checkpoint' is not a mapping")
+    for task, entry in data["tasks"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("per_prompt", []), list):
+            bad(f"tasks.{task} has no per_prompt list")
+        for i, row in enumerate(entry.get("per_prompt", [])):
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                bad(f"tasks.{task}.per_prompt[{i}] has no prompt")
+            for k, v in row.items():
+                if k != "prompt" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                    bad(f"tasks.{task}.per_prompt[{i}].{k} is not a finite number: {v!r}")
+    return data

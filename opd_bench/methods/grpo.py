@@ -59,12 +59,16 @@ class GRPO(Method):
 
     name = "grpo"
 
-    def setup(self, ctx) -> None:
-        if len(ctx.tasks) != 1:
+    @classmethod
+    def check(cls, cfg, tasks) -> None:
+        if len(tasks) != 1:
             from ..errors import UserError
 
-            raise UserError(f"--method grpo trains one task at a time (got {', '.join(ctx.tasks)}); "
+            raise UserError(f"--method grpo trains one task at a time (got {', '.join(tasks)}); "
                             "use multi-reward or cascade for several")
+
+    def setup(self, ctx) -> None:
+        self.check(ctx.cfg, ctx.tasks)
 
     def train_step(self, ctx) -> Dict[str, float]:
         return grpo_step(ctx, ctx.tasks[0])
