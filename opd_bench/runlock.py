@@ -78,6 +78,21 @@ def clean_orphans(run_dir: Path) -> List[Path]:
     return removed
 
 
+def check_free(run_dir: Path) -> None:
+    """Raise UserError naming the owner if another process owns ``run_dir`` now (nothing is created)."""
+    lock = Path(run_dir) / LOCK
+    if not lock.is_file():
+        return
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserError(f"run folder {run_dir} is in use by {describe_owner(run_dir)}; wait for it to finish "
+                        "or pick another --name") from None
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def own(run_dir: Path) -> Iterator[None]:
     """Own ``run_dir`` (created if needed) for the block: raises UserError naming the owner if another

@@ -28,7 +28,8 @@ import torch
 from .backbones import Backbone, backbone_options, load_backbone, resolve_checkpoint
 from .backbones.base import Condition, PolicyView
 from . import runlock, validate
-from .checkpoint import atomic_write_json, atomic_write_text, json_text, load_checkpoint, read_config, save_checkpoint
+from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_checkpoint, read_config,
+                         recover_interrupted_save, save_checkpoint)
 from .config import RunConfig, dump_config, to_dict
 from .errors import NonFiniteError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
@@ -491,6 +492,7 @@ class Runner:
         if not Dist().is_main:
             return self._run(resume)
         with runlock.own(self.dir.path):
+            recover_interrupted_save(self.dir.path / STATE)  # a save killed between its two renames
             if not resume and runlock.holds_run(self.dir.path):
                 raise UserError(f"run folder {self.dir.path} already exists: continue it with --resume "
                                 f"{self.dir.path}, or pick another --name")

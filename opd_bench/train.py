@@ -23,7 +23,7 @@ from .errors import ConfigError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
 from .progress import console, progress_bar
-from .runlock import holds_run, interrupt_message, mark_active, mark_done
+from .runlock import check_free, holds_run, interrupt_message, mark_active, mark_done
 from .runner import FINAL, Runner
 from .validate import preflight_run
 from .tasks import parse_tasks
@@ -203,6 +203,7 @@ def resume_run(path: Path) -> dict:
     """Continue a run folder from its saved state, or restart it when it was killed before its first save."""
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"--resume: {path} is not a run folder (no config.yaml)")
+    check_free(path)
     cfg = load_config(str(path / "config.yaml"))
     summary = run_one(cfg, path, resume=True)
     if Dist().is_main:

@@ -5,7 +5,6 @@ Every check raises :class:`~opd_bench.errors.UserError` with one line naming the
 """
 from __future__ import annotations
 
-import errno
 import math
 import os
 import re
@@ -49,9 +48,7 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _probe_write(folder: Path) -> Optional[str]:
-    """None when a file can be created in ``folder``, else the reason (the probe file is removed)."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return os.strerror(errno.EACCES)
+    """None when a file can be created in ``folder``, else the OS's reason (the probe file is removed)."""
     try:
         fd, name = tempfile.mkstemp(prefix=".opd-bench-probe.", dir=folder)
     except OSError as e:
@@ -209,13 +206,14 @@ def preflight_run(cfgs, dirs, runs_dir) -> None:
     """Everything ``opd-bench run`` can check before it creates anything or prints a progress line: the run
     folders (writable, not taken), the device, the model and teacher checkpoints, the tasks' prompt sets."""
     from .backbones import resolve_checkpoint
-    from .runlock import holds_run
+    from .runlock import check_free, holds_run
     from .tasks import configure_tasks, get_task
 
     output_dir(runs_dir, "--runs-dir")
     for d in dirs:
         if Path(d).exists() and not Path(d).is_dir():
             raise UserError(f"run folder {d} exists and is not a folder; pick another --name")
+        check_free(d)
         if holds_run(d):
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
         output_dir(d, "run folder")
