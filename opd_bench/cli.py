@@ -491,10 +491,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except click_exc.UsageError as e:
         print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
         return _exit(2, argv)
-    except typer.Exit as e:
-        return _exit(e.exit_code, argv)
-    except (typer.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
-        ctrl_c = isinstance(e, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt) as e:  # typer turns Ctrl-C into Exit(130)
+        ctrl_c = isinstance(e, KeyboardInterrupt) or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)
+        if isinstance(e, typer.Exit) and not ctrl_c:
+            return _exit(e.exit_code, argv)
         print(f"error: {_one_line(interrupt_message() if ctrl_c else 'aborted')}", file=sys.stderr)
         return _exit(130, argv)
     except click_exc.ClickException as e:
@@ -509,6 +509,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("error: out of memory; use smaller batches (train.prompts_per_step, eval.batch_size) or fewer jobs",
               file=sys.stderr)
         return _exit(2, argv)
+    if rv == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, returned in this mode
+        print(f"error: {_one_line(interrupt_message())}", file=sys.stderr)
     return _exit(rv if isinstance(rv, int) else 0, argv)
 
 

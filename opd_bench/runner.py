@@ -502,8 +502,9 @@ class Runner:
                 raise NonFiniteError(f"{self.dir.path}: {e}: run stopped; {self._state_note()} "
                                      "(lower train.lr or check the config and rewards)") from None
             except OSError as e:
-                raise RunStopped(f"{self.dir.path}: cannot write {e.filename or ''} ({e.strerror or e}): run "
-                                 f"stopped; {self._state_note()} (free space or fix permissions first)") from None
+                what = f"cannot write {e.filename}" if e.filename else "a write failed"
+                raise RunStopped(f"{self.dir.path}: {what} ({e.strerror or e}): run stopped; {self._state_note()} "
+                                 "(free space or fix permissions first)") from None
 
     def _state_note(self) -> str:
         try:

@@ -201,9 +201,9 @@ def _child_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def resume_run(path: Path) -> dict:
     """Continue a run folder from its saved state, or restart it when it was killed before its first save."""
+    check_free(path)
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"--resume: {path} is not a run folder (no config.yaml)")
-    check_free(path)
     cfg = load_config(str(path / "config.yaml"))
     summary = run_one(cfg, path, resume=True)
     if Dist().is_main:

@@ -53,6 +53,14 @@ def no_strays(run: Path):
     return [p for p in run.rglob("*") if ".staging." in p.name or p.name.endswith(".tmp")]
 
 
+def error_line(stderr: str) -> str:
+    """The one error line a stopped run prints (after its progress lines, which are not errors)."""
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr and sum(l.startswith("error") for l in lines) == 1, stderr
+    assert lines[-1].startswith("error: "), stderr
+    return lines[-1]
+
+
 def json_files_are_strict(run: Path) -> None:
     for p in list(run.rglob("*.json")) + list(run.rglob("*.jsonl")):
         text = p.read_text()
@@ -128,9 +136,9 @@ def test_kill_at_any_point_then_resume_equals_uninterrupted(world, reference, tm
 @pytest.mark.parametrize("override", ["train.lr=1e30", "train.lr=1e3"])
 def test_non_finite_training_stops_with_exit_3_keeping_the_last_good_state(world, tmp_path, capsys, override):
     code = main(run_args(world, tmp_path, "nan", "40:images", override))
-    err = capsys.readouterr().err.strip()
+    err = error_line(capsys.readouterr().err)
     assert code == 3, err
-    assert err.count("\n") == 0 and "not finite" in err and f"--resume {tmp_path / 'nan'}" in err, err
+    assert "not finite" in err and f"--resume {tmp_path / 'nan'}" in err, err
     run = tmp_path / "nan"
     tensors, meta = load_checkpoint(run / "state", kind="train_state")  # verified, loadable
     assert all(torch.isfinite(t).all() for t in tensors.values())
@@ -151,8 +159,8 @@ def test_non_finite_reward_stops_with_exit_3(world, tmp_path, capsys, monkeypatc
     args[args.index("--method") + 1], args[args.index("--tasks") + 1] = "grpo", "brightness"
     args += ["--set", "grpo.group_size=2"]
     code = main(args)
-    err = capsys.readouterr().err.strip()
-    assert code == 3 and "reward of task brightness is not finite" in err and err.count("\n") == 0, err
+    err = error_line(capsys.readouterr().err)
+    assert code == 3 and "reward of task brightness is not finite" in err, err
     verify_checkpoint(tmp_path / "nanr" / "state")
 
 
@@ -237,10 +245,10 @@ def test_full_or_read_only_disk_mid_run_is_exit_3_cleans_staging_and_resumes_ide
     monkeypatch.setattr(rn, "save_checkpoint", counting_save)
     monkeypatch.setattr(os, "fsync", fsync)
     code = main(run_args(world, tmp_path, "full"))
-    err = capsys.readouterr().err.strip()
+    err = error_line(capsys.readouterr().err)
     monkeypatch.undo()
     run = tmp_path / "full"
-    assert code == 3 and err.count("\n") == 0, err
+    assert code == 3, err
     assert os.strerror(err_no) in err and "the last good state (round 2)" in err, err
     assert no_strays(run) == []
     _, meta = load_checkpoint(run / "state", kind="train_state")
@@ -294,8 +302,8 @@ def test_real_full_tmpfs_mid_run(world, tmp_path, small_tmpfs, capsys, monkeypat
 
     monkeypatch.setattr(rn.Runner, "_save_state", save_then_fill)
     code = main(run_args(world, small_tmpfs, "r"))
-    err = capsys.readouterr().err.strip()
-    assert code == 3 and err.count("\n") == 0 and "No space left on device" in err, err
+    err = error_line(capsys.readouterr().err)
+    assert code == 3 and "No space left on device" in err, err
     assert no_strays(small_tmpfs / "r") == []
     verify_checkpoint(small_tmpfs / "r" / "state")
 
@@ -332,7 +340,7 @@ def test_ctrl_c_says_where_the_state_is_and_how_to_resume(world, reference, tmp_
 
     monkeypatch.setattr(DiffusionOPD, "train_step", step)
     code = main(run_args(world, tmp_path, "c"))
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = error_line(capsys.readouterr().err)
     monkeypatch.undo()
     run = tmp_path / "c"
     assert code == 130
@@ -351,6 +359,6 @@ def test_ctrl_c_of_a_real_process(world, tmp_path):
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.1)
     p.send_signal(signal.SIGINT)
-    err = p.communicate(timeout=120)[1]
+    err = error_line(p.communicate(timeout=120)[1])
     assert p.returncode == 130, err
-    assert "Traceback" not in err and f"continue with: opd-bench run --resume {tmp_path / 's'}" in err, err
+    assert f"continue with: opd-bench run --resume {tmp_path / 's'}" in err, err
