@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -478,6 +479,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     _INVOCATION[:] = sys.argv[1:] if argv is None else argv
     reset_active()
+    if argv is None:  # the console command: a SIGTERM (scheduler, kill) stops it like Ctrl-C, with the message
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = app(args=argv, standalone_mode=False)
     except UserError as e:
@@ -512,6 +515,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if rv == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, returned in this mode
         print(f"error: {_one_line(interrupt_message())}", file=sys.stderr)
     return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _exit(code: int, argv) -> int:

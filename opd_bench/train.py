@@ -2,9 +2,11 @@
 optionally retrains the teachers first, and prints the final table next to the base and the teachers."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,7 +117,7 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
     cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed)
     several = len(cfgs) > 1
     dirs = [run_dir_for(runs_dir, c, several) for c in cfgs]
-    preflight_run(cfgs, dirs, runs_dir)  # before anything is created or printed
+    preflight_run(cfgs, dirs, runs_dir, check_teachers=not retrain_teachers)  # before anything is created or printed
     dist = Dist()
     dist.barrier()  # every process has checked before the main one creates anything
     if retrain_teachers and "opd" in methods:
@@ -144,7 +146,8 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
     running: List[tuple] = []
     failed: List[str] = []
     results: Dict = {}
-    with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar:
+    with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar, \
+            _interrupt_children_on_exit(running):
         job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs))
         while pending or running:
             while pending and len(running) < jobs:
@@ -177,6 +180,22 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
             raise RunStopped("run(s) stopped: " + "; ".join(failed) + " -- continue each with --resume <run dir>")
         raise UserError("run(s) failed: " + "; ".join(failed) + " -- continue each with --resume <run dir>")
     return results
+
+
+@contextlib.contextmanager
+def _interrupt_children_on_exit(running: List[tuple]):
+    """If this process is interrupted (Ctrl-C, SIGTERM), pass the interruption on to the still-running
+    children and wait for them: each stops with its last saved state resumable, and none is left orphaned."""
+    try:
+        yield
+    except BaseException:
+        for proc, *_ in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, fh, *_ in running:
+            proc.wait()
+            fh.close()
+        raise
 
 
 def _child_main(argv: Optional[Sequence[str]] = None) -> int:

@@ -202,9 +202,10 @@ def run_overrides(overrides: Iterable[str]) -> None:
             raise UserError(f"--set {key}=...: {key} is set by {_RUN_OPTION_KEYS[key]} (use that option instead)")
 
 
-def preflight_run(cfgs, dirs, runs_dir) -> None:
+def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
     """Everything ``opd-bench run`` can check before it creates anything or prints a progress line: the run
-    folders (writable, not taken), the device, the model and teacher checkpoints, the tasks' prompt sets."""
+    folders (writable, not taken), the device, the model and (unless they are to be trained first) teacher
+    checkpoints, the tasks' prompt sets."""
     from .backbones import resolve_checkpoint
     from .runlock import check_free, holds_run
     from .tasks import configure_tasks, get_task
@@ -219,11 +220,18 @@ def preflight_run(cfgs, dirs, runs_dir) -> None:
         output_dir(d, "run folder")
     from .methods import METHODS
 
+    from .checkpoint import MANIFEST, verify_checkpoint
+
+    def checkpoint_ok(name) -> None:  # found, and its files match its manifest (raw diffusers folders have none)
+        path = resolve_checkpoint(name)
+        if (path / MANIFEST).is_file():
+            verify_checkpoint(path)
+
     cfg = cfgs[0]
     for c in cfgs:
         METHODS[c.method].check(c, list(c.tasks))
     device_available(cfg.device)
-    resolve_checkpoint(cfg.model.checkpoint)
+    checkpoint_ok(cfg.model.checkpoint)
     from dataclasses import asdict
 
     configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
@@ -232,13 +240,14 @@ def preflight_run(cfgs, dirs, runs_dir) -> None:
             for split in ("train", "eval"):
                 if not get_task(t).prompts(split):
                     raise UserError(f"task {t}: the {split} prompt set is empty")
-            if c.method == "opd":
+            if c.method == "opd" and check_teachers:
                 name = c.opd.teachers.get(t, f"teacher_{t}")
                 try:
                     resolve_checkpoint(name)
                 except UserError:
                     raise UserError(f"no teacher for task {t}: {name} not found (train one with `opd-bench run "
                                     f"--method grpo --tasks {t}` or pass --train-teachers)") from None
+                checkpoint_ok(name)
 
 
 def eval_doc(data, path) -> dict:
