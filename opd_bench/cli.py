@@ -437,6 +437,7 @@ def analyze_variance(
     run_dir, ckpt = itf.resolve_analysis_checkpoint(checkpoint)
     base_cfg = load_config(str(run_dir / "config.yaml")) if run_dir else load_config(None)
     cfg = itf.analysis_config(base_cfg, overrides)
+    validate.device_available(cfg.device)
     task_list = parse_tasks(tasks) if tasks else parse_tasks(cfg.tasks)
     student, reference = itf.load_analysis_model(run_dir, ckpt, cfg, cfg.device)
     ctx = itf.make_context(cfg, task_list, student, reference, cfg.device)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from tiny_world import make_tiny_world
 
+import opd_bench.analysis.variance  # noqa: F401  (imported before any patching: see NO_WORK)
+import opd_bench.train  # noqa: F401
+import opd_bench.world.pretrain  # noqa: F401
 from opd_bench import check as gate
 from opd_bench.checkpoint import CONFIG, MANIFEST, WEIGHTS, sha256_file
 from opd_bench.cli import main
@@ -86,14 +89,15 @@ def env(tmp_path_factory):
     shutil.copytree(base, no_manifest)
     (no_manifest / MANIFEST).unlink()
     # run folders given to --resume / report
-    for name, text in (("garbage_cfg", None), ("list_cfg", "[]\n"), ("badkey_cfg", "nonsense_key: 1\n")):
+    for name, text in (("garbage_cfg", None), ("list_cfg", "[]\n"), ("badkey_cfg", "nonsense_key: 1\n"),
+                       ("list_ledger", "seed: 0\n")):
         d = bad / "runs" / name
         d.mkdir(parents=True)
         if text is None:
             (d / "config.yaml").write_bytes(b"\xff\xfe\x00garbage" * 10)
         else:
             (d / "config.yaml").write_text(text)
-        (d / "ledger.json").write_text("{}")
+        (d / "ledger.json").write_text("[]" if name == "list_ledger" else "{}")
     # evaluations
     good_eval = {"protocol": {"steps": 2, "guidance": 1.0, "shift": 1.0, "seed": 1},
                  "tasks": {"geneval": {"per_prompt": [{"prompt": "a photo of a circle", "score": 1.0}]}}}
@@ -296,6 +300,7 @@ def _cases():
         ("report-missing", rep("/no/such/run"), "not a run folder"),
         ("report-garbage-config", rep(lambda e: I(e, "runs/garbage_cfg")), "not a text (UTF-8) YAML"),
         ("report-badkey-config", rep(lambda e: I(e, "runs/badkey_cfg")), "nonsense_key: unknown key"),
+        ("report-ledger-list", rep(lambda e: I(e, "runs/list_ledger")), "not a ledger"),
         ("report-out-devnull", rep(lambda e: I(e, "runs/garbage_cfg"), "--out", "/dev/null/x"), "--out"),
         ("report-name-dotdot", rep(lambda e: I(e, "runs/garbage_cfg"), "--name", "../x"), "not a single folder name"),
         ("report-variance-missing", rep("--variance", "/no/such.json"), "file not found"),
@@ -367,6 +372,7 @@ def _cases():
         ("variance-k", var("--checkpoint", B, "--k", "1"), "--k"),
         ("variance-out-devnull", var("--checkpoint", B, "--out", "/dev/null/x"), "--out"),
         ("variance-set-nan", var("--checkpoint", B, "--set", "opd.noise_level=.nan"), "opd.noise_level"),
+        ("variance-device", var("--checkpoint", B, "--set", "device=cuda:99"), "device"),
         ("variance-tasks", var("--checkpoint", B, "--tasks", "nope"), "unknown task 'nope'"),
         # ---- no command, unknown command
         ("unknown-command", lambda e: ["frobnicate"], "No such command"),
@@ -375,6 +381,11 @@ def _cases():
 
 
 CASES = _cases()
+#: where the work starts (every module that binds ``evaluate`` by name is imported first, so each binding is
+#: patched for the case and restored after it)
+NO_WORK = ("opd_bench.runner.Runner._run", "opd_bench.evaluate.evaluate", "opd_bench.runner.evaluate",
+           "opd_bench.train.evaluate", "opd_bench.check.evaluate", "opd_bench.world.pretrain.pretrain",
+           "opd_bench.analysis.variance.variance_study")
 
 
 def test_the_table_covers_every_subcommand_with_at_least_100_cases():
@@ -396,8 +407,7 @@ def _tree(*roots):
 @pytest.mark.parametrize("case_id, argv, needle", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(env, case_id, argv, needle, capsys, monkeypatch):
     monkeypatch.chdir(env["cwd"])
-    for target in ("opd_bench.runner.Runner._run", "opd_bench.evaluate.evaluate", "opd_bench.world.pretrain.pretrain",
-                   "opd_bench.analysis.variance.variance_study"):  # bad input must be refused before any work
+    for target in NO_WORK:  # bad input must be refused before any work
         monkeypatch.setattr(target, lambda *a, _t=target, **k: pytest.fail(f"{case_id}: reached {_t}"))
     before = _tree(env["cwd"], env["bad"])
     code = main(argv(env))
