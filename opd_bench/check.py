@@ -45,6 +45,7 @@ from .errors import UserError
 from .evaluate import EvalProtocol, evaluate, select_records
 from .paths import RELEASED_DIR
 from .stats import stratified_bootstrap_ci
+from .validate import MAX_SEED, finite_json
 from .tasks import get_task, parse_tasks
 
 SCHEMA_VERSION = 1
@@ -87,7 +88,8 @@ def digest_of(path: Path) -> Optional[str]:
 
 def fingerprint(doc: dict) -> str:
     """sha256 of the measured part of a baseline (protocol + tasks), canonical JSON."""
-    blob = json.dumps({"protocol": doc["protocol"], "tasks": doc["tasks"]}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(finite_json({"protocol": doc["protocol"], "tasks": doc["tasks"]}), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -177,6 +179,8 @@ def load_baseline(path: Path) -> dict:
              "opd-bench check --record")
     for key in ("protocol", "tasks", "margins", "fingerprint", "checkpoint"):
         _require(key in doc, path, f"missing key {key!r}")
+    _require(isinstance(doc["checkpoint"], dict) and isinstance(doc["margins"], dict)
+             and isinstance(doc["margins"].get("tasks"), dict), path, "checkpoint and margins must be mappings")
     proto = doc["protocol"]
     expected = set(EvalProtocol().to_dict()) | set(GEOMETRY_KEYS) | {"prompts"}
     _require(isinstance(proto, dict) and set(proto) == expected, path,
@@ -192,20 +196,55 @@ def load_baseline(path: Path) -> dict:
     return doc
 
 
+def _is_int(v, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _validate_protocol(proto: dict, path: Path) -> None:
+    """Every recorded protocol field has a usable type and range (a re-hashed hand edit is caught here)."""
+    for key, lo, hi in (("steps", 1, 1000), ("seed", 0, MAX_SEED), ("prompts_per_task", 0, 1_000_000),
+                        ("bootstrap", 1, 1_000_000)):
+        _require(_is_int(proto[key], lo, hi), path, f"protocol.{key} must be an integer in [{lo}, {hi}] "
+                                                   f"(got {proto[key]!r})")
+    for key in ("guidance", "shift"):
+        _require(_is_num(proto[key]) and proto[key] >= 0, path, f"protocol.{key} must be a finite number >= 0")
+    _require(proto["resolution"] is None or _is_int(proto["resolution"], 1, 8192), path,
+             "protocol.resolution must be a positive integer")
+    _require(isinstance(proto["latent_shape"], list) and all(_is_int(x, 1, 8192) for x in proto["latent_shape"]),
+             path, "protocol.latent_shape must be a list of positive integers")
+    _require(isinstance(proto["prompts"], dict) and all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in proto["prompts"].values()), path,
+        "protocol.prompts must map each task to a list of prompt strings")
+
+
 def _validate_tasks(doc: dict, path: Path) -> None:
     """Every task has prompts, aligned per-prompt scores of its primary metric and a margin."""
     proto, tasks = doc["protocol"], doc["tasks"]
+    _validate_protocol(proto, path)
     _require(isinstance(tasks, dict) and tasks and set(tasks) == set(proto["prompts"]), path,
              "tasks and recorded prompts disagree")
     margins = doc["margins"]["tasks"]
     for name, entry in tasks.items():
         n = len(proto["prompts"][name])
+        _require(isinstance(entry, dict), path, f"task {name}: not a mapping")
         per = entry.get("per_prompt", {})
-        _require(entry.get("primary_metric") in per, path, f"task {name}: no per-prompt {entry.get('primary_metric')!r}")
-        _require(all(len(v) == n for v in per.values()), path, f"task {name}: per-prompt scores do not match its {n} prompts")
-        _require(isinstance(margins.get(name), (int, float)) and margins[name] >= 0, path,
+        _require(isinstance(per, dict) and isinstance(entry.get("primary_metric"), str)
+                 and entry.get("primary_metric") in per, path, f"task {name}: no per-prompt {entry.get('primary_metric')!r}")
+        _require(all(isinstance(v, list) and len(v) == n for v in per.values()), path,
+                 f"task {name}: per-prompt scores do not match its {n} prompts")
+        _require(all(_is_num(x) for v in per.values() for x in v), path,
+                 f"task {name}: per-prompt scores must be finite numbers")
+        cats = entry.get("categories")
+        _require(cats is None or (isinstance(cats, list) and len(cats) == n and all(isinstance(c, str) for c in cats)),
+                 path, f"task {name}: categories must be null or one string per prompt")
+        _require(_is_num(margins.get(name)) and margins[name] >= 0, path,
                  f"task {name}: margins.tasks.{name} must be a number >= 0")
-    _require(isinstance(doc["margins"].get("overall"), (int, float)), path, "margins.overall must be a number")
+    _require(_is_num(doc["margins"].get("overall")) and doc["margins"]["overall"] >= 0, path,
+             "margins.overall must be a number >= 0")
 
 
 def protocol_of(doc: dict) -> EvalProtocol:
@@ -402,19 +441,27 @@ def identical_per_prompt(doc: dict, results: dict, tasks: Sequence[str]) -> Dict
     return out
 
 
-def provenance_notes(doc: dict, digest: Optional[str], label: str) -> List[str]:
-    """Informational differences between the baseline's provenance and this check (never failures)."""
+def provenance_notes(doc: dict, digest: Optional[str], label: str, allow_other_checkpoint: bool = False,
+                     path: Optional[Path] = None) -> List[str]:
+    """Differences between the baseline's provenance and this check. A baseline recorded from another
+    checkpoint (sha256 differs) is refused (UserError, exit 2) unless ``allow_other_checkpoint``; then it
+    is a note, like a different opd-bench version."""
     notes = []
     old = doc["checkpoint"].get("sha256")
     if old != digest:
-        notes.append(f"checkpoint {label} sha256 {str(digest)[:12]}... differs from the baseline's {str(old)[:12]}... "
-                     f"(recorded from {doc['checkpoint'].get('name')}); comparing anyway")
+        what = (f"checkpoint {label} sha256 {str(digest)[:12]}... differs from the baseline's {str(old)[:12]}... "
+                f"(recorded from {doc['checkpoint'].get('name')})")
+        if not allow_other_checkpoint:
+            raise UserError(f"baseline {path} was recorded from another checkpoint: {what}; pass "
+                            "--allow-other-checkpoint to compare anyway, or re-record it with --record")
+        notes.append(f"{what}; comparing anyway (--allow-other-checkpoint)")
     if doc.get("opd_bench_version") != __version__:
         notes.append(f"baseline recorded with opd-bench {doc.get('opd_bench_version')}, this is {__version__}")
     return notes
 
 
-def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show_progress: bool = True) -> CheckReport:
+def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show_progress: bool = True,
+              allow_other_checkpoint: bool = False) -> CheckReport:
     """Validate the inputs (UserError/CheckpointError on bad input), re-evaluate, compare."""
     from .backbones import load_backbone, resolve_checkpoint
 
@@ -423,11 +470,12 @@ def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)  # verifies the manifest: a tampered checkpoint is a CheckpointError
     digest = digest_of(path)
-    check_protocol(doc, task_list, model_geometry(model), baseline)
-    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress, label=path.name)
     label = checkpoint_label(path)
+    check_protocol(doc, task_list, model_geometry(model), baseline)
+    notes = provenance_notes(doc, digest, label, allow_other_checkpoint, baseline)  # before the work
+    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress, label=path.name)
     return CheckReport(checkpoint=label, baseline=str(baseline), rows=compare(doc, results, task_list),
-                       notes=provenance_notes(doc, digest, label),
+                       notes=notes,
                        per_prompt_identical=identical_per_prompt(doc, results, task_list), timing=results["timing"])
 
 

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .errors import CheckpointError
+from .validate import finite_json
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -58,11 +59,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # full disk, read-only disk, Ctrl-C: no orphan temp file, ``path`` untouched
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -70,8 +75,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj, **kwargs) -> str:
+    """Strict JSON (non-finite floats become null: no NaN / Infinity tokens)."""
+    return json.dumps(finite_json(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_text(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _contiguous_cpu(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -90,17 +100,21 @@ def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: dict, *, kin
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
-    cfg = dict(config)
-    cfg["kind"] = kind
-    atomic_write_bytes(stage / WEIGHTS, save(_contiguous_cpu(tensors)))
-    atomic_write_json(stage / CONFIG, cfg)
-    for name, data in (extra_files or {}).items():
-        atomic_write_bytes(stage / name, data)
-    files = {}
-    for name in (WEIGHTS, CONFIG, *(extra_files or {})):
-        p = stage / name
-        files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    atomic_write_json(stage / MANIFEST, {"format": FORMAT_VERSION, "files": files})
+    try:
+        cfg = dict(config)
+        cfg["kind"] = kind
+        atomic_write_bytes(stage / WEIGHTS, save(_contiguous_cpu(tensors)))
+        atomic_write_json(stage / CONFIG, cfg)
+        for name, data in (extra_files or {}).items():
+            atomic_write_bytes(stage / name, data)
+        files = {}
+        for name in (WEIGHTS, CONFIG, *(extra_files or {})):
+            p = stage / name
+            files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        atomic_write_json(stage / MANIFEST, {"format": FORMAT_VERSION, "files": files})
+    except BaseException:  # full disk, Ctrl-C...: remove the half-made stage, the previous checkpoint stays
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     # Swap the staged folder in: the old checkpoint (if any) is moved aside first and removed only after.
     old = path.with_name(f".{path.name}.old.{os.getpid()}")
     if path.exists():
@@ -142,6 +156,10 @@ def verify_checkpoint(path) -> dict:
         files = manifest["files"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"corrupted manifest {mpath}: {e}") from None
+    if not isinstance(files, dict) or not all(
+            isinstance(m, dict) and isinstance(n, str) and n == Path(n).name and n not in (".", "..")
+            for n, m in files.items()):
+        raise CheckpointError(f"corrupted manifest {mpath}: 'files' must map file names to {{sha256, bytes}}")
     for name in (WEIGHTS, CONFIG):
         if name not in files:
             raise CheckpointError(f"manifest {mpath} does not list {name}")
@@ -163,9 +181,12 @@ def read_config(path) -> dict:
     """The checkpoint's config.json, after verifying the manifest."""
     verify_checkpoint(path)
     try:
-        return json.loads((Path(path) / CONFIG).read_text())
-    except ValueError as e:
+        cfg = json.loads((Path(path) / CONFIG).read_text())
+    except ValueError as e:  # UnicodeDecodeError included
         raise CheckpointError(f"corrupted {Path(path) / CONFIG}: {e}") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"corrupted {Path(path) / CONFIG}: expected a JSON object, got {type(cfg).__name__}")
+    return cfg
 
 
 def load_checkpoint(path, *, kind: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], dict]:

@@ -5,7 +5,9 @@ an empty prompt file -- prints ONE line on stderr and exits with code 2. Never a
 """
 from __future__ import annotations
 
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -21,8 +23,10 @@ try:  # typer >= 0.20 vendors click as typer._click
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
-from .errors import UserError
+from . import validate
+from .errors import RunStopped, UserError
 from .paths import is_run_dir
+from .validate import MAX_SEED
 
 METHODS = ("opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill")
 BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
@@ -69,10 +73,11 @@ def parse_budget(spec: Optional[str]):
         v = float(value)
     except ValueError:
         raise UserError(f"--budget: {value!r} is not a number (expected VALUE:UNIT, e.g. 20000:images)") from None
-    if not v > 0:
-        raise UserError(f"--budget: must be positive (got {value})")
     if unit not in BUDGET_UNITS:
         raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(BUDGET_UNITS)})")
+    if not v > 0:
+        raise UserError(f"--budget: must be positive (got {value})")
+    validate.budget(v, unit)
     return v, unit
 
 
@@ -109,6 +114,13 @@ def _refuse_existing_runs(methods, tasks: str, seeds: int, first_seed: int, name
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
 
 
+def _finite(value):
+    """typer callback: a float option must be finite (no nan / inf)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number (got {value})")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -117,9 +129,10 @@ def run(
     method: str = typer.Option("opd", "--method", "-m", help="Method(s), comma-separated: " + ", ".join(METHODS)),
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks, e.g. ocr,geneval"),
     budget: Optional[str] = typer.Option(None, "--budget", help="VALUE:UNIT, unit in " + ", ".join(BUDGET_UNITS)),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of seeds per method (--first-seed .. +N-1)"),
-    first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed (e.g. to add seeds to a comparison)"),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run the (method, seed) runs in N parallel processes, "
+    seeds: int = typer.Option(1, "--seeds", min=1, max=1000, help="Number of seeds per method (--first-seed .. +N-1)"),
+    first_seed: int = typer.Option(0, "--first-seed", min=0, max=MAX_SEED,
+                                   help="First seed (e.g. to add seeds to a comparison)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=256, help="Run the (method, seed) runs in N parallel processes, "
                              "each with cpu_count/N threads; each run's output goes to <run dir>.log"),
     config: Optional[str] = config_option("-c"),
     set_: List[str] = set_option(),
@@ -136,16 +149,21 @@ def run(
     if resume is not None:
         if not is_run_dir(resume):  # before the heavy imports: a refused rerun answers at once
             raise UserError(f"--resume: {resume} is not a run folder (no config.yaml and ledger.json)")
+        validate.output_dir(resume, "--resume")
         from .train import resume_run
 
         resume_run(resume)
         return
     methods = parse_methods(method)
     b = parse_budget(budget)
+    if name is not None:
+        validate.run_name(name)
+    validate.seed(first_seed + seeds - 1, "--first-seed + --seeds - 1")
     _refuse_existing_runs(methods, tasks, seeds, first_seed, name, runs_dir)
     from .train import run_many
 
     overrides = list(set_) + ([f"device={device}"] if device else [])
+    validate.run_overrides(overrides)
     if b:
         overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
     if dry_run:
@@ -193,12 +211,12 @@ def eval_(
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for eval.json and sample grids "
                                        "(default: evals/<checkpoint name>)"),
-    prompts: int = typer.Option(0, "--prompts", min=0, help="Prompts per task (0 = every eval prompt)"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="ODE sampling steps (default: the "
+    prompts: int = typer.Option(0, "--prompts", min=0, max=1_000_000, help="Prompts per task (0 = every eval prompt)"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="ODE sampling steps (default: the "
                                         "config's eval.steps, 40)"),
-    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="CFG scale (default: the config's "
-                                             "eval.guidance, 4.5)"),
-    seed: int = typer.Option(1234, "--seed", help="Base seed of the per-prompt noises"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, callback=_finite, help="CFG scale "
+                                             "(default: the config's eval.guidance, 4.5)"),
+    seed: int = typer.Option(1234, "--seed", min=0, max=MAX_SEED, help="Base seed of the per-prompt noises"),
     config: Optional[str] = config_option("-c"),
     set_: List[str] = set_option(),
     device: Optional[str] = device_option(),
@@ -215,8 +233,8 @@ def eval_(
     cfg = command_config(config, set_, device)
     task_list = resolve_tasks(tasks, cfg)
     path = resolve_checkpoint(checkpoint)
+    out = validate.output_dir(out or Path("evals") / path.name, "--out")
     model = load_backbone(path)
-    out = out or Path("evals") / path.name
     steps = steps or cfg.eval.steps
     guidance = cfg.eval.guidance if guidance is None else guidance
     protocol = replace(EvalProtocol.from_config(cfg), steps=steps, guidance=guidance, prompts_per_task=prompts,
@@ -237,8 +255,8 @@ def compare(
     candidate: List[Path] = typer.Option(..., "--candidate", "-c", help="eval.json (or folder) of the model "
                                          "compared with it (repeatable, as --base)"),
     tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma list (default: every shared task)"),
-    margin: float = typer.Option(0.05, "--margin", min=0.0, help="Smallest difference called 'better'"),
-    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples"),
+    margin: float = typer.Option(0.05, "--margin", min=0.0, callback=_finite, help="Smallest difference called 'better'"),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, max=1_000_000, help="Bootstrap resamples"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write compare.json and compare.md into this folder"),
     config: Optional[str] = config_option(),
     set_: List[str] = set_option(),
@@ -255,6 +273,8 @@ def compare(
 
     cfg = command_config(config, set_, device)
     task_list = resolve_tasks(tasks, cfg) if tasks else None
+    if out is not None:
+        validate.output_dir(out, "--out")
     res = run_compare(base, candidate, task_list, margin=margin, n_boot=bootstrap)
     from .progress import print_table
 
@@ -276,7 +296,7 @@ def report(
                                         "(repeatable; run folders' variance/variance.json are found automatically)"),
     interference: bool = typer.Option(True, "--interference/--no-interference",
                                       help="Compute gradient conflict and lookahead affinity at the final checkpoints"),
-    samples: int = typer.Option(3, "--samples", min=0, help="Eval prompts per task in the sample grid (0 = none)"),
+    samples: int = typer.Option(3, "--samples", min=0, max=64, help="Eval prompts per task in the sample grid (0 = none)"),
     config: Optional[str] = config_option("-c"),
     set_: List[str] = set_option(),
     device: Optional[str] = device_option(),
@@ -289,8 +309,14 @@ def report(
     if config or set_ or device:   # each run folder's own config applies otherwise (real tasks, base model)
         command_config(config, set_, device)
     for v in variance:
-        if not v.is_file():
-            raise UserError(f"--variance: file not found: {v}")
+        validate.input_file(v, "--variance")
+    if name is not None:
+        validate.run_name(name, "--name")
+    if out is None:
+        from .report import default_name, default_out, expand_runs
+
+        out = default_out(name or default_name(expand_runs(runs or None)))
+    validate.output_dir(out, "--out")
     with progress_bar(True) as bar:
         page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
                             samples=samples, progress=step_reporter(bar, "report", unit="steps"))
@@ -308,14 +334,17 @@ def check(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report here"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary here "
                                             "(append it to $GITHUB_STEP_SUMMARY in CI)"),
-    prompts: Optional[int] = typer.Option(None, "--prompts", min=1, help="With --record: prompts per task "
+    prompts: Optional[int] = typer.Option(None, "--prompts", min=1, max=1_000_000, help="With --record: prompts per task "
                                           "(default 48)"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="With --record: ODE steps (default 12)"),
-    margin: Optional[float] = typer.Option(None, "--margin", min=0.0, help="With --record: per-task margin "
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="With --record: ODE steps (default 12)"),
+    margin: Optional[float] = typer.Option(None, "--margin", min=0.0, callback=_finite, help="With --record: per-task margin "
                                            "written to the baseline (default 0.02)"),
     config: Optional[str] = config_option("-c"),
     set_: List[str] = set_option(),
     device: Optional[str] = device_option(),
+    allow_other_checkpoint: bool = typer.Option(False, "--allow-other-checkpoint",
+                                                help="Check against a baseline recorded from a different checkpoint "
+                                                     "(its sha256 differs); refused (exit 2) otherwise"),
 ):
     """CI regression gate: exit 0 = pass, 1 = regression beyond noise, 2 = bad input.
 
@@ -340,6 +369,9 @@ def check(
     if record:
         if junit is not None or markdown is not None:
             raise UserError("--junit and --markdown apply to a check, not to --record")
+        if allow_other_checkpoint:
+            raise UserError("--allow-other-checkpoint applies to a check, not to --record")
+        validate.output_file(baseline, "--baseline")
         doc = gate.record_baseline(
             checkpoint, baseline, ",".join(resolve_tasks(tasks, cfg)) if config else (tasks or "all"),
             prompts=prompts or gate.DEFAULT_PROMPTS, steps=steps or gate.DEFAULT_STEPS,
@@ -353,7 +385,10 @@ def check(
     given = [f for f, v in (("--prompts", prompts), ("--steps", steps), ("--margin", margin)) if v is not None]
     if given:
         raise UserError(f"{given[0]} only applies with --record (a check uses the baseline's recorded protocol)")
-    report = gate.run_check(checkpoint, baseline, tasks)
+    for opt, f in (("--junit", junit), ("--markdown", markdown)):
+        if f is not None:
+            validate.output_file(f, opt)
+    report = gate.run_check(checkpoint, baseline, tasks, allow_other_checkpoint=allow_other_checkpoint)
     out.print(gate.comparison_table(report))
     for note in report.notes:
         out.print(f"note: {note}")
@@ -374,12 +409,12 @@ def check(
 @world_app.command("pretrain")
 def world_pretrain(
     out: Path = typer.Option(Path("checkpoints/base"), "--out", help="Where to write the base checkpoint"),
-    seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(3000, "--steps", min=1, help="Optimizer steps"),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    pairs: int = typer.Option(40000, "--pairs", min=1, help="Generated (caption, image) pairs"),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0),
-    warmup: int = typer.Option(200, "--warmup", min=0, help="Linear learning-rate warmup steps"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    steps: int = typer.Option(3000, "--steps", min=1, max=10**8, help="Optimizer steps"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, max=65536),
+    pairs: int = typer.Option(40000, "--pairs", min=1, max=10**8, help="Generated (caption, image) pairs"),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, callback=_finite),
+    warmup: int = typer.Option(200, "--warmup", min=0, max=10**8, help="Linear learning-rate warmup steps"),
     ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=1.0,
                                     help="Decay of the weight EMA that is saved (0.999: about the last 1000 steps)"),
     init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
@@ -423,6 +458,7 @@ def world_pretrain(
         from .checkpoint import verify_checkpoint
 
         verify_checkpoint(init)
+    validate.output_dir(out, "--out")
     cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
                           text_fraction=text_fraction, warmup=warmup, ema_decay=ema_decay,
                           schedule=schedule, text_quote=text_quote, data=data,
@@ -447,8 +483,10 @@ def world_release(
     from .progress import console
     from .runner import FINAL, is_run_dir
 
+    validate.run_name(name, "NAME")
     if not is_run_dir(run_dir) or not (run_dir / FINAL).is_dir():
         raise UserError(f"not a finished run folder (needs config.yaml, ledger.json and final/): {run_dir}")
+    validate.output_dir(RELEASED_DIR / name, "NAME")
     model = load_backbone(run_dir / FINAL)
     summary = json.loads((run_dir / "summary.json").read_text())
     out = model.save(RELEASED_DIR / name, extra_config={
@@ -467,7 +505,7 @@ def analyze_variance(
     teacher_for_task: List[str] = typer.Option([], "--teacher-for-task", help="TASK=CHECKPOINT, repeatable "
                                                "(default: the run's opd.teachers, else the released teacher_<task>)"),
     set_: List[str] = typer.Option([], "--set", help="Dotted config override, repeatable: --set opd.noise_level=0.7"),
-    k: int = typer.Option(16, "--k", min=2, help="Independent mini-batches per estimator"),
+    k: int = typer.Option(16, "--k", min=2, max=10000, help="Independent mini-batches per estimator"),
     batch_sizes: str = typer.Option("2,4,8", "--batch-sizes", help="Samples per mini-batch, comma list "
                                     "(headline numbers at the largest)"),
     estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
@@ -500,10 +538,17 @@ def analyze_variance(
         if not sep or not task.strip() or not path.strip():
             raise UserError(f"--teacher-for-task: expected TASK=CHECKPOINT (got {item!r})")
         overrides.append(f"opd.teachers.{task.strip()}={path.strip()}")
+    if any(n > 4096 for n in sizes):
+        raise UserError("--batch-sizes: at most 4096 samples per mini-batch")
+    if out is not None:
+        validate.output_dir(out, "--out")
     run_dir, ckpt = itf.resolve_analysis_checkpoint(checkpoint)
     base_cfg = load_config(str(run_dir / "config.yaml")) if run_dir else load_config(config)
     cfg = apply_config(itf.analysis_config(base_cfg, overrides + ([f"device={device}"] if device else [])))
+    validate.device_available(cfg.device)
     task_list = resolve_tasks(tasks, cfg)
+    if teacher_for_task:   # an unknown task in --teacher-for-task is one clear line
+        resolve_tasks(",".join(item.partition("=")[0].strip() for item in teacher_for_task), cfg)
     student, reference = itf.load_analysis_model(run_dir, ckpt, cfg, cfg.device)
     ctx = itf.make_context(cfg, task_list, student, reference, cfg.device)
     if any(e.startswith("opd_") for e in ests):
@@ -568,31 +613,53 @@ def _tidy_help(typer_app: typer.Typer) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Console entry point: maps every user error to one line on stderr and exit 2."""
+    """Console entry point: every user error is one line on stderr and exit 2; a run stopped mid-way (NaN,
+    full disk) one line and exit 3; Ctrl-C says where the state is and how to resume, exit 130."""
+    from .runlock import interrupt_message, reset_active
+
     _INVOCATION[:] = sys.argv[1:] if argv is None else argv
     _tidy_help(app)
+    reset_active()
+    if argv is None:  # the console command: a SIGTERM (scheduler, kill) stops it like Ctrl-C, with the message
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = app(args=argv, standalone_mode=False)
     except UserError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return _exit(2, argv)
+    except RunStopped as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return _exit(e.exit_code, argv)
     except click_exc.NoArgsIsHelpError:
         return _exit(0, argv)
     except click_exc.UsageError as e:
         print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
         return _exit(2, argv)
-    except typer.Exit as e:
-        return _exit(e.exit_code, argv)
-    except typer.Abort:
-        print("error: aborted", file=sys.stderr)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt) as e:  # typer turns Ctrl-C into Exit(130)
+        ctrl_c = isinstance(e, KeyboardInterrupt) or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)
+        if isinstance(e, typer.Exit) and not ctrl_c:
+            return _exit(e.exit_code, argv)
+        print(f"error: {_one_line(interrupt_message() if ctrl_c else 'aborted')}", file=sys.stderr)
         return _exit(130, argv)
     except click_exc.ClickException as e:
         print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
         return _exit(2, argv)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return _exit(130, argv)
+    except OSError as e:  # an unreadable input or unwritable output met after the up-front checks
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {_one_line(e.strerror or e)}{where}; check the path, free space and permissions",
+              file=sys.stderr)
+        return _exit(2, argv)
+    except MemoryError:
+        print("error: out of memory; use smaller batches (train.prompts_per_step, eval.batch_size) or fewer jobs",
+              file=sys.stderr)
+        return _exit(2, argv)
+    if rv == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, returned in this mode
+        print(f"error: {_one_line(interrupt_message())}", file=sys.stderr)
     return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _exit(code: int, argv) -> int:

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 from .stats import bootstrap_ci, stratified_bootstrap_ci
 
@@ -37,8 +38,7 @@ def load_eval(path) -> dict:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: not a readable eval.json ({e.__class__.__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict) or "protocol" not in data:
-        raise UserError(f"{p}: not an eval.json written by opd-bench eval (no 'tasks' / 'protocol')")
+    validate.eval_doc(data, p)
     data["_path"] = str(p)
     return data
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Dict, List, Literal, Optional, get_args, get_origin
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .paths import CONFIGS_DIR
 
 
@@ -272,6 +273,14 @@ _NONNEG = {
     "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
+#: sane maxima (a larger value is a typo that would allocate petabytes or never finish)
+_MAXIMA = {
+    "sampler.steps": 1000, "eval.steps": 1000, "grpo.group_size": 1024, "grpo.inner_epochs": 100,
+    "train.prompts_per_step": 4096, "eval.batch_size": 4096, "eval.prompts_per_task": 1_000_000,
+    "eval.bootstrap": 1_000_000, "model.lora_rank": 4096, "model.resolution": 8192,
+    "model.max_sequence_length": 4096, "train.checkpoint_every": 10**9, "train.log_every": 10**9,
+    "train.ema.every": 10**9, "eval.every": 10**9,
+}
 
 
 def _type_name(tp) -> str:
@@ -311,7 +320,9 @@ def _coerce(value: Any, tp, key: str):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, float) and not math.isfinite(value)) \
+                or int(value) != value:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
@@ -322,7 +333,10 @@ def _coerce(value: Any, tp, key: str):
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: must be a finite number (got {value})") from None
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -340,15 +354,36 @@ def _build(cls, data: Dict[str, Any], prefix: str = ""):
     return cls(**kwargs)
 
 
+def _check_finite(key: str, v) -> None:
+    """Every number of a config (in lists and mappings too) is finite: NaN or inf is never a valid value."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{key}: must be a finite number (got {v!r})")
+    for k, x in (v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()):
+        _check_finite(f"{key}.{k}" if isinstance(v, dict) else f"{key}[{k}]", x)
+
+
 def _check_ranges(cfg: RunConfig) -> None:
+    from .validate import MAX_SEED, budget, device_string
+
     flat = to_flat_dict(cfg)
     for key, v in flat.items():
+        _check_finite(key, v)
+        if key in _MAXIMA and v > _MAXIMA[key]:
+            raise ConfigError(f"{key}: must be at most {_MAXIMA[key]} (got {v!r})")
         if key in _POSITIVE and not v > 0:
             raise ConfigError(f"{key}: must be > 0 (got {v!r})")
         if key in _NONNEG and not v >= 0:
             raise ConfigError(f"{key}: must be >= 0 (got {v!r})")
         if key in _UNIT_INTERVAL and not 0 < v <= 1:
             raise ConfigError(f"{key}: must be in (0, 1] (got {v!r})")
+    for key in ("seed", "eval.seed"):
+        if not 0 <= flat[key] <= MAX_SEED:
+            raise ConfigError(f"{key}: must be in [0, {MAX_SEED}] (got {flat[key]})")
+    try:
+        budget(cfg.budget.value, cfg.budget.unit, "budget.value")
+        device_string(cfg.device)
+    except UserError as e:
+        raise ConfigError(str(e)) from None
     if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade", "nft", "grpo-guard"):
         raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
     w, n = cfg.sampler.sde_window, cfg.sampler.steps
@@ -437,18 +472,30 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config file not found: {name_or_path}")
 
 
-def load_yaml(path: Path) -> Dict[str, Any]:
+def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = {} if data is None else data
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     # `extends: other.yaml` composes configs.
     parent = data.pop("extends", None)
     if parent:
-        data = _merge(load_yaml(resolve_config_path(str(Path(path).parent / parent))
-                                if (Path(path).parent / parent).is_file() else resolve_config_path(parent)), data)
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: extends: expected a config name or path, got {parent!r}")
+        target = resolve_config_path(str(Path(path).parent / parent)) if (Path(path).parent / parent).is_file() \
+            else resolve_config_path(parent)
+        seen = _seen + (Path(path).resolve(),)
+        if target.resolve() in seen:
+            raise ConfigError(f"{path}: extends: {parent} makes a cycle ({' -> '.join(p.name for p in seen)} -> "
+                              f"{target.name}); remove one of the extends")
+        data = _merge(load_yaml(target, seen), data)
     return data
 
 

@@ -27,9 +27,11 @@ import torch
 
 from .backbones import Backbone, backbone_options, load_backbone, resolve_checkpoint
 from .backbones.base import Condition, PolicyView
-from .checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from . import runlock, validate
+from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_checkpoint, read_config,
+                         recover_interrupted_save, save_checkpoint)
 from .config import RunConfig, dump_config, to_dict
-from .errors import UserError
+from .errors import NonFiniteError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
 from .ledger import Ledger, teacher_spend, with_teacher_cost
 from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
@@ -202,6 +204,7 @@ class RunContext:
     def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
         task = task or batch.task
         r = get_task(task).reward(batch.rollout.images, batch.records).float()
+        validate.require_finite(f"reward of task {task}", r)
         self.ledger.reward_calls(self.phase, task, batch.size)
         return r
 
@@ -289,7 +292,9 @@ class RunContext:
         self.dist.mean_([p.grad for p in self.params if p.grad is not None])
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
             else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        validate.require_finite("gradient norm", norm)  # before the step: the weights stay the last good ones
         self.optimizer.step()
+        validate.require_finite_tensors("weights after the optimizer step", self.params)
         self.optimizer.zero_grad(set_to_none=True)
         self.ledger.optimizer_step(self.phase)
         steps = int(self.ledger.spent("optimizer_steps", self.phase))
@@ -345,7 +350,7 @@ class RunDir:
 
     def append_jsonl(self, name: str, row: dict) -> None:
         with open(self.path / name, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_text(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
@@ -354,16 +359,19 @@ class RunDir:
         if not p.is_file():
             return []
         rows = []
-        for line in p.read_text().splitlines():
+        for line in p.read_text(errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 break  # a line torn by a kill: everything after it is discarded on resume
+            if not isinstance(row, dict) or not isinstance(row.get("round"), int):
+                break  # garbage, not a row of ours: discarded like a torn line
+            rows.append(row)
         return rows
 
     def truncate_jsonl(self, name: str, keep) -> None:
         rows = [r for r in self.read_jsonl(name) if keep(r)]
-        atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.path / name, "".join(json_text(r) + "\n" for r in rows))
 
 
 class Runner:
@@ -514,6 +522,37 @@ class Runner:
         return self.cfg.budget.value - spent
 
     def run(self, resume: bool = False) -> dict:
+        """Train to the budget (``resume``: from the saved state, or from the start when none was saved yet).
+        The main process owns the run folder meanwhile (a second owner exits 2 naming it). A non-finite loss,
+        gradient, reward or weight, or a failed write (full / read-only disk), stops the run with
+        :class:`RunStopped` (exit 3): the last good state stays in ``state/``, resumable."""
+        validate.device_available(self.cfg.device)
+        if not Dist().is_main:
+            return self._run(resume)
+        with runlock.own(self.dir.path):
+            recover_interrupted_save(self.dir.path / STATE)  # a save killed between its two renames
+            if not resume and runlock.holds_run(self.dir.path):
+                raise UserError(f"run folder {self.dir.path} already exists: continue it with --resume "
+                                f"{self.dir.path}, or pick another --name")
+            try:
+                return self._run(resume)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"{self.dir.path}: {e}: run stopped; {self._state_note()} "
+                                     "(lower train.lr or check the config and rewards)") from None
+            except OSError as e:
+                what = f"cannot write {e.filename}" if e.filename else "a write failed"
+                raise RunStopped(f"{self.dir.path}: {what} ({e.strerror or e}): run stopped; {self._state_note()} "
+                                 "(free space or fix permissions first)") from None
+
+    def _state_note(self) -> str:
+        try:
+            r = read_config(self.dir.path / STATE)["round"]
+            return f"the last good state (round {r}) is in {self.dir.path / STATE}; continue with " \
+                   f"opd-bench run --resume {self.dir.path}"
+        except (UserError, KeyError):
+            return f"no state was saved yet; restart with opd-bench run --resume {self.dir.path}"
+
+    def _run(self, resume: bool) -> dict:
         cfg = self.cfg
         configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
         dist = Dist()
@@ -564,6 +603,7 @@ class Runner:
                     stage = self.stage = new_stage
                 ctx.ledger.start_clock()
                 info = dist.mean_scalars({k: float(v) for k, v in self.method.train_step(ctx).items()})
+                validate.check_train_info(info)
                 ctx.ledger.stop_clock("train")
                 ctx.round += 1
                 if main:

@@ -2,9 +2,11 @@
 optionally retrains the teachers first, and prints the final table next to the base and the teachers."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,14 +17,17 @@ from typing import Dict, List, Optional, Sequence
 from rich.table import Table
 
 from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
+from .checkpoint import atomic_write_json
 from .config import RunConfig, dump_config, load_config, resolve_config_path
 from .distributed import Dist
-from .errors import ConfigError, UserError
+from .errors import ConfigError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
 from .methods import METHODS
 from .progress import console, human_spend, print_table, progress_bar, say
-from .runner import FINAL, Runner, is_run_dir
+from .runlock import check_free, holds_run, interrupt_message, mark_active, mark_done
+from .runner import FINAL, Runner
 from .session import apply_config, resolve_tasks, world_of
+from .validate import preflight_run
 from .tasks import parse_tasks
 
 #: where evaluations of fixed checkpoints (base, teachers) are cached; OPD_BENCH_EVAL_CACHE moves it (the tests
@@ -56,7 +61,7 @@ def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cp
         cache.mkdir(parents=True, exist_ok=True)
         for t in todo:
             out[t] = res["tasks"][t]
-            (cache / f"{key}_{t}.json").write_text(json.dumps(out[t]))
+            atomic_write_json(cache / f"{key}_{t}.json", out[t])
     return out
 
 
@@ -106,7 +111,7 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: 
         tcfg.name = f"teacher_{t}"
         d = Path(runs_dir) / cfg.name / "teachers" / t
         console.print(f"[bold]training teacher for {t}[/] ({recipe}.yaml) -> {d}")
-        Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=(d / "state").exists())
+        Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=holds_run(d))
         out[t] = str(d / FINAL)
     return out
 
@@ -116,9 +121,7 @@ def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retr
     cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed)
     several = len(cfgs) > 1
     dirs = [run_dir_for(runs_dir, c, several) for c in cfgs]
-    for d in dirs:
-        if d.exists() and any(d.iterdir()):
-            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+    preflight_run(cfgs, dirs, runs_dir, check_teachers=not retrain_teachers)  # before anything is created or printed
     dist = Dist()
     dist.barrier()  # every process has checked before the main one creates anything
     if retrain_teachers and any(m in ("opd", "sft-distill") for m in methods):   # the methods that use teachers
@@ -147,7 +150,8 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
     running: List[tuple] = []
     failed: List[str] = []
     results: Dict = {}
-    with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar:
+    with tempfile.TemporaryDirectory(prefix="opd-bench-jobs-") as tmp, progress_bar(True) as bar, \
+            _interrupt_children_on_exit(running):
         job = bar.add_task(f"{len(cfgs)} runs, {jobs} at a time ({threads} thread(s) each)", total=len(cfgs), unit="runs")
         while pending or running:
             while pending and len(running) < jobs:
@@ -161,6 +165,7 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
                                         stdout=fh, stderr=subprocess.STDOUT, env=env)
                 console.print(f"[bold]{c.method}[/] seed {c.seed} -> {d} (log: {log})")
                 running.append((proc, fh, c, d, log))
+                mark_active(d)  # for the Ctrl-C message
             time.sleep(0.5)
             for item in list(running):
                 proc, fh, c, d, log = item
@@ -168,14 +173,33 @@ def run_parallel(cfgs: Sequence[RunConfig], dirs: Sequence[Path], jobs: int) -> 
                     continue
                 fh.close()
                 running.remove(item)
+                mark_done(d)
                 bar.update(job, advance=1)
                 if proc.returncode == 0 and (d / "summary.json").is_file():
                     results[(c.method, c.seed)] = json.loads((d / "summary.json").read_text())
                 else:
                     failed.append(f"{c.method} seed {c.seed} (exit {proc.returncode}, see {log})")
     if failed:
+        if any("exit 3" in f for f in failed):
+            raise RunStopped("run(s) stopped: " + "; ".join(failed) + " -- continue each with --resume <run dir>")
         raise UserError("run(s) failed: " + "; ".join(failed) + " -- continue each with --resume <run dir>")
     return results
+
+
+@contextlib.contextmanager
+def _interrupt_children_on_exit(running: List[tuple]):
+    """If this process is interrupted (Ctrl-C, SIGTERM), pass the interruption on to the still-running
+    children and wait for them: each stops with its last saved state resumable, and none is left orphaned."""
+    try:
+        yield
+    except BaseException:
+        for proc, *_ in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, fh, *_ in running:
+            proc.wait()
+            fh.close()
+        raise
 
 
 def _child_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -189,12 +213,20 @@ def _child_main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"error: {interrupt_message()}", file=sys.stderr)
+        return 130
     return 0
 
 
 def resume_run(path: Path) -> dict:
-    if not is_run_dir(path):
-        raise UserError(f"--resume: {path} is not a run folder (no config.yaml and ledger.json)")
+    """Continue a run folder from its saved state, or restart it when it was killed before its first save."""
+    check_free(path)
+    if not (Path(path) / "config.yaml").is_file():
+        raise UserError(f"--resume: {path} is not a run folder (no config.yaml)")
     cfg = load_config(str(path / "config.yaml"))
     summary = run_one(cfg, path, resume=True)
     if Dist().is_main:

@@ -125,9 +125,15 @@ def test_same_checkpoint_passes_and_reproduces_per_prompt_scores_exactly(world, 
             assert [r[metric] for r in res["tasks"][name]["per_prompt"]] == recorded, (name, metric)
 
 
+def test_baseline_of_another_checkpoint_is_refused_without_allow_other_checkpoint(world, tmp_path, capsys):
+    _one_line_exit_2(_check(world, "--checkpoint", str(world / "degraded"), "--junit", str(tmp_path / "j.xml")),
+                     capsys, "--allow-other-checkpoint")
+    assert not (tmp_path / "j.xml").exists()
+
+
 def test_degraded_checkpoint_fails_with_exit_1_naming_the_task(world, tmp_path, capsys):
     code = _check(world, "--checkpoint", str(world / "degraded"), "--junit", str(tmp_path / "j.xml"),
-                  "--markdown", str(tmp_path / "s.md"))
+                  "--markdown", str(tmp_path / "s.md"), "--allow-other-checkpoint")
     out = capsys.readouterr().out
     assert code == 1, out
     assert "REGRESSION fidelity/score: old 1.0000 new" in out and "delta -" in out and "CI [" in out
@@ -190,7 +196,8 @@ def test_checkpoint_of_another_resolution_is_exit_2(world, capsys):
 
 def test_edited_margin_is_allowed_and_used(world, tmp_path, capsys):
     path = _edited_baseline(world, tmp_path, lambda d: d["margins"]["tasks"].update(fidelity=1.0))
-    code = main(["check", "--baseline", str(path), "--checkpoint", str(world / "degraded"), "--tasks", "fidelity"])
+    code = main(["check", "--baseline", str(path), "--checkpoint", str(world / "degraded"), "--tasks", "fidelity",
+                 "--allow-other-checkpoint"])
     assert code == 0, capsys.readouterr().out  # a margin of 1.0 tolerates any drop of a [0, 1] score
 
 

@@ -99,12 +99,16 @@ def load_run(path: Path) -> RunInfo:
         ledger = json.loads((path / "ledger.json").read_text())
     except ValueError:
         raise UserError(f"{path / 'ledger.json'}: not valid JSON") from None
+    if not isinstance(ledger, dict):
+        raise UserError(f"{path / 'ledger.json'}: not a ledger (expected a JSON object)")
     summary = None
     if (path / "summary.json").is_file():
         try:
             summary = json.loads((path / "summary.json").read_text())
         except ValueError:
             summary = None
+        if not isinstance(summary, dict) or not isinstance(summary.get("final"), dict):
+            summary = None  # unreadable: the report uses the eval history instead
     return RunInfo(path=path, cfg=cfg, history=d.read_jsonl("eval_history.jsonl"), metrics=d.read_jsonl("metrics.jsonl"),
                    ledger=ledger, summary=summary, label=cfg.method)
 

@@ -381,7 +381,10 @@ class EmbeddedBackbone(Backbone):
         """Load a checkpoint folder. ``resolve(name) -> Path`` maps a text-encoder source name to a folder."""
         path = Path(path)
         tensors, config = load_checkpoint(path, kind=KIND)
-        model = cls(config.get("arch"))
+        try:
+            model = cls(config.get("arch"))
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint {path}: malformed 'arch' in config.json ({type(e).__name__}: {e})") from None
         tr = {k[len("transformer."):]: v for k, v in tensors.items() if k.startswith("transformer.")}
         _load_strict(model.transformer, tr, path, "transformer")
         te = config.get("text_encoder")

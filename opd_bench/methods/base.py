@@ -8,6 +8,11 @@ from typing import Dict, Tuple
 class Method(ABC):
     name = "method"
 
+    @classmethod
+    def check(cls, cfg, tasks) -> None:
+        """Raise UserError if the method cannot run ``tasks`` with ``cfg`` (cheap: no model; called before a
+        run creates anything, and by ``setup``)."""
+
     def setup(self, ctx) -> None:
         """Called once the student, optimizer and ledger exist (before any step or resume)."""
 

@@ -13,12 +13,15 @@ from .grpo import grpo_step, rl_objective
 class Cascade(Method):
     name = "cascade"
 
-    def setup(self, ctx) -> None:
-        order = ctx.cfg.cascade.order or ctx.tasks
-        unknown = [t for t in order if t not in ctx.tasks]
+    @classmethod
+    def check(cls, cfg, tasks) -> None:
+        unknown = [t for t in cfg.cascade.order or tasks if t not in tasks]
         if unknown:
-            raise UserError(f"cascade.order: task {unknown[0]!r} is not among --tasks ({', '.join(ctx.tasks)})")
-        self.order: List[str] = list(order)
+            raise UserError(f"cascade.order: task {unknown[0]!r} is not among --tasks ({', '.join(tasks)})")
+
+    def setup(self, ctx) -> None:
+        self.check(ctx.cfg, ctx.tasks)
+        self.order: List[str] = list(ctx.cfg.cascade.order or ctx.tasks)
         rl_objective(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
         split = ctx.cfg.cascade.split or [1.0] * len(self.order)
         total = float(sum(split))

@@ -152,8 +152,12 @@ class GRPO(Method):
     name = "grpo"
     objective: Optional[str] = None
 
+    @classmethod
+    def check(cls, cfg, tasks) -> None:
+        check_single_task(cls.name, tasks)
+
     def setup(self, ctx) -> None:
-        check_single_task(self.name, ctx.tasks)
+        self.check(ctx.cfg, ctx.tasks)
         rl_objective(ctx, self.objective)
 
     def train_step(self, ctx) -> Dict[str, float]:
