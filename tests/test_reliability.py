@@ -27,6 +27,15 @@ from opd_bench.validate import finite_json
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cwd(tmp_path_factory):
+    """In-process runs write their eval cache under ./runs: keep it out of the repository."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return make_tiny_world(tmp_path_factory.mktemp("world"))
