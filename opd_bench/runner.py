@@ -204,7 +204,8 @@ class RunContext:
     def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
         task = task or batch.task
         r = get_task(task).reward(batch.rollout.images, batch.records).float()
-        validate.require_finite(f"reward of task {task}", r)
+        if not self.dist.enabled:  # across processes a NaN reward stops every rank at the (all-reduced) gradient
+            validate.require_finite(f"reward of task {task}", r)
         self.ledger.reward_calls(self.phase, task, batch.size)
         return r
 

@@ -27,6 +27,15 @@ from opd_bench.validate import finite_json
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cwd(tmp_path_factory):
+    """In-process runs write their eval cache under ./runs: keep it out of the repository."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return make_tiny_world(tmp_path_factory.mktemp("world"))
@@ -363,3 +372,21 @@ def test_ctrl_c_of_a_real_process(world, tmp_path, sig):
     err = error_line(p.communicate(timeout=120)[1])
     assert p.returncode == 130, err
     assert f"continue with: opd-bench run --resume {tmp_path / 's'}" in err, err
+
+
+def test_full_disk_while_eval_writes_its_outputs_is_one_line_exit_2(world, tmp_path, capsys, monkeypatch):
+    """`eval` whose eval.json write hits ENOSPC: one line, exit 2, no temp file left beside it."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "e"
+    code = main(["eval", "--checkpoint", str(world / "base"), "--tasks", "geneval", "--prompts", "2", "--steps", "2",
+                 "--out", str(out)])
+    err = error_line(capsys.readouterr().err)
+    assert code == 2 and "No space left on device" in err, err
+    assert not (out / "eval.json").exists() and not list(out.glob(".*.tmp"))
