@@ -25,7 +25,6 @@ except ImportError:  # pragma: no cover
 
 from . import validate
 from .errors import RunStopped, UserError
-from .paths import is_run_dir
 from .validate import MAX_SEED
 
 METHODS = ("opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill")
@@ -109,8 +108,11 @@ def _refuse_existing_runs(methods, tasks: str, seeds: int, first_seed: int, name
     folder = Path(runs_dir) / (name or f"{'-'.join(methods)}_all")
     several = len(methods) * seeds > 1
     dirs = [folder / f"{m}_s{s}" for m in methods for s in range(first_seed, first_seed + seeds)] if several else [folder]
+    from .runlock import check_free, holds_run
+
     for d in dirs:
-        if d.is_dir() and any(d.iterdir()):
+        check_free(d)      # a folder another process owns: name the owner
+        if holds_run(d):   # its lock file or orphaned staging files alone are not a run
             raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
 
 
@@ -147,8 +149,11 @@ def run(
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
     if resume is not None:
-        if not is_run_dir(resume):  # before the heavy imports: a refused rerun answers at once
-            raise UserError(f"--resume: {resume} is not a run folder (no config.yaml and ledger.json)")
+        from .runlock import check_free
+
+        check_free(resume)   # before the heavy imports: a refused resume answers at once
+        if not (Path(resume) / "config.yaml").is_file():
+            raise UserError(f"--resume: {resume} is not a run folder (no config.yaml)")
         validate.output_dir(resume, "--resume")
         from .train import resume_run
 
