@@ -133,15 +133,21 @@ def build_baseline(results: dict, *, checkpoint: str, digest: Optional[str], geo
 
 
 def record_command(checkpoint: str, baseline: Path, tasks: Sequence[str], prompts: int, steps: int,
-                   margin: float) -> str:
-    """The command line that re-records this baseline."""
+                   margin: float, config_args: Sequence[str] = ()) -> str:
+    """The command line that re-records this baseline (``config_args``: the --config/--set/--device options a
+    real-backend checkpoint's tasks need)."""
+    import shlex
+
+    extra = "".join(" " + shlex.quote(a) for a in config_args)
     return (f"opd-bench check --record --checkpoint {checkpoint} --baseline {baseline} --tasks {','.join(tasks)} "
-            f"--prompts {prompts} --steps {steps} --margin {margin}")
+            f"--prompts {prompts} --steps {steps} --margin {margin}{extra}")
 
 
 def record_baseline(checkpoint: str, baseline: Path, tasks: str = "all", prompts: int = DEFAULT_PROMPTS,
-                    steps: int = DEFAULT_STEPS, margin: float = DEFAULT_MARGIN, show_progress: bool = True) -> dict:
-    """Evaluate ``checkpoint`` with the CI protocol and write the baseline file atomically; returns it."""
+                    steps: int = DEFAULT_STEPS, margin: float = DEFAULT_MARGIN, show_progress: bool = True,
+                    config_args: Sequence[str] = ()) -> dict:
+    """Evaluate ``checkpoint`` with the CI protocol and write the baseline file atomically; returns it.
+    ``config_args`` (the command's --config/--set/--device) are recorded in the re-record command."""
     from .backbones import load_backbone, resolve_checkpoint
 
     if margin < 0:
@@ -153,7 +159,8 @@ def record_baseline(checkpoint: str, baseline: Path, tasks: str = "all", prompts
     results = evaluate(model, task_list, protocol, show_progress=show_progress, label=path.name)
     label = checkpoint_label(path)
     doc = build_baseline(results, checkpoint=label, digest=digest_of(path), geometry=model_geometry(model),
-                         margin=margin, command=record_command(label, baseline, task_list, prompts, steps, margin))
+                         margin=margin, command=record_command(label, baseline, task_list, prompts, steps, margin,
+                                                               config_args))
     atomic_write_json(Path(baseline), doc)
     return doc
 

@@ -381,6 +381,8 @@ def check(
             checkpoint, baseline, ",".join(resolve_tasks(tasks, cfg)) if config else (tasks or "all"),
             prompts=prompts or gate.DEFAULT_PROMPTS, steps=steps or gate.DEFAULT_STEPS,
             margin=gate.DEFAULT_MARGIN if margin is None else margin,
+            config_args=([f"--config={config}"] if config else []) + [f"--set={x}" for x in set_]
+            + ([f"--device={device}"] if device else []),
         )
         for name, t in doc["tasks"].items():
             s = t["summary"]

@@ -79,7 +79,9 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     assert "pickscore" in md
     _ok(capsys, "check", "--record", "--checkpoint", student, "--baseline", "base.json", "--prompts", "2",
         "--steps", "2", *c)
-    assert list(json.loads((lab / "base.json").read_text())["tasks"]) == ["pickscore"]
+    doc = json.loads((lab / "base.json").read_text())
+    assert list(doc["tasks"]) == ["pickscore"]
+    assert "--config=" in doc["command"]   # the re-record command carries the config the real task needs
     out = _ok(capsys, "check", "--checkpoint", student, "--baseline", "base.json", *c)
     assert "check passed" in out and "pickscore" in out
     out = _ok(capsys, "analyze", "variance", "--checkpoint", "runs/cmp/opd_s0", "--k", "2", "--batch-sizes", "2",
