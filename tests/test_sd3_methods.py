@@ -24,9 +24,21 @@ def sd3(tmp_path_factory):
     return folder, teacher.save(tmp_path_factory.mktemp("sd3t") / "teacher")
 
 
+#: Flow-GRPO's update schedule and conventions (issue 20), all at once
+FLOW_GRPO = ["sampler.grid=sd3", "sampler.shift=3.0", "grpo.minibatches=2", "grpo.clip_range=1e-4",
+             "grpo.drop_zero_advantage=true", "grpo.detach_uncond=true", "grpo.beta=0.04",
+             "train.ema.enabled=true", "train.ema.warmup=optimizer_steps", "train.ema.every=1"]
+
+
 @pytest.mark.parametrize("method, extra", [
     ("opd", []), ("opd", ["opd.sampler=sde", "opd.objective=ppo"]), ("grpo", []),
     ("multi-reward", ["multi_reward.mode=weighted_sum"]), ("cascade", []),
+    # the DiffusionOPD paper's baselines and ablation (NFT's old policy and the KL reference live on the same
+    # network), and Flow-GRPO parity settings
+    ("grpo", FLOW_GRPO), ("nft", []), ("grpo-guard", ["grpo.minibatches=2"]), ("sft-distill", []),
+    ("multi-reward", ["grpo.objective=nft", "multi_reward.mode=weighted_sum"]),
+    ("cascade", ["grpo.objective=grpo-guard"]),
+    ("opd", ["opd.sampler=sde", "opd.sde_denominator=2sigma2", "opd.task_reduction=mean", "sampler.grid=sd3"]),
 ])
 def test_one_step_of_each_method_trains_only_the_lora(sd3, method, extra):
     folder, teacher = sd3
