@@ -74,15 +74,25 @@ def _register_test_tasks():
         """A test-only task with a real, easy reward (mean image brightness): any policy can improve it fast."""
 
         world = "test"
+        word = "bright"
 
         def prompts(self, split):
-            return [{"prompt": f"a bright image number {i}"} for i in range(8 if split == "train" else 4)]
+            return [{"prompt": f"a {self.word} image number {i}"} for i in range(8 if split == "train" else 4)]
 
         def reward(self, images, records):
             return images.float().mean(dim=(1, 2, 3))
 
         def metrics(self, images, records):
             return {"score": self.reward(images, records)}
+
+    @register_task("darkness")
+    class Darkness(Brightness):
+        """A second test-only task (1 - brightness), so that a round has two task losses that disagree."""
+
+        word = "dark"
+
+        def reward(self, images, records):
+            return 1 - super().reward(images, records)
 
 
 _register_test_tasks()

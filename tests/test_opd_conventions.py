@@ -9,24 +9,8 @@ from opd_bench.config import build_config
 from opd_bench.ledger import Ledger
 from opd_bench.methods import METHODS
 from opd_bench.runner import RunContext
-from opd_bench.tasks import register_task, registry
-from opd_bench.tasks.base import Task
 
-if "darkness" not in registry():
-    @register_task("darkness")
-    class Darkness(Task):
-        """A second test-only task (1 - brightness), so that a round has two task losses."""
-
-        world = "test"
-
-        def prompts(self, split):
-            return [{"prompt": f"a dark image number {i}"} for i in range(8 if split == "train" else 4)]
-
-        def reward(self, images, records):
-            return 1 - images.float().mean(dim=(1, 2, 3))
-
-        def metrics(self, images, records):
-            return {"score": self.reward(images, records)}
+# the test-only tasks brightness and darkness (opposite rewards) are registered by conftest.py
 
 
 @pytest.fixture(scope="module")
