@@ -621,12 +621,13 @@ def _tidy_help(typer_app: typer.Typer) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point: every user error is one line on stderr and exit 2; a run stopped mid-way (NaN,
-    full disk) one line and exit 3; Ctrl-C says where the state is and how to resume, exit 130."""
+    full disk) one line and exit 3; Ctrl-C says where the state is and how to resume, exit 130 (SIGTERM: 143)."""
     from .runlock import interrupt_message, reset_active
 
     _INVOCATION[:] = sys.argv[1:] if argv is None else argv
     _tidy_help(app)
     reset_active()
+    _STOP_SIGNAL.clear()
     if argv is None:  # the console command: a SIGTERM (scheduler, kill) stops it like Ctrl-C, with the message
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -647,7 +648,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(e, typer.Exit) and not ctrl_c:
             return _exit(e.exit_code, argv)
         print(f"error: {_one_line(interrupt_message() if ctrl_c else 'aborted')}", file=sys.stderr)
-        return _exit(130, argv)
+        return _exit(_interrupted_code() if ctrl_c else 130, argv)
     except click_exc.ClickException as e:
         print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
         return _exit(2, argv)
@@ -662,11 +663,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _exit(2, argv)
     if rv == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, returned in this mode
         print(f"error: {_one_line(interrupt_message())}", file=sys.stderr)
+        rv = _interrupted_code()
     return _exit(rv if isinstance(rv, int) else 0, argv)
 
 
+#: the signal that stopped the command (SIGTERM: exit 128 + 15 = 143, the shell's convention); None = Ctrl-C
+_STOP_SIGNAL: List[int] = []
+
+
 def _terminate(signum, frame):
+    _STOP_SIGNAL[:] = [signum]
     raise KeyboardInterrupt
+
+
+def _interrupted_code() -> int:
+    return 128 + _STOP_SIGNAL[0] if _STOP_SIGNAL else 130
 
 
 def _exit(code: int, argv) -> int:

@@ -74,6 +74,10 @@ def env(tmp_path_factory):
         "config_list": _bad_checkpoint(bad, base, "config_list", config=lambda c: []),
         "arch_str": _bad_checkpoint(bad, base, "arch_str", config=lambda c: dict(c, arch="big")),
         "arch_bad": _bad_checkpoint(bad, base, "arch_bad", config=lambda c: dict(c, arch={"transformer": 7})),
+        "arch_huge": _bad_checkpoint(bad, base, "arch_huge", config=lambda c: dict(
+            c, arch={**c["arch"], "transformer": {**c["arch"]["transformer"], "num_layers": 10**9}})),
+        "arch_negative": _bad_checkpoint(bad, base, "arch_negative", config=lambda c: dict(
+            c, arch={**c["arch"], "resolution": -32})),
         "kind": _bad_checkpoint(bad, base, "kind", config=lambda c: dict(c, kind="train_state")),
         "backbone": _bad_checkpoint(bad, base, "backbone", config=lambda c: dict(c, backbone="vae")),
         "weights": _bad_checkpoint(bad, base, "weights", weights=b"\x00" * 64),
@@ -98,6 +102,20 @@ def env(tmp_path_factory):
         else:
             (d / "config.yaml").write_text(text)
         (d / "ledger.json").write_text("[]" if name == "list_ledger" else "{}")
+    # run folders whose config and ledger are fine but whose eval history was edited into the wrong shapes
+    from opd_bench.config import build_config, dump_config
+
+    good_cfg = dump_config(build_config({}, ["method=opd", "tasks=geneval", f"model.checkpoint={base}",
+                                             f"opd.teachers.geneval={teacher}"]))
+    row = {"round": 0, "label": "start", "budget": {"images": 0}, "scores": {"geneval": 0.5}}
+    for name, edit in (("hist_scores_list", {"scores": [0.5]}), ("hist_score_str", {"scores": {"geneval": "high"}}),
+                       ("hist_label_num", {"label": 3}), ("hist_budget_str", {"budget": "lots"}),
+                       ("hist_ci_scalar", {"ci": {"geneval": 0.1}}), ("hist_metrics_list", {"metrics": [1]})):
+        d = bad / "runs" / name
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(good_cfg)
+        (d / "ledger.json").write_text("{}")
+        (d / "eval_history.jsonl").write_text(json.dumps({**row, **edit}) + "\n")
     # evaluations
     good_eval = {"protocol": {"steps": 2, "guidance": 1.0, "shift": 1.0, "seed": 1},
                  "tasks": {"geneval": {"per_prompt": [{"prompt": "a photo of a circle", "score": 1.0}]}}}
@@ -263,6 +281,8 @@ def _cases():
         ("eval-config-list", ev("--checkpoint", lambda e: CK(e, "config_list")), "expected a JSON object"),
         ("eval-arch-str", ev("--checkpoint", lambda e: CK(e, "arch_str")), "malformed 'arch'"),
         ("eval-arch-bad", ev("--checkpoint", lambda e: CK(e, "arch_bad")), "malformed 'arch'"),
+        ("eval-arch-huge", ev("--checkpoint", lambda e: CK(e, "arch_huge")), "num_layers = 1000000000 is outside"),
+        ("eval-arch-negative", ev("--checkpoint", lambda e: CK(e, "arch_negative")), "resolution = -32 is outside"),
         ("eval-kind", ev("--checkpoint", lambda e: CK(e, "kind")), "expected 'embedded_t2i'"),
         ("eval-backbone", ev("--checkpoint", lambda e: CK(e, "backbone")), "unknown backbone 'vae'"),
         ("eval-weights-garbage", ev("--checkpoint", lambda e: CK(e, "weights")), "cannot read"),
@@ -301,6 +321,9 @@ def _cases():
         ("report-garbage-config", rep(lambda e: I(e, "runs/garbage_cfg")), "not a text (UTF-8) YAML"),
         ("report-badkey-config", rep(lambda e: I(e, "runs/badkey_cfg")), "nonsense_key: unknown key"),
         ("report-ledger-list", rep(lambda e: I(e, "runs/list_ledger")), "not a ledger"),
+        *[(f"report-{h.replace('_', '-')}", rep(lambda e, h=h: I(e, f"runs/{h}")), "not an eval-history row")
+          for h in ("hist_scores_list", "hist_score_str", "hist_label_num", "hist_budget_str", "hist_ci_scalar",
+                    "hist_metrics_list")],
         ("report-out-devnull", rep(lambda e: I(e, "runs/garbage_cfg"), "--out", "/dev/null/x"), "--out"),
         ("report-name-dotdot", rep(lambda e: I(e, "runs/garbage_cfg"), "--name", "../x"), "not a single folder name"),
         ("report-variance-missing", rep("--variance", "/no/such.json"), "file not found"),

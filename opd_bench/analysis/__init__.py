@@ -109,8 +109,39 @@ def load_run(path: Path) -> RunInfo:
             summary = None
         if not isinstance(summary, dict) or not isinstance(summary.get("final"), dict):
             summary = None  # unreadable: the report uses the eval history instead
-    return RunInfo(path=path, cfg=cfg, history=d.read_jsonl("eval_history.jsonl"), metrics=d.read_jsonl("metrics.jsonl"),
+    history = d.read_jsonl("eval_history.jsonl")
+    check_history(history, path / "eval_history.jsonl")
+    return RunInfo(path=path, cfg=cfg, history=history, metrics=d.read_jsonl("metrics.jsonl"),
                    ledger=ledger, summary=summary, label=cfg.method)
+
+
+def _number_map(x) -> bool:
+    return isinstance(x, dict) and all(isinstance(k, str) and (v is None or (isinstance(v, (int, float))
+                                                                               and not isinstance(v, bool)))
+                                       for k, v in x.items())
+
+
+def check_history(rows: Sequence[dict], path: Path) -> None:
+    """Every eval-history row the report reads has the runner's field types; one clear UserError otherwise (a
+    hand-edited or foreign file, not a torn line: those are dropped when read)."""
+    for n, row in enumerate(rows, start=1):
+        problem = None
+        if not isinstance(row.get("label"), str):
+            problem = "'label' must be a string"
+        elif not _number_map(row.get("scores")):
+            problem = "'scores' must map task names to numbers"
+        elif not _number_map(row.get("budget", {})):
+            problem = "'budget' must map ledger units to numbers"
+        elif not isinstance(row.get("metrics", {}), dict) or not all(
+                _number_map(m) for m in row.get("metrics", {}).values()):
+            problem = "'metrics' must map task names to {metric: number}"
+        elif not isinstance(row.get("ci", {}), dict) or not all(
+                isinstance(c, list) and len(c) == 2 and _number_map({str(i): v for i, v in enumerate(c)})
+                for c in row.get("ci", {}).values()):
+            problem = "'ci' must map task names to [low, high]"
+        if problem:
+            raise UserError(f"{path}: row {n} is not an eval-history row of opd-bench ({problem}); restore the file "
+                            "or re-run the evaluation")
 
 
 def label_runs(runs: Sequence[RunInfo]) -> None:

@@ -20,6 +20,23 @@ from .base import Backbone
 
 KIND = "embedded_t2i"
 
+#: the largest integer an architecture field may hold (sizes, layer counts, slots): a checkpoint asking for more
+#: is refused before anything is allocated
+ARCH_MAX = 4096
+
+
+def arch_size_problem(arch, prefix: str = "arch") -> Optional[str]:
+    """None when every integer in ``arch`` (nested) is in [0, ARCH_MAX], else what is wrong, in words."""
+    if isinstance(arch, dict):
+        for k, v in arch.items():
+            problem = arch_size_problem(v, f"{prefix}.{k}")
+            if problem:
+                return problem
+    elif isinstance(arch, int) and not isinstance(arch, bool) and not 0 <= arch <= ARCH_MAX:
+        return f"{prefix} = {arch} is outside [0, {ARCH_MAX}]"
+    return None
+
+
 DEFAULT_ARCH = {
     "resolution": 32,
     "channels": 3,
@@ -381,6 +398,9 @@ class EmbeddedBackbone(Backbone):
         """Load a checkpoint folder. ``resolve(name) -> Path`` maps a text-encoder source name to a folder."""
         path = Path(path)
         tensors, config = load_checkpoint(path, kind=KIND)
+        problem = arch_size_problem(config.get("arch"))
+        if problem:
+            raise CheckpointError(f"checkpoint {path}: malformed 'arch' in config.json ({problem})")
         try:
             model = cls(config.get("arch"))
         except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
