@@ -174,9 +174,10 @@ def reference_scores(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str,
                      evaluate_teachers: bool = True) -> Tuple[Dict[str, dict], Dict[str, dict]]:
     """(base, teachers): {task: {"mean", "ci", "source"}}. The base is each run's ``start`` eval (the base model
     under the run's own eval protocol); teachers are given, or evaluated with the run's protocol through the
-    eval cache (``opd_bench.train.cached_eval``) when the checkpoints exist (``opd.teachers`` or the released
+    eval cache (``opd_bench.evalcache.cached_eval``) when the checkpoints exist (``opd.teachers`` or the released
     ``teacher_<task>``)."""
-    from . import train as _train
+    from .evalcache import cached_eval
+    from .evaluate import EvalProtocol
 
     base: Dict[str, dict] = {}
     teachers: Dict[str, dict] = {}
@@ -198,7 +199,7 @@ def reference_scores(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str,
                     by_ckpt.setdefault(str(r.cfg.opd.teachers.get(t, f"teacher_{t}")), []).append(t)
             for name, ts in by_ckpt.items():
                 try:
-                    res = _train.cached_eval(name, ts, _train.protocol_of(r.cfg), r.cfg.device)
+                    res = cached_eval(name, ts, EvalProtocol.from_config(r.cfg), r.cfg.device)
                 except UserError:
                     continue
                 for t in ts:

@@ -3,7 +3,6 @@ optionally retrains the teachers first, and prints the final table next to the b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -16,12 +15,12 @@ from typing import Dict, List, Optional, Sequence
 
 from rich.table import Table
 
-from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
-from .checkpoint import atomic_write_json
+from .backbones import backbone_options
 from .config import RunConfig, dump_config, load_config, resolve_config_path
 from .distributed import Dist
 from .errors import ConfigError, RunStopped, UserError
-from .evaluate import EvalProtocol, evaluate
+from .evalcache import cached_eval
+from .evaluate import EvalProtocol
 from .methods import METHODS
 from .progress import console, human_spend, print_table, progress_bar, say
 from .runlock import check_free, holds_run, interrupt_message, mark_active, mark_done
@@ -30,39 +29,8 @@ from .session import apply_config, resolve_tasks, world_of
 from .validate import preflight_run
 from .tasks import parse_tasks
 
-#: where evaluations of fixed checkpoints (base, teachers) are cached; OPD_BENCH_EVAL_CACHE moves it (the tests
-#: point it at a temporary folder)
-EVAL_CACHE = Path("runs") / ".eval_cache"
-
-
-def eval_cache_dir() -> Path:
-    return Path(os.environ.get("OPD_BENCH_EVAL_CACHE") or EVAL_CACHE)
-
-
 def protocol_of(cfg: RunConfig) -> EvalProtocol:
     return EvalProtocol.from_config(cfg)
-
-
-def cached_eval(checkpoint, tasks: List[str], protocol: EvalProtocol, device="cpu", options=None) -> Dict[str, dict]:
-    """Evaluate a checkpoint with a protocol, cached by (model digest, protocol, task); ``options`` build a raw
-    diffusers folder (the real backend's base model, :func:`~opd_bench.backbones.backbone_options`)."""
-    path = resolve_checkpoint(checkpoint)
-    key = hashlib.sha256((model_digest(path, options) + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
-    cache = eval_cache_dir()
-    out, todo = {}, []
-    for t in tasks:
-        f = cache / f"{key}_{t}.json"
-        if f.is_file():
-            out[t] = json.loads(f.read_text())
-        else:
-            todo.append(t)
-    if todo:
-        res = evaluate(load_backbone(path, device, options), todo, protocol, show_progress=True, label=path.name)
-        cache.mkdir(parents=True, exist_ok=True)
-        for t in todo:
-            out[t] = res["tasks"][t]
-            atomic_write_json(cache / f"{key}_{t}.json", out[t])
-    return out
 
 
 def build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed: int = 0) -> List[RunConfig]:

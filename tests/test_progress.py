@@ -122,7 +122,7 @@ def test_tests_and_default_outputs_stay_out_of_tracked_folders(tmp_path):
     from pathlib import Path
 
     from opd_bench.report import default_out
-    from opd_bench.train import eval_cache_dir
+    from opd_bench.evalcache import eval_cache_dir
 
     root = Path(__file__).resolve().parents[1]
     assert root not in eval_cache_dir().resolve().parents      # conftest moved the eval cache out of the clone
