@@ -121,13 +121,21 @@ def test_released_budgets_and_times_are_their_ledgers(name, pattern):
 
 def test_what_to_expect_times_are_the_recorded_ones():
     text = " ".join(README.split())
-    led = json.loads((ROOT / "checkpoints" / "opd_student" / "config.json").read_text())["release"]["ledger"]
-    m = re.search(r"training \(the main job's config\) took (\d+\.\d) min and its evals (\d+\.\d) min \((\d+) s and "
-                  r"(\d+) s in its ledger\)", text)
+    run = ROOT / "reports" / "main_job_timing"
+    timing = json.loads((run / "timing.json").read_text())
+    spent = json.loads((run / "ledger.json").read_text())["spent"]
+    m = re.search(r"took \*\*(\d+) min (\d+) s\*\* of wall time .*?: (\d+\.\d) min of training \((\d+) s in its ledger, "
+                  r"(\d+\.\d) images/s\), (\d+) s for its start and final evals .*?, (\d+) s for the base and teacher "
+                  r"evals .*? bit-identical to the released student \(sha256 `(\w+)\.\.\.`\)", text)
     assert m, "README's 'What to expect' time sentence changed: update this test with it"
-    assert float(m.group(1)) == round(led["train"]["seconds"] / 60, 1)
-    assert float(m.group(2)) == round(led["eval"]["seconds"] / 60, 1)
-    assert (int(m.group(3)), int(m.group(4))) == (round(led["train"]["seconds"]), round(led["eval"]["seconds"]))
+    g = m.groups()
+    assert int(g[0]) * 60 + int(g[1]) == timing["wall_seconds"]
+    assert float(g[2]) == round(spent["train"]["seconds"] / 60, 1) and int(g[3]) == round(spent["train"]["seconds"])
+    assert float(g[4]) == round(spent["train"]["images"] / spent["train"]["seconds"], 1)
+    assert int(g[5]) == round(spent["eval"]["seconds"]) and int(g[6]) == timing["base_and_teacher_evals_seconds"]
+    assert timing["final_weights_sha256"].startswith(g[7])
+    assert timing["final_weights_sha256"] == __import__("hashlib").sha256(
+        (ROOT / "checkpoints" / "opd_student" / "model.safetensors").read_bytes()).hexdigest()
     ev = json.loads((ROOT / "reports" / "base_eval" / "eval.json").read_text())
     m = re.search(r"\(every eval prompt, (\d+) images\) took (\d+) s of sampling and scoring", text)
     assert m and int(m.group(1)) == sum(t["n"] for t in ev["tasks"].values())
