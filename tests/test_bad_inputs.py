@@ -13,6 +13,7 @@ import pytest
 from tiny_world import make_tiny_world
 
 import opd_bench.analysis.variance  # noqa: F401  (imported before any patching: see NO_WORK)
+import opd_bench.evalcache  # noqa: F401
 import opd_bench.train  # noqa: F401
 import opd_bench.world.pretrain  # noqa: F401
 from opd_bench import check as gate
@@ -407,7 +408,7 @@ CASES = _cases()
 #: where the work starts (every module that binds ``evaluate`` by name is imported first, so each binding is
 #: patched for the case and restored after it)
 NO_WORK = ("opd_bench.runner.Runner._run", "opd_bench.evaluate.evaluate", "opd_bench.runner.evaluate",
-           "opd_bench.train.evaluate", "opd_bench.check.evaluate", "opd_bench.world.pretrain.pretrain",
+           "opd_bench.evalcache.evaluate", "opd_bench.check.evaluate", "opd_bench.world.pretrain.pretrain",
            "opd_bench.analysis.variance.variance_study")
 
 
