@@ -32,7 +32,8 @@ class ModelConfig:
     #: LoRA on the student (real backend: r 32 / alpha 64 on the attention projections, method.md section 4).
     lora_rank: int = 32
     lora_alpha: float = 64.0
-    #: LoRA target modules (empty = the attention projections, method.md section 4).
+    #: LoRA target modules (empty = Flow-GRPO's list, opd_bench.backbones.sd3.DEFAULT_TARGETS: attn.{to_q,to_k,to_v,
+    #: to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out}, so SD3.5's dual-attention attn2 is left out).
     lora_target_modules: List[str] = field(default_factory=list)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     #: output resolution in pixels for latent backbones (0 = the model's own default; SD3.5-M recipe: 512).

@@ -302,10 +302,10 @@ def _stock_pipeline(folder):
     return pipe
 
 
-def _pipe_images(pipe, noise):
+def _pipe_images(pipe, noise, **kw):
     with torch.no_grad():
         return pipe(PROMPTS, latents=noise.clone(), num_inference_steps=4, guidance_scale=4.5, output_type="pt",
-                    max_sequence_length=SEQ).images
+                    max_sequence_length=SEQ, **kw).images
 
 
 def test_student_checkpoint_loads_with_stock_load_lora_weights(sd3_folder, teacher_ckpt, tmp_path):
@@ -328,6 +328,12 @@ def test_student_checkpoint_loads_with_stock_load_lora_weights(sd3_folder, teach
     loaded = _pipe_images(stock, noise)
     assert (loaded - own).abs().max().item() <= 1e-5
     assert (base - own).abs().max().item() > 1e-2              # the LoRA matters at this strength
+    # ... and on opd-bench's own ODE schedule the stock pipeline reproduces the student's eval samples
+    from opd_bench.backbones.sd3 import pipeline_sigmas
+    from opd_bench.evaluate import EvalProtocol, generate
+
+    ours = generate(student, PROMPTS, noise.clone(), EvalProtocol(steps=4, guidance=4.5, shift=student.scheduler_shift))
+    assert (_pipe_images(stock, noise, sigmas=pipeline_sigmas(4)) - ours).abs().max().item() <= 1e-5
 
 
 def test_lora_targets_follow_flow_grpo(sd3_folder):

@@ -473,6 +473,13 @@ def _read_peft_folder(path: Path) -> Tuple[Dict[str, torch.Tensor], dict]:
     return tensors, lora_config_dict(cfg.get("r", 8), cfg.get("lora_alpha", cfg.get("r", 8)), sorted(targets))
 
 
+def pipeline_sigmas(steps: int) -> List[float]:
+    """``sigmas=`` for ``StableDiffusion3Pipeline.__call__`` that make the stock pipeline sample on opd-bench's
+    ODE schedule (``sampler.timestep_schedule``: the scheduler applies its shift to linspace(1, 0, N + 1)[:-1];
+    left to itself it would end at its sigma_min instead of 1/N)."""
+    return [1.0 - i / steps for i in range(steps)]
+
+
 def diffusers_lora_bytes(state: Dict[str, torch.Tensor], lora: dict) -> bytes:
     """The student LoRA as diffusers writes it: ``StableDiffusion3Pipeline.save_lora_weights`` itself (keys
     ``transformer.<module>.lora_{A,B}.weight``, the LoraConfig's r / lora_alpha / target_modules as safetensors
