@@ -108,12 +108,10 @@ def _refuse_existing_runs(methods, tasks: str, seeds: int, first_seed: int, name
     folder = Path(runs_dir) / (name or f"{'-'.join(methods)}_all")
     several = len(methods) * seeds > 1
     dirs = [folder / f"{m}_s{s}" for m in methods for s in range(first_seed, first_seed + seeds)] if several else [folder]
-    from .runlock import check_free, holds_run
+    from .runlock import check_new_run_folder
 
     for d in dirs:
-        check_free(d)      # a folder another process owns: name the owner
-        if holds_run(d):   # its lock file or orphaned staging files alone are not a run
-            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+        check_new_run_folder(d)
 
 
 def _finite(value):
@@ -149,11 +147,9 @@ def run(
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
     if resume is not None:
-        from .runlock import check_free
+        from .runlock import check_resumable
 
-        check_free(resume)   # before the heavy imports: a refused resume answers at once
-        if not (Path(resume) / "config.yaml").is_file():
-            raise UserError(f"--resume: {resume} is not a run folder (no config.yaml)")
+        check_resumable(resume)   # before the heavy imports: a refused resume answers at once
         validate.output_dir(resume, "--resume")
         from .train import resume_run
 

@@ -93,6 +93,27 @@ def check_free(run_dir: Path) -> None:
         os.close(fd)
 
 
+def refuse_existing(run_dir: Path) -> None:
+    """Raise UserError if ``run_dir`` already holds a run (a new run never overwrites one)."""
+    if holds_run(run_dir):
+        raise UserError(f"run folder {run_dir} already exists: continue it with --resume {run_dir}, or pick "
+                        "another --name")
+
+
+def check_new_run_folder(run_dir: Path) -> None:
+    """A new run may start in ``run_dir``: no other process owns it and it holds no run (nothing is created)."""
+    check_free(run_dir)
+    refuse_existing(run_dir)
+
+
+def check_resumable(run_dir: Path) -> None:
+    """``--resume run_dir`` may start: no other process owns it and it has its config (a folder killed before
+    its first save holds only that, and restarts)."""
+    check_free(run_dir)
+    if not (Path(run_dir) / "config.yaml").is_file():
+        raise UserError(f"--resume: {run_dir} is not a run folder (no config.yaml)")
+
+
 @contextmanager
 def own(run_dir: Path) -> Iterator[None]:
     """Own ``run_dir`` (created if needed) for the block: raises UserError naming the owner if another

@@ -532,9 +532,8 @@ class Runner:
             return self._run(resume)
         with runlock.own(self.dir.path):
             recover_interrupted_save(self.dir.path / STATE)  # a save killed between its two renames
-            if not resume and runlock.holds_run(self.dir.path):
-                raise UserError(f"run folder {self.dir.path} already exists: continue it with --resume "
-                                f"{self.dir.path}, or pick another --name")
+            if not resume:
+                runlock.refuse_existing(self.dir.path)
             try:
                 return self._run(resume)
             except NonFiniteError as e:

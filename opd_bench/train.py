@@ -23,7 +23,7 @@ from .evalcache import cached_eval
 from .evaluate import EvalProtocol
 from .methods import METHODS
 from .progress import console, human_spend, print_table, progress_bar, say
-from .runlock import check_free, holds_run, interrupt_message, mark_active, mark_done
+from .runlock import check_resumable, holds_run, interrupt_message, mark_active, mark_done
 from .runner import FINAL, Runner
 from .session import apply_config, resolve_tasks, world_of
 from .validate import preflight_run
@@ -192,9 +192,7 @@ def _child_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def resume_run(path: Path) -> dict:
     """Continue a run folder from its saved state, or restart it when it was killed before its first save."""
-    check_free(path)
-    if not (Path(path) / "config.yaml").is_file():
-        raise UserError(f"--resume: {path} is not a run folder (no config.yaml)")
+    check_resumable(path)
     cfg = load_config(str(path / "config.yaml"))
     summary = run_one(cfg, path, resume=True)
     if Dist().is_main:

@@ -207,16 +207,14 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
     folders (writable, not taken), the device, the model and (unless they are to be trained first) teacher
     checkpoints, the tasks' prompt sets."""
     from .backbones import resolve_checkpoint
-    from .runlock import check_free, holds_run
+    from .runlock import check_new_run_folder
     from .tasks import configure_tasks, get_task
 
     output_dir(runs_dir, "--runs-dir")
     for d in dirs:
         if Path(d).exists() and not Path(d).is_dir():
             raise UserError(f"run folder {d} exists and is not a folder; pick another --name")
-        check_free(d)
-        if holds_run(d):
-            raise UserError(f"run folder {d} already exists: continue it with --resume {d}, or pick another --name")
+        check_new_run_folder(d)
         output_dir(d, "run folder")
     from .methods import METHODS
 
