@@ -327,14 +327,14 @@ def interference(ctx: GradContext, objective: str, tasks: Sequence[str], step_si
     losses, grads = {}, {}
     for t in tasks:
         losses[t], grads[t] = task_loss_and_grad(ctx, objective, t, round_)
-    extra = [grads[t] for t in tasks]
-    for b in range(1, batches):   # more fresh batches for the conflict statistics (not frozen: never re-read)
-        ctx.freeze = False
-        extra += [task_loss_and_grad(ctx, objective, t, round_ + b)[1] for t in tasks]
+    batch_grads = [grads[t] for t in tasks]
+    ctx.freeze = False   # more fresh batches for the conflict statistics (never re-read: not frozen)
+    for b in range(1, batches):
+        batch_grads += [task_loss_and_grad(ctx, objective, t, round_ + b)[1] for t in tasks]
     ctx.freeze = True
-    stacked = torch.stack([g.reshape(-1).double() for g in extra])
+    stacked = torch.stack([g.reshape(-1).double() for g in batch_grads])
     conflict = conflict_over_batches((stacked @ stacked.T).numpy(), batches, len(tasks))
-    del stacked, extra
+    del stacked, batch_grads
     C = cosine_matrix([grads[t] for t in tasks])
     norms = [float(grads[t].norm()) for t in tasks]
     n_params = sum(p.numel() for p in ctx.params)
