@@ -41,10 +41,11 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import MANIFEST, atomic_write_json, atomic_write_text, checkpoint_digest
+from .comparison import (REGRESSION, PairedComparison, compare_strata, compare_values, regression_verdict,
+                         strata_of)
 from .errors import UserError
 from .evaluate import EvalProtocol, evaluate, select_records
 from .paths import RELEASED_DIR
-from .stats import stratified_bootstrap_ci
 from .validate import MAX_SEED, finite_json
 from .tasks import get_task, parse_tasks
 
@@ -254,7 +255,7 @@ def _validate_tasks(doc: dict, path: Path) -> None:
              "margins.overall must be a number >= 0")
 
 
-def protocol_of(doc: dict) -> EvalProtocol:
+def baseline_protocol(doc: dict) -> EvalProtocol:
     """The :class:`EvalProtocol` a baseline was recorded with."""
     p = doc["protocol"]
     return EvalProtocol(**{k: p[k] for k in EvalProtocol().to_dict()})
@@ -307,17 +308,11 @@ class Row:
 
     @property
     def status(self) -> str:
-        if self.margin is None:
-            return "info"
-        if self.ci[1] < -self.margin:
-            return "REGRESSION"
-        if self.ci[0] > self.margin:
-            return "improved"
-        return "pass"
+        return regression_verdict(self.ci, self.margin)
 
     @property
     def failed(self) -> bool:
-        return self.status == "REGRESSION"
+        return self.status == REGRESSION
 
     @property
     def name(self) -> str:
@@ -347,41 +342,18 @@ class CheckReport:
         return not self.failures
 
 
-def weighted_strata_ci(groups: Dict[str, np.ndarray], weights: Dict[str, float], n_boot: int,
-                       seed: int) -> Tuple[float, float, float]:
-    """Point estimate and stratified-bootstrap 95% CI of ``sum_k w_k * mean(groups[k])``.
-
-    Paired difference: groups = per-stratum differences new - old, weights 1/n_strata. Unpaired: groups
-    ``new/<s>`` and ``old/<s>`` resampled independently, weights +-1/n_strata."""
-    keys = sorted(groups)
-    w = np.array([weights[k] for k in keys])
-    point = float(sum(weights[k] * np.mean(groups[k]) for k in keys))
-    lo, hi = stratified_bootstrap_ci({k: groups[k] for k in keys}, n_boot, seed, stat=lambda m: float(np.dot(w, m)))
-    return point, lo, hi
+def _row(task: str, metric: str, c: PairedComparison, margin: Optional[float]) -> Row:
+    return Row(task, metric, c.reference, c.candidate, c.diff, c.ci, c.unpaired_ci, margin, c.n)
 
 
-def _strata(values: np.ndarray, cats: Optional[Sequence[str]]) -> Dict[str, np.ndarray]:
-    if not cats:
-        return {"all": values}
-    return {c: values[[i for i, x in enumerate(cats) if x == c]] for c in sorted(set(cats))}
-
-
-def compare_values(task: str, metric: str, old: np.ndarray, new: np.ndarray, cats: Optional[Sequence[str]],
-                   margin: Optional[float], n_boot: int, seed: int) -> Row:
+def metric_row(task: str, metric: str, old: np.ndarray, new: np.ndarray, cats: Optional[Sequence[str]],
+               margin: Optional[float], n_boot: int, seed: int) -> Row:
     """Paired and unpaired comparison of one metric (category-stratified when ``cats`` is given)."""
-    old_s, new_s = _strata(old, cats), _strata(new, cats)
-    k = len(old_s)
-    diff = {c: new_s[c] - old_s[c] for c in old_s}
-    delta, lo, hi = weighted_strata_ci(diff, {c: 1 / k for c in diff}, n_boot, seed)
-    both = {**{f"new/{c}": v for c, v in new_s.items()}, **{f"old/{c}": v for c, v in old_s.items()}}
-    weights = {key: (1 if key.startswith("new/") else -1) / k for key in both}
-    _, ulo, uhi = weighted_strata_ci(both, weights, n_boot, seed)
-    old_mean = float(np.mean([v.mean() for v in old_s.values()]))
-    new_mean = float(np.mean([v.mean() for v in new_s.values()]))
-    return Row(task, metric, old_mean, new_mean, delta, (lo, hi), (ulo, uhi), margin, int(old.size))
+    return _row(task, metric, compare_values(old, new, cats, n_boot=n_boot, seed=seed, unpaired=True), margin)
 
 
-def compare_task(name: str, entry: dict, new_rows: List[dict], margin: float, n_boot: int, seed: int) -> List[Row]:
+def baseline_task_rows(name: str, entry: dict, new_rows: List[dict], margin: float, n_boot: int,
+                       seed: int) -> List[Row]:
     """Rows of one task: primary metric (gated), each category of it (gated), other metrics (info)."""
     primary, cats = entry["primary_metric"], entry.get("categories")
     rows = []
@@ -392,37 +364,30 @@ def compare_task(name: str, entry: dict, new_rows: List[dict], margin: float, n_
         old_v = np.asarray(old, dtype=np.float64)
         new_v = np.asarray([r[metric] for r in new_rows], dtype=np.float64)
         gated = metric == primary
-        rows.append(compare_values(name, metric, old_v, new_v, cats if gated else None,
-                                   margin if gated else None, n_boot, seed))
+        rows.append(metric_row(name, metric, old_v, new_v, cats if gated else None,
+                               margin if gated else None, n_boot, seed))
         if gated and cats:
             for c in sorted(set(cats)):
                 idx = [i for i, x in enumerate(cats) if x == c]
-                rows.append(compare_values(name, f"{metric}[{c}]", old_v[idx], new_v[idx], None, margin, n_boot, seed))
+                rows.append(metric_row(name, f"{metric}[{c}]", old_v[idx], new_v[idx], None, margin, n_boot, seed))
     return rows
 
 
 def compare_overall(doc: dict, results: dict, tasks: Sequence[str], n_boot: int, seed: int) -> Row:
     """The mean over tasks of the primary scores (GenEval-style tasks: mean of category means), paired."""
-    diffs, olds, news, weights = {}, {}, {}, {}
+    olds, news, weights = {}, {}, {}
     for name in tasks:
         entry = doc["tasks"][name]
         metric = entry["primary_metric"]
         old = np.asarray(entry["per_prompt"][metric], dtype=np.float64)
         new = np.asarray([r[metric] for r in results["tasks"][name]["per_prompt"]], dtype=np.float64)
-        old_s, new_s = _strata(old, entry.get("categories")), _strata(new, entry.get("categories"))
+        old_s, new_s = strata_of(old, entry.get("categories")), strata_of(new, entry.get("categories"))
         for c in old_s:
             key = f"{name}/{c}"
-            diffs[key], olds[key], news[key] = new_s[c] - old_s[c], old_s[c], new_s[c]
+            olds[key], news[key] = old_s[c], new_s[c]
             weights[key] = 1 / (len(tasks) * len(old_s))
-    delta, lo, hi = weighted_strata_ci(diffs, weights, n_boot, seed)
-    both = {**{f"new/{k}": v for k, v in news.items()}, **{f"old/{k}": v for k, v in olds.items()}}
-    bw = {f"{s}/{k}": (1 if s == "new" else -1) * w for k, w in weights.items() for s in ("new", "old")}
-    _, ulo, uhi = weighted_strata_ci(both, bw, n_boot, seed)
-    old_mean = sum(weights[k] * olds[k].mean() for k in olds)
-    new_mean = sum(weights[k] * news[k].mean() for k in news)
-    n = sum(v.size for v in olds.values())
-    return Row("overall", "mean", float(old_mean), float(new_mean), delta, (lo, hi), (ulo, uhi),
-               float(doc["margins"]["overall"]), n)
+    c = compare_strata(olds, news, weights, n_boot=n_boot, seed=seed, unpaired=True)
+    return _row("overall", "mean", c, float(doc["margins"]["overall"]))
 
 
 def compare(doc: dict, results: dict, tasks: Sequence[str]) -> List[Row]:
@@ -431,8 +396,8 @@ def compare(doc: dict, results: dict, tasks: Sequence[str]) -> List[Row]:
     n_boot, seed = doc["protocol"]["bootstrap"], doc["protocol"]["seed"]
     rows: List[Row] = []
     for name in tasks:
-        rows += compare_task(name, doc["tasks"][name], results["tasks"][name]["per_prompt"],
-                             float(doc["margins"]["tasks"][name]), n_boot, seed)
+        rows += baseline_task_rows(name, doc["tasks"][name], results["tasks"][name]["per_prompt"],
+                                   float(doc["margins"]["tasks"][name]), n_boot, seed)
     if len(tasks) > 1:
         rows.append(compare_overall(doc, results, tasks, n_boot, seed))
     return rows
@@ -480,7 +445,7 @@ def run_check(checkpoint: str, baseline: Path, tasks: Optional[str] = None, show
     label = checkpoint_label(path)
     check_protocol(doc, task_list, model_geometry(model), baseline)
     notes = provenance_notes(doc, digest, label, allow_other_checkpoint, baseline)  # before the work
-    results = evaluate(model, task_list, protocol_of(doc), show_progress=show_progress, label=path.name)
+    results = evaluate(model, task_list, baseline_protocol(doc), show_progress=show_progress, label=path.name)
     return CheckReport(checkpoint=label, baseline=str(baseline), rows=compare(doc, results, task_list),
                        notes=notes,
                        per_prompt_identical=identical_per_prompt(doc, results, task_list), timing=results["timing"])

@@ -7,8 +7,11 @@ metrics such as GenEval's. The CI of the mean difference is a percentile bootstr
 with categories (GenEval) the statistic is the mean of the per-category mean differences -- the same
 aggregate as the task score -- and prompts are resampled within their category (stratified bootstrap).
 
-Verdicts: ``better`` when the CI lies above zero and the difference is at least ``margin``; ``worse`` when it
-lies below zero; ``no clear difference`` otherwise (including "above zero but smaller than the margin").
+The statistics and the verdict come from :mod:`opd_bench.comparison` (the engine ``check`` and the report use
+too). Verdicts: ``better`` when the CI lies above zero and the difference is at least ``margin``; ``worse``
+when it lies below zero; otherwise ``below resolution`` when |diff| is smaller than the paired MDE (alpha 0.05,
+power 0.8: a difference this small could not have been seen), else ``no clear difference`` (including "above
+zero but smaller than the margin").
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import validate
+from .comparison import compare_values, difference_verdict
 from .errors import UserError
-from .stats import bootstrap_ci, stratified_bootstrap_ci
 
 #: Protocol fields that must agree between the two sides (the seed may differ within a side).
 PROTOCOL_KEYS = ("steps", "guidance", "shift")
@@ -94,6 +97,12 @@ class TaskComparison:
     losses: float
     verdict: str
     categories: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    #: minimum detectable paired difference (alpha 0.05, power 0.8) and the paired t-interval and p
+    #: (None where undefined: fewer than two prompts)
+    mde: Optional[float] = None
+    t_low: Optional[float] = None
+    t_high: Optional[float] = None
+    p: Optional[float] = None
 
 
 def compare_task(task: str, base: Sequence[dict], candidate: Sequence[dict], *, metric: str = "score",
@@ -108,37 +117,23 @@ def compare_task(task: str, base: Sequence[dict], candidate: Sequence[dict], *, 
     if len(prompts) != len(b) or len(prompts) != len(c):
         raise UserError(f"task {task}: the two sides evaluated different prompt sets "
                         f"({len(b)} vs {len(c)}, {len(prompts)} shared); evaluate both with the same --prompts")
-    d = np.array([c[p] - b[p] for p in prompts])
-    bv = np.array([b[p] for p in prompts])
-    cv = np.array([c[p] for p in prompts])
-    cats: Dict[str, Dict[str, float]] = {}
+    cats = None
     if categories:
         missing = [p for p in prompts if p not in categories]
         if missing:
             raise UserError(f"task {task}: prompt {missing[0]!r} is not in the task's eval set")
-        groups: Dict[str, List[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(categories[p], []).append(i)
-        for k in sorted(groups):
-            idx = groups[k]
-            cats[k] = {"n": len(idx), "base": float(bv[idx].mean()), "candidate": float(cv[idx].mean()),
-                       "diff": float(d[idx].mean())}
-        base_m = float(np.mean([v["base"] for v in cats.values()]))
-        cand_m = float(np.mean([v["candidate"] for v in cats.values()]))
-        lo, hi = stratified_bootstrap_ci({k: d[idx] for k, idx in groups.items()}, n_boot, seed)
-    else:
-        base_m, cand_m = float(bv.mean()), float(cv.mean())
-        lo, hi = bootstrap_ci(d, n_boot, seed)
-    diff = cand_m - base_m
-    if lo > 0 and diff >= margin:
-        verdict = "better"
-    elif hi < 0:
-        verdict = "worse"
-    else:
-        verdict = "no clear difference"
-    return TaskComparison(task=task, metric=metric, n_prompts=len(prompts), base=base_m, candidate=cand_m,
-                          diff=diff, ci_low=lo, ci_high=hi, wins=float((d > 0).mean()),
-                          losses=float((d < 0).mean()), verdict=verdict, categories=cats)
+        cats = [categories[p] for p in prompts]
+    r = compare_values([b[p] for p in prompts], [c[p] for p in prompts], cats, n_boot=n_boot, seed=seed)
+    per_cat = {k: {"n": v["n"], "base": v["reference"], "candidate": v["candidate"], "diff": v["diff"]}
+               for k, v in r.strata.items()} if cats else {}
+    return TaskComparison(task=task, metric=metric, n_prompts=len(prompts), base=r.reference, candidate=r.candidate,
+                          diff=r.diff, ci_low=r.ci[0], ci_high=r.ci[1], wins=r.wins, losses=r.losses,
+                          verdict=difference_verdict(r.diff, r.ci, r.mde, margin), categories=per_cat, mde=_finite(r.mde),
+                          t_low=_finite(r.t_ci[0]), t_high=_finite(r.t_ci[1]), p=_finite(r.p))
+
+
+def _finite(x: float) -> Optional[float]:
+    return float(x) if np.isfinite(x) else None
 
 
 def compare(base_paths: Sequence, candidate_paths: Sequence, tasks: Optional[Sequence[str]] = None, *,
@@ -191,17 +186,17 @@ def comparison_table(result: dict):
     seeds = result["seeds"]
     t = Table(title=f"{c} (cand.) vs {b} (base): paired by prompt, {len(seeds['candidate'])} + "
                     f"{len(seeds['base'])} seeds, 95% bootstrap CI, margin {result['margin']}")
-    for col in ("task", "n", "base", "cand.", "diff", "95% CI", "verdict"):
+    for col in ("task", "n", "base", "cand.", "diff", "95% CI", "MDE", "verdict"):
         t.add_column(col, justify="left" if col in ("task", "verdict") else "right", no_wrap=col != "verdict",
                      overflow="fold")
     style = {"better": "green", "worse": "red"}
     for name, r in result["tasks"].items():
         t.add_row(name, str(r["n_prompts"]), f"{r['base']:.3f}", f"{r['candidate']:.3f}", f"{r['diff']:+.3f}",
-                  f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                  f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", _mde(r),
                   f"[{style.get(r['verdict'], 'yellow')}]{r['verdict']}[/]")
         for k, v in r["categories"].items():
             t.add_row(f"  {k}", str(v["n"]), f"{v['base']:.3f}", f"{v['candidate']:.3f}", f"{v['diff']:+.3f}",
-                      "", "")
+                      "", "", "")
     return t
 
 
@@ -209,11 +204,17 @@ def comparison_markdown(result: dict) -> str:
     """The same table as Markdown, for reports/."""
     b = result.get("base_checkpoint") or "base"
     c = result.get("candidate_checkpoint") or "candidate"
-    lines = [f"| task | prompts | {b} | {c} | diff | 95% CI | verdict |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| task | prompts | {b} | {c} | diff | 95% CI | MDE | verdict |", "|---|---|---|---|---|---|---|---|"]
     for name, r in result["tasks"].items():
         lines.append(f"| {name} | {r['n_prompts']} | {r['base']:.3f} | {r['candidate']:.3f} | {r['diff']:+.3f} | "
-                     f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['verdict']} |")
+                     f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {_mde(r)} | {r['verdict']} |")
         for k, v in r["categories"].items():
             lines.append(f"| &nbsp;&nbsp;{k} | {v['n']} | {v['base']:.3f} | {v['candidate']:.3f} | "
-                         f"{v['diff']:+.3f} | | |")
+                         f"{v['diff']:+.3f} | | | |")
     return "\n".join(lines) + "\n"
+
+
+def _mde(r: dict) -> str:
+    """The MDE cell (older compare.json files have none)."""
+    m = r.get("mde")
+    return "-" if m is None or not np.isfinite(m) else f"{m:.3f}"

@@ -119,7 +119,7 @@ def test_same_checkpoint_passes_and_reproduces_per_prompt_scores_exactly(world, 
     assert "passed" in (tmp_path / "s.md").read_text()
     # the re-evaluation reproduces every recorded per-prompt score bit for bit
     doc = gate.load_baseline(world / "parent.json")
-    res = evaluate(load_backbone(world / "parent"), list(doc["tasks"]), gate.protocol_of(doc), show_progress=False)
+    res = evaluate(load_backbone(world / "parent"), list(doc["tasks"]), gate.baseline_protocol(doc), show_progress=False)
     for name, entry in doc["tasks"].items():
         for metric, recorded in entry["per_prompt"].items():
             assert [r[metric] for r in res["tasks"][name]["per_prompt"]] == recorded, (name, metric)

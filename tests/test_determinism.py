@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from opd_bench.backbones import load_backbone, resolve_checkpoint
-from opd_bench.check import protocol_of
+from opd_bench.check import baseline_protocol
 from opd_bench.evaluate import generate, prompt_noise, select_records
 from opd_bench.tasks import get_task
 
@@ -32,7 +32,7 @@ def base_model():
 
 def scores(model, task: str, n: int, threads: int) -> dict:
     """Per-prompt metrics of the baseline's first ``n`` prompts of ``task``, sampled and scored in one batch."""
-    protocol = protocol_of(BASELINE)
+    protocol = baseline_protocol(BASELINE)
     records = select_records(get_task(task).prompts("eval"), protocol.prompts_per_task)[:n]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
