@@ -158,24 +158,27 @@ def difference_verdict(diff: float, ci: Tuple[float, float], mde: float, margin:
         return BETTER
     if significant and ci[1] < 0:
         return WORSE
-    if np.isfinite(mde) and abs(diff) < mde or not np.isfinite(mde):
+    if not np.isfinite(mde) or abs(diff) < mde:
         return BELOW_RESOLUTION
     return NO_CLEAR
 
 
-def pairwise(values: Mapping[str, Sequence[float]], alpha: float = 0.05, power: float = 0.8) -> Dict[str, dict]:
-    """Every pair of methods compared on paired units (e.g. training seeds evaluated on the same prompts and
-    noise): ``values[m][i]`` is method m's score on unit i. Returns {"a vs b": {diff, low, high, p, p_holm, mde,
-    n, verdict}} (a - b) with Holm's correction over all pairs when more than two methods are compared; a pair
-    with fewer than 2 shared units gets p nan and verdict below resolution (no test is possible)."""
+def pairwise(values: Mapping[str, Mapping], alpha: float = 0.05, power: float = 0.8,
+             resolution: float = float("nan")) -> Dict[str, dict]:
+    """Every pair of methods compared on paired units (e.g. training seeds, each evaluated on the same prompts
+    and noise): ``values[m][u]`` is method m's score on unit u; a pair is compared on the units both have.
+    Returns {"a vs b": {diff, low, high, p, p_holm, mde, n, verdict}} (a - b, paired t) with Holm's correction
+    over all pairs when more than two methods are compared. With fewer than 2 shared units no test is possible
+    (p nan): the MDE is then ``resolution`` (e.g. the eval's own per-prompt MDE), and the verdict is below
+    resolution when |diff| is under it."""
     from .stats import paired_t
 
     names = list(values)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     res = {}
     for a, b in pairs:
-        n = min(len(values[a]), len(values[b]))
-        res[(a, b)] = paired_t(list(values[a])[:n], list(values[b])[:n], alpha, power)
+        units = [u for u in values[a] if u in values[b]]
+        res[(a, b)] = paired_t([values[a][u] for u in units], [values[b][u] for u in units], alpha, power)
     ps = [r.p for r in res.values()]
     finite = [i for i, p in enumerate(ps) if np.isfinite(p)]
     adj = list(ps)
@@ -184,9 +187,10 @@ def pairwise(values: Mapping[str, Sequence[float]], alpha: float = 0.05, power: 
             adj[i] = q
     out = {}
     for (a, b), r, q in zip(res, res.values(), adj):
+        mde = r.mde if r.n >= 2 else resolution
         out[f"{a} vs {b}"] = {"a": a, "b": b, "diff": r.diff, "low": r.low, "high": r.high, "p": r.p, "p_holm": q,
-                              "mde": r.mde, "n": r.n, "holm": len(names) > 2,
-                              "verdict": difference_verdict(r.diff, (r.low, r.high), r.mde, p=q, alpha=alpha)}
+                              "mde": mde, "n": r.n, "holm": len(names) > 2,
+                              "verdict": difference_verdict(r.diff, (r.low, r.high), mde, p=q, alpha=alpha)}
     return out
 
 
@@ -199,3 +203,60 @@ def ranks_from_pairs(names: Sequence[str], pairs: Mapping[str, dict]) -> Dict[st
         elif r["verdict"] == WORSE:
             better_than[r["a"]] += 1
     return {n: 1 + better_than[n] for n in names}
+
+
+# ----------------------------------------------------------------------------------------------- normalised scores
+
+
+def normalisation_test(base: Sequence[float], teacher: Sequence[float], cats: Optional[Sequence[str]] = None,
+                       n_boot: int = 2000, seed: int = 0) -> dict:
+    """Whether a task can be normalised by (teacher - base): the teacher must beat the base, paired per prompt,
+    by more than the comparison's MDE. Returns {gain, low, high, mde, normalised, reason}."""
+    c = compare_values(base, teacher, cats, n_boot=n_boot, seed=seed)
+    ok = bool(np.isfinite(c.mde) and c.diff > c.mde)
+    reason = "" if ok else (f"the teacher beats the base by {c.diff:+.3f}, not more than the task's MDE "
+                            f"{c.mde:.3f}: shown raw, left out of the normalised average")
+    return {"gain": c.diff, "low": c.t_ci[0], "high": c.t_ci[1], "mde": c.mde, "normalised": ok, "reason": reason}
+
+
+def _strata_mean(x: np.ndarray, strata: Sequence[np.ndarray], idx: Sequence[np.ndarray]) -> float:
+    return float(np.mean([x[s[i]].mean() for s, i in zip(strata, idx)]))
+
+
+def normalised_average_ci(seed_scores: Mapping[str, Sequence[float]], base: Mapping[str, np.ndarray],
+                          teacher: Mapping[str, np.ndarray], strata: Optional[Mapping[str, Sequence]] = None,
+                          one_seed_se: Optional[Mapping[str, float]] = None, n_boot: int = 2000, seed: int = 0,
+                          alpha: float = 0.05) -> Tuple[float, float, float]:
+    """(estimate, low, high) of the mean over tasks of n_k = (x_k - b_k) / (t_k - b_k), with the uncertainty of
+    the numerator and the denominator propagated jointly.
+
+    ``seed_scores[k]``: the method's score on task k per training seed (seeds aligned across tasks);
+    ``base[k]``, ``teacher[k]``: per-prompt scores of the base and the teacher on the same prompts (``strata[k]``:
+    index arrays of the prompts of each category; the task score is the mean of the category means). Each draw
+    resamples the prompts (within strata, the same draw for base and teacher, which are paired) and, for the
+    seeds, draws the seed mean of the per-seed normalised average from its t-distribution (n - 1 df) -- never a
+    percentile bootstrap over a handful of seeds. With one seed the seed term is the run's own eval noise:
+    x_k + ``one_seed_se[k]`` * N(0, 1)."""
+    tasks = list(seed_scores)
+    n_s = min(len(seed_scores[k]) for k in tasks)
+    X = np.array([np.asarray(seed_scores[k], dtype=np.float64)[:n_s] for k in tasks])   # [tasks, seeds]
+    B = [np.asarray(base[k], dtype=np.float64) for k in tasks]
+    T = [np.asarray(teacher[k], dtype=np.float64) for k in tasks]
+    S = [[np.asarray(i) for i in (strata or {}).get(k) or [np.arange(b.size)]] for k, b in zip(tasks, B)]
+    full = [[np.arange(s.size) for s in st_] for st_ in S]
+    b0 = np.array([_strata_mean(b, s, f) for b, s, f in zip(B, S, full)])
+    t0 = np.array([_strata_mean(t, s, f) for t, s, f in zip(T, S, full)])
+    est = float(((X - b0[:, None]) / (t0 - b0)[:, None]).mean())
+    rng = np.random.default_rng(seed)
+    se1 = np.array([(one_seed_se or {}).get(k, 0.0) for k in tasks])
+    out = np.empty(n_boot)
+    for j in range(n_boot):
+        idx = [[rng.integers(0, s.size, s.size) for s in st_] for st_ in S]
+        bb = np.array([_strata_mean(b, s, i) for b, s, i in zip(B, S, idx)])
+        tt = np.array([_strata_mean(t, s, i) for t, s, i in zip(T, S, idx)])
+        if n_s >= 2:
+            per_seed = ((X - bb[:, None]) / (tt - bb)[:, None]).mean(axis=0)
+            out[j] = per_seed.mean() + per_seed.std(ddof=1) / np.sqrt(n_s) * rng.standard_t(n_s - 1)
+        else:
+            out[j] = float(((X[:, 0] + se1 * rng.standard_normal(len(tasks)) - bb) / (tt - bb)).mean())
+    return est, float(np.quantile(out, alpha / 2)), float(np.quantile(out, 1 - alpha / 2))

@@ -63,7 +63,7 @@ def test_pairwise_applies_holm_with_three_methods_and_ranks_by_significance():
     base = rng.normal(0, 1, 5)
     vals = {"a": base + 1.0 + rng.normal(0, 0.01, 5), "b": base + rng.normal(0, 0.3, 5),
             "c": base + 0.1 + rng.normal(0, 0.3, 5)}
-    pairs = cmp.pairwise(vals)
+    pairs = cmp.pairwise({k: dict(enumerate(v)) for k, v in vals.items()})
     raw = [st.ttest_rel(vals[a], vals[b]).pvalue for a, b in (("a", "b"), ("a", "c"), ("b", "c"))]
     assert [pairs[k]["p"] for k in ("a vs b", "a vs c", "b vs c")] == pytest.approx(raw)
     assert [pairs[k]["p_holm"] for k in ("a vs b", "a vs c", "b vs c")] == pytest.approx(holm(raw))
@@ -72,8 +72,12 @@ def test_pairwise_applies_holm_with_three_methods_and_ranks_by_significance():
     ranks = cmp.ranks_from_pairs(list(vals), pairs)
     assert ranks["a"] == 1 and ranks["b"] == ranks["c"] == 2
     # two methods: no correction
-    two = cmp.pairwise({"a": vals["a"], "b": vals["b"]})
+    two = cmp.pairwise({"a": dict(enumerate(vals["a"])), "b": dict(enumerate(vals["b"]))})
     assert two["a vs b"]["p_holm"] == pytest.approx(two["a vs b"]["p"]) and not two["a vs b"]["holm"]
+    # pairs on shared units only; one shared unit: untested, judged against the given resolution
+    one = cmp.pairwise({"a": {0: 0.5, 1: 0.9}, "b": {0: 0.49}}, resolution=0.02)["a vs b"]
+    assert one["n"] == 1 and one["verdict"] == cmp.BELOW_RESOLUTION and one["mde"] == 0.02
+    assert cmp.pairwise({"a": {0: 0.5}, "b": {0: 0.4}}, resolution=0.02)["a vs b"]["verdict"] == cmp.NO_CLEAR
 
 
 def test_planted_effect_false_positive_rate_and_power_at_the_mde():
@@ -92,3 +96,32 @@ def test_planted_effect_false_positive_rate_and_power_at_the_mde():
         power += eff.t_ci[0] > 0
     assert fp / 200 <= 0.07 and power / 200 >= 0.75
     assert mde == pytest.approx(mde_true, rel=0.3)
+
+
+def test_teacher_gain_below_the_mde_is_not_normalised_with_the_reason():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0, 1, 64)
+    weak = cmp.normalisation_test(base, base + 0.002 + rng.normal(0, 0.2, 64))
+    assert not weak["normalised"] and "MDE" in weak["reason"] and weak["gain"] < weak["mde"]
+    strong = cmp.normalisation_test(base, base + 0.3 + rng.normal(0, 0.05, 64))
+    assert strong["normalised"] and strong["reason"] == "" and strong["gain"] > strong["mde"]
+
+
+def test_normalised_average_ci_propagates_the_denominator():
+    rng = np.random.default_rng(4)
+    base = rng.normal(0.2, 0.2, 64)
+    teacher = base + 0.2 + rng.normal(0, 0.05, 64)
+    scores = {"t": [0.3, 0.31, 0.29]}
+    est, lo, hi = cmp.normalised_average_ci(scores, {"t": base}, {"t": teacher}, n_boot=2000)
+    assert est == pytest.approx((0.3 - base.mean()) / (teacher.mean() - base.mean()))
+    assert lo < est < hi
+    # a noisier denominator (same means) widens the interval
+    noisy = teacher + rng.normal(0, 0.4, 64)
+    noisy += teacher.mean() - noisy.mean()
+    _, lo2, hi2 = cmp.normalised_average_ci(scores, {"t": base}, {"t": noisy}, n_boot=2000)
+    assert hi2 - lo2 > hi - lo
+    # the seed term is a t-interval: with an exact denominator it matches scipy's t-interval of n_s
+    flat_b, flat_t = np.zeros(64), np.ones(64)
+    _, lo3, hi3 = cmp.normalised_average_ci(scores, {"t": flat_b}, {"t": flat_t}, n_boot=20000)
+    m, tl, th = (np.mean(scores["t"]), *st.t.interval(0.95, 2, loc=np.mean(scores["t"]), scale=st.sem(scores["t"])))
+    assert (lo3, hi3) == pytest.approx((tl, th), abs=0.004)
