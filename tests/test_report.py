@@ -14,7 +14,7 @@ from opd_bench.analysis import normalize
 from opd_bench.cli import main
 from opd_bench.config import build_config
 from opd_bench.methods import METHODS
-from opd_bench.report import SECTIONS, ci_ranks, seeds_cell
+from opd_bench.report import SECTIONS, seeds_cell
 from opd_bench.runner import Runner
 from opd_bench.tasks import register_task, registry
 from opd_bench.tasks.base import Task
@@ -88,27 +88,55 @@ def test_report_files_and_self_contained_html(report):
 
 
 def test_final_table_matches_summaries_and_ledgers(runs, report):
+    """Raw scores first, gold first: rpt_glow (a learned-reward-like task) is shown with its gold score and the
+    proxy beside it; the budget shows the student phase and the total with the teachers' recorded ledgers."""
     data = json.loads((report / "report.json").read_text())
     html = (report / "report.html").read_text()
+    plan = data["normalisation"]
     for method in ("cascade", "opd"):
         run = runs / "runs" / "exp" / f"{method}_s0"
         summary = json.loads((run / "summary.json").read_text())
         row = data["final_table"][method]
-        for t in TASKS:
-            v = summary["final"]["scores"][t]
-            assert row["tasks"][t]["mean"] == pytest.approx(v)
-            assert row["tasks"][t]["ci"] == pytest.approx(summary["final"]["ci"][t])
-            assert f"{v:.3f} [" in html
+        gold = summary["final"]["metrics"]["rpt_glow"]["gold"]
+        assert row["tasks"]["rpt_glow"]["metric"] == "gold" and row["tasks"]["rpt_glow"]["mean"] == pytest.approx(gold)
+        assert row["tasks"]["rpt_glow"]["proxy"]["mean"] == pytest.approx(summary["final"]["scores"]["rpt_glow"])
+        assert row["tasks"]["rpt_glow"]["proxy"]["ci"] == pytest.approx(summary["final"]["ci"]["rpt_glow"])
+        g = summary["final"]["scores"]["geneval"]
+        assert row["tasks"]["geneval"]["mean"] == pytest.approx(g)
+        assert row["tasks"]["geneval"]["ci"] == pytest.approx(summary["final"]["ci"]["geneval"])
+        for v in (gold, summary["final"]["scores"]["rpt_glow"], g):
+            assert f"{v:.3f}" in html
         ledger = json.loads((run / "ledger.json").read_text())
-        assert row["budget"]["spent"] == pytest.approx(ledger["spent"]["train"]["images"])
-        base = {t: data["base"][t]["mean"] for t in data["base"]}
-        teach = {t: data["teachers"][t]["mean"] for t in data["teachers"]}
-        norm = [normalize(summary["final"]["scores"][t], base.get(t), teach.get(t)) for t in TASKS]
-        assert row["normalized_avg"]["mean"] == pytest.approx(np.mean(norm))
+        b = row["budget"]
+        assert b["spent"] == pytest.approx(ledger["spent"]["train"]["images"])
+        assert b["student"]["images"] == pytest.approx(ledger["spent"]["train"]["images"])
+        teach = summary["ledger"].get("opd_teacher_cost", {}).get("teachers", {})
+        for u in ("images", "nfe", "flops", "seconds"):
+            expect = ledger["spent"]["teacher"].get(u, 0) + sum(t.get(u, 0) for t in teach.values())
+            assert b["teachers"][u] == pytest.approx(expect)
+            assert b["total"][u] == pytest.approx(ledger["spent"]["train"].get(u, 0) + expect)
+        # the normalised average covers exactly the tasks the plan normalises, in one scale
+        tasks = [t for t in TASKS if plan[t]["normalised"]]
+        assert row["normalized_avg"]["tasks"] == tasks
+        if tasks:
+            hb = {t: data["base"][t]["headline"] for t in tasks}
+            ht = {t: data["teachers"][t]["headline"] for t in tasks}
+            expect = np.mean([(row["tasks"][t]["mean"] - hb[t]) / (ht[t] - hb[t]) for t in tasks])
+            assert row["normalized_avg"]["mean"] == pytest.approx(expect)
+    for t in TASKS:   # every task: its MDE, and a reason where it is not normalised
+        p = plan[t]
+        assert p["normalised"] == (p["mde"] is not None and p["gain"] > p["mde"])
+        assert p["normalised"] or "shown raw" in p["reason"]
+    assert "MDE (teacher vs base, paired per prompt)" in html and "total incl. teachers" in html
     # the base is the runs' start eval; the teacher was evaluated (same protocol) through the eval cache
     start = _hist(runs / "runs" / "exp" / "opd_s0")[0]
     assert data["base"]["rpt_glow"]["mean"] == pytest.approx(start["scores"]["rpt_glow"])
+    assert data["base"]["rpt_glow"]["headline"] == pytest.approx(start["metrics"]["rpt_glow"]["gold"])
+    assert len(data["base"]["rpt_glow"]["per_prompt"]) == 4
+    assert np.mean(data["base"]["rpt_glow"]["per_prompt"]) == pytest.approx(data["base"]["rpt_glow"]["headline"],
+                                                                            abs=1e-6)
     assert set(data["teachers"]) == set(TASKS)
+    assert (report / "budget.png").is_file()
 
 
 def test_forgetting_matches_a_hand_computation(runs, report):
@@ -165,14 +193,10 @@ def test_interference_hacking_and_statistics_sections(runs, report):
     assert s["proxy"][-1] == pytest.approx(hist[-1]["metrics"]["rpt_glow"]["score"])
     assert s["gold"][-1] == pytest.approx(hist[-1]["metrics"]["rpt_glow"]["gold"])
     neg = data["negative_transfer"]["opd"]
-    for t in TASKS:
-        assert neg[t] == pytest.approx(data["final_table"]["opd"]["tasks"][t]["mean"] - data["teachers"][t]["mean"])
+    for t in TASKS:   # headline scores on both sides: gold for rpt_glow
+        assert neg[t] == pytest.approx(data["final_table"]["opd"]["tasks"][t]["mean"] - data["teachers"][t]["headline"])
     poi = data["probability_of_improvement"]
     assert poi["opd"]["cascade"] + poi["cascade"]["opd"] == pytest.approx(1.0)
-
-
-def test_ranks_separate_only_disjoint_cis():
-    assert ci_ranks({"a": (0.5, 0.7), "b": (0.1, 0.3), "c": (0.25, 0.55)}) == {"a": 1, "b": 2, "c": 1}
 
 
 def test_variance_cli_feeds_the_report(runs, capsys):
@@ -203,35 +227,109 @@ def test_non_run_folder_is_one_clear_error(tmp_path, capsys):
     assert main(["analyze", "variance", "--checkpoint", str(tmp_path / "missing")]) == 2
 
 
-def test_multi_seed_table_uses_seed_cis_iqm_and_ci_separated_ranks(tmp_path):
+def _fake_runs(tmp_path, per_method, teacher_cost=None):
+    """RunInfo objects without run folders: {method: [(rpt_glow, geneval) per seed]}."""
     from opd_bench.analysis import RunInfo
-    from opd_bench.report import final_table, group_runs, improvement_matrix
-    from opd_bench.stats import iqm
 
-    def fake(method, seed, a, b):
-        cfg = build_config({}, [f"method={method}", "tasks=rpt_glow,geneval", f"seed={seed}"])
-        final = {"scores": {"rpt_glow": a, "geneval": b}, "ci": {"rpt_glow": [a, a], "geneval": [b, b]}}
-        return RunInfo(path=tmp_path / f"{method}_s{seed}", cfg=cfg, history=[], metrics=[],
-                       ledger={"budget": {"unit": "images", "value": 8}, "spent": {"train": {"images": 8.0}}},
-                       summary={"final": final}, label=method)
+    out = []
+    for method, seeds in per_method.items():
+        for seed, (a, b) in enumerate(seeds):
+            cfg = build_config({}, [f"method={method}", "tasks=rpt_glow,geneval", f"seed={seed}"])
+            final = {"scores": {"rpt_glow": a, "geneval": b}, "ci": {"rpt_glow": [a, a], "geneval": [b, b]}}
+            spent = {"train": {"images": 8.0, "nfe": 80.0, "flops": 1e9, "seconds": 2.0},
+                     "teacher": {"images": 0.0, "nfe": 0.0, "flops": 0.0, "seconds": 0.0}}
+            led = {"spent": spent}
+            if teacher_cost and method in teacher_cost:
+                led["opd_teacher_cost"] = {"teachers": teacher_cost[method]}
+            out.append(RunInfo(path=tmp_path / f"{method}_s{seed}", cfg=cfg, history=[], metrics=[],
+                               ledger={"budget": {"unit": "images", "value": 8}, "spent": spent},
+                               summary={"final": final, "ledger": led}, label=method))
+    return out
 
-    runs = [fake("opd", s, 0.9 + 0.01 * s, 0.8) for s in range(3)] + \
-           [fake("cascade", s, 0.3 + 0.01 * s, 0.2) for s in range(3)] + \
-           [fake("multi-reward", s, 0.85 + 0.1 * s, 0.75) for s in range(3)]
-    base = {"rpt_glow": {"mean": 0.1}, "geneval": {"mean": 0.0}}
-    teachers = {"rpt_glow": {"mean": 1.1}, "geneval": {"mean": 1.0}}
-    rows = final_table(group_runs(runs), base, teachers, n_boot=500)
+
+def _refs(base_vals, teacher_vals):
+    return ({t: {"headline": float(np.mean(v)), "per_prompt": list(v), "strata": None, "source": "test"}
+             for t, v in base_vals.items()},
+            {t: {"headline": float(np.mean(v)), "per_prompt": list(v), "strata": None, "source": "test"}
+             for t, v in teacher_vals.items()})
+
+
+def test_multi_seed_table_uses_t_intervals_holm_paired_ranks_and_both_budgets(tmp_path):
+    from scipy import stats as st
+
+    from opd_bench.report import budget, group_runs, improvement_matrix
+    from opd_bench.report.headline import AVERAGE, compute
+    from opd_bench.stats import holm, iqm
+
+    cost = {"rpt_glow": {"images": 100.0, "nfe": 1000.0, "flops": 5e10, "seconds": 30.0},
+            "geneval": {"images": 50.0, "nfe": 500.0, "flops": 2e10, "seconds": 20.0}}
+    runs = _fake_runs(tmp_path, {"opd": [(0.9 + 0.01 * s, 0.8 + 0.02 * s) for s in range(3)],
+                                 "cascade": [(0.3 + 0.013 * s, 0.2 + 0.01 * s) for s in range(3)],
+                                 "multi-reward": [(0.85 + 0.1 * s, 0.75) for s in range(3)]}, {"opd": cost})
+    rng = np.random.default_rng(0)
+    b = {"rpt_glow": 0.1 + rng.normal(0, 0.02, 32), "geneval": rng.normal(0, 0.02, 32)}
+    base, teachers = _refs(b, {"rpt_glow": b["rpt_glow"] + 1.0, "geneval": b["geneval"] + 1.0})
+    groups = group_runs(runs)
+    budgets = budget.compute(groups)
+    data = compute(groups, base, teachers, budgets, n_boot=500)
+    rows = data["rows"]
     opd = rows["opd"]
-    assert opd["tasks"]["rpt_glow"]["ci_over"] == "seeds" and opd["tasks"]["rpt_glow"]["n"] == 3
-    norm = [v - 0.1 for v in (0.9, 0.91, 0.92)] + [0.8] * 3
-    assert opd["normalized_avg"]["mean"] == pytest.approx((np.mean(norm[:3]) + 0.8) / 2)
-    assert opd["iqm"] == pytest.approx(iqm(norm))
+    vals = [0.9, 0.91, 0.92]
+    lo, hi = st.t.interval(0.95, 2, loc=np.mean(vals), scale=st.sem(vals))
+    assert opd["tasks"]["rpt_glow"]["ci_over"] == "seeds (t)" and opd["tasks"]["rpt_glow"]["n"] == 3
+    assert opd["tasks"]["rpt_glow"]["ci"] == pytest.approx([lo, hi])     # a t-interval, not [min, max]
+    bh, th = base["rpt_glow"]["headline"], teachers["rpt_glow"]["headline"]
+    norm = [(v - bh) / (th - bh) for v in vals]
+    ng = [(v - base["geneval"]["headline"]) / (teachers["geneval"]["headline"] - base["geneval"]["headline"])
+          for v in (0.8, 0.82, 0.84)]
+    assert opd["normalized_avg"]["mean"] == pytest.approx((np.mean(norm) + np.mean(ng)) / 2)
+    assert opd["iqm"] == pytest.approx(iqm(norm + ng))
     lo, hi = opd["normalized_avg"]["ci"]
     assert lo <= opd["normalized_avg"]["mean"] <= hi
-    # opd and multi-reward overlap (tie at 1); cascade is separated below both
+    # paired by seed, Holm over the three pairs of the normalised average
+    pairs = data["pairs"][AVERAGE]
+    ps = [v["p"] for v in pairs.values()]
+    assert [v["p_holm"] for v in pairs.values()] == pytest.approx(holm(ps)) and all(v["holm"] for v in pairs.values())
+    # opd and multi-reward are not separated (tie at 1); cascade is significantly below both
     assert rows["opd"]["rank"] == 1 and rows["multi-reward"]["rank"] == 1 and rows["cascade"]["rank"] == 3
+    assert pairs["opd vs cascade"]["verdict"] == "better"
     poi = improvement_matrix(rows)
     assert poi["opd"]["cascade"] == 1.0 and poi["cascade"]["opd"] == 0.0
+    # both budget views: the teachers' recorded ledgers are DiffusionOPD's offset; others have none
+    assert opd["budget"]["student"]["images"] == 8.0 and opd["budget"]["total"]["images"] == 158.0
+    assert opd["budget"]["total"]["flops"] == pytest.approx(1e9 + 7e10)
+    assert rows["cascade"]["budget"]["total"] == rows["cascade"]["budget"]["student"]
+
+
+def test_a_teacher_gain_below_the_mde_is_shown_raw_and_left_out_with_the_reason(tmp_path):
+    from opd_bench.report import Doc, budget, group_runs
+    from opd_bench.report.headline import compute, render
+
+    runs = _fake_runs(tmp_path, {"opd": [(0.5, 0.6), (0.52, 0.62)], "cascade": [(0.4, 0.3), (0.41, 0.33)]})
+    rng = np.random.default_rng(1)
+    b = {"rpt_glow": rng.uniform(0.3, 0.7, 32), "geneval": rng.uniform(0, 0.5, 32)}
+    t = {"rpt_glow": b["rpt_glow"] + 0.001 + rng.normal(0, 0.1, 32),      # no real gain: below its MDE
+         "geneval": b["geneval"] + 0.5 + rng.normal(0, 0.01, 32)}
+    base, teachers = _refs(b, t)
+    groups = group_runs(runs)
+    data = compute(groups, base, teachers, budget.compute(groups), n_boot=300)
+    plan = data["plan"]
+    assert not plan["rpt_glow"]["normalised"] and plan["rpt_glow"]["gain"] < plan["rpt_glow"]["mde"]
+    assert "MDE" in plan["rpt_glow"]["reason"] and "left out of the normalised average" in plan["rpt_glow"]["reason"]
+    assert plan["geneval"]["normalised"]
+    for lab, r in data["rows"].items():     # the average is over geneval alone; rpt_glow stays raw
+        assert r["normalized_avg"]["tasks"] == ["geneval"] and list(r["normalized"]) == ["geneval"]
+        g = [v for v in r["tasks"]["geneval"]["values"]]
+        bh, th = base["geneval"]["headline"], teachers["geneval"]["headline"]
+        assert r["normalized_avg"]["mean"] == pytest.approx(np.mean([(v - bh) / (th - bh) for v in g]))
+    doc = Doc(tmp_path, "t")
+    render(doc, data, base, teachers)
+    md = doc.render_md()
+    assert plan["rpt_glow"]["reason"] in md and "no (raw)" in md
+    # a difference between methods smaller than its MDE is marked below resolution
+    cmp = data["pairs"]["rpt_glow"]["opd vs cascade"]
+    assert cmp["verdict"] in ("better", "below resolution", "no clear difference")
+    assert (cmp["verdict"] == "below resolution") == (not (cmp["low"] > 0) and abs(cmp["diff"]) < cmp["mde"])
 
 
 def test_report_records_every_runs_config_and_what_differs(runs, report):
@@ -256,6 +354,7 @@ def test_report_states_signs_and_seed_counts_consistently(runs, report):
     for lab, row in data["final_table"].items():        # the final and statistics tables show the same cell
         cell = f"<td>{seeds_cell(row['seeds'])}</td>"
         assert html.count(cell) >= 2 and cell == "<td>1 (seed 0)</td>"
+    assert html.count("student spend") >= 2 and html.count("total incl. teachers") >= 3   # every method table
 
 
 def test_heatmap_text_colour_follows_cell_luminance():
