@@ -83,3 +83,18 @@ def test_compare_bad_input_is_one_line_exit_2(tmp_path, make_args, needle, capsy
     assert main(["compare", *make_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and err.strip().count("\n") == 0
+
+
+def test_a_difference_under_the_mde_is_below_resolution_and_the_tables_print_the_mde():
+    from opd_bench.compare import comparison_markdown
+
+    rng = np.random.default_rng(2)
+    hard = rng.uniform(0, 1, 30)
+    base = _eval([(f"p{i}", h) for i, h in enumerate(hard)])
+    cand = _eval([(f"p{i}", h + 0.001 + rng.normal(0, 0.1, 1)[0]) for i, h in enumerate(hard)])
+    r = compare_task("aesthetic", [base], [cand])
+    assert r.ci_low < 0 < r.ci_high and abs(r.diff) < r.mde and r.verdict == "below resolution"
+    assert r.t_low < r.diff < r.t_high and 0 < r.p <= 1
+    result = {"base_checkpoint": "b", "candidate_checkpoint": "c", "tasks": {"aesthetic": r.__dict__}}
+    md = comparison_markdown(result)
+    assert "| MDE |" in md and f"| {r.mde:.3f} | below resolution |" in md

@@ -37,7 +37,8 @@ def normalisation_plan(tasks: Sequence[str], base: Mapping[str, dict], teachers:
             out[t] = {"normalised": False, "gain": nan, "mde": nan, "low": nan, "high": nan,
                       "reason": "no teacher for this task: shown raw, left out of the normalised average"}
         elif not b.get("per_prompt") or not tt.get("per_prompt") or len(b["per_prompt"]) != len(tt["per_prompt"]):
-            gain = (tt.get("headline") or nan) - (b.get("headline") or nan)
+            th, bh = tt.get("headline"), b.get("headline")
+            gain = th - bh if th is not None and bh is not None else nan
             out[t] = {"normalised": False, "gain": gain, "mde": nan, "low": nan, "high": nan,
                       "reason": "no per-prompt scores of the base and the teacher on the same prompts, so the "
                                 "teacher's gain cannot be tested against the task's MDE: shown raw, left out of "
