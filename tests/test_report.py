@@ -412,3 +412,31 @@ def test_report_page_reads_well_in_headless_chromium(report, tmp_path, capsys):
     measured = json.loads((tmp_path / "measure.json").read_text())
     assert all(f["shown"] >= 0.9 * f["natural"] for f in measured["figures"])
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_budget_totals_add_the_released_teachers_recorded_ledgers(tmp_path):
+    """DiffusionOPD with the released teachers: its total is its student phase plus the four teachers' ledgers
+    recorded in checkpoints/teacher_*/config.json (95,360 images), in the report's table and its cells."""
+    from opd_bench.backbones import resolve_checkpoint
+    from opd_bench.ledger import teacher_spend
+    from opd_bench.report import Doc, budget, group_runs
+
+    tasks = ("aesthetic", "geneval", "ocr", "preference")
+    cost = {t: teacher_spend(resolve_checkpoint(f"teacher_{t}")) for t in tasks}
+    released = {u: sum(json.loads((ROOT / "checkpoints" / f"teacher_{t}" / "config.json").read_text())
+                       ["release"]["ledger"]["train"][u] for t in tasks) for u in budget.UNITS}
+    assert released["images"] == 95360
+    runs = _fake_runs(tmp_path, {"opd": [(0.5, 0.5)], "multi-reward": [(0.4, 0.4)]}, {"opd": cost})
+    for r in runs:
+        r.ledger["spent"]["train"]["images"] = 2000.0
+    b = budget.compute(group_runs(runs))
+    for u in budget.UNITS:
+        assert b["opd"]["teachers"][u] == pytest.approx(released[u])
+        assert b["opd"]["total"][u] == pytest.approx(b["opd"]["student"][u] + released[u])
+        assert b["multi-reward"]["total"][u] == b["multi-reward"]["student"][u]
+    assert b["opd"]["total"]["images"] == 97360 and b["opd"]["unknown"] == []
+    doc = Doc(tmp_path, "t")
+    budget.render(doc, b, None, "score", tmp_path)
+    md = doc.render_md()
+    assert "| opd | teachers (recorded) | 95,360 |" in md and "| opd | total incl. teachers | 97,360 |" in md
+    assert "97,360 images" in budget.spend_cell(b["opd"], "total")

@@ -119,9 +119,12 @@ def ci_cell(d) -> str:
 
 
 def num(x, nd: int = 4) -> str:
-    """A count or cost cell: 4 significant digits, '–' when unknown."""
+    """A count or cost cell: whole numbers below 10^9 in full (95,360), others to ``nd`` significant digits,
+    '–' when unknown."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
+    if float(x).is_integer() and abs(x) < 1e9:
+        return f"{int(x):,}"
     return f"{x:.{nd}g}"
 
 
