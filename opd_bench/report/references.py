@@ -50,15 +50,16 @@ def strata_indices(prompts: Sequence[str], categories: Optional[Mapping[str, str
     return [groups[k] for k in sorted(groups)]
 
 
-def _categories(task: str) -> Optional[Dict[str, str]]:
+def _categories(task: str, protocol) -> Optional[Dict[str, str]]:
+    """prompt -> category of the prompts the protocol evaluates (its split where it names one)."""
     from ..tasks import get_task
 
     t = get_task(task)
     key = getattr(t, "category_key", None)
-    return {r["prompt"]: r[key] for r in t.prompts("eval")} if key else None
+    return {r["prompt"]: r[key] for r in t.prompts(getattr(protocol, "split", "eval"))} if key else None
 
 
-def _entry(res: dict, task: str, source: str) -> dict:
+def _entry(res: dict, task: str, source: str, protocol) -> dict:
     from ..tasks import get_task
 
     primary = get_task(task).primary_metric
@@ -68,7 +69,7 @@ def _entry(res: dict, task: str, source: str) -> dict:
     return {"mean": float(res["mean"]), "ci": [res["ci_low"], res["ci_high"]], "source": source,
             "headline": float(gold) if gold is not None else float(res["mean"]),
             "headline_metric": GOLD if gold is not None else primary,
-            "per_prompt": pp or None, "strata": strata_indices(prompts, _categories(task))}
+            "per_prompt": pp or None, "strata": strata_indices(prompts, _categories(task, protocol))}
 
 
 def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] = None,
@@ -110,7 +111,7 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
                 res = {}
             for t in todo:
                 if t in res:
-                    e = _entry(res[t], t, str(r.cfg.model.checkpoint))
+                    e = _entry(res[t], t, str(r.cfg.model.checkpoint), protocol)
                     base[t]["per_prompt"], base[t]["strata"] = e["per_prompt"], e["strata"]
         by_ckpt: Dict[str, List[str]] = {}  # one load per teacher checkpoint, whatever its number of tasks
         for t in r.tasks:
@@ -122,7 +123,7 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
             except UserError:
                 continue
             for t in ts:
-                teachers[t] = _entry(res[t], t, name)
+                teachers[t] = _entry(res[t], t, name, protocol)
     return base, teachers
 
 
