@@ -128,8 +128,8 @@ def compare_task(task: str, base: Sequence[dict], candidate: Sequence[dict], *, 
                for k, v in r.strata.items()} if cats else {}
     return TaskComparison(task=task, metric=metric, n_prompts=len(prompts), base=r.reference, candidate=r.candidate,
                           diff=r.diff, ci_low=r.ci[0], ci_high=r.ci[1], wins=r.wins, losses=r.losses,
-                          verdict=difference_verdict(r.diff, r.ci, r.mde, margin), categories=per_cat, mde=_finite(r.mde),
-                          t_low=_finite(r.t_ci[0]), t_high=_finite(r.t_ci[1]), p=_finite(r.p))
+                          verdict=difference_verdict(r.diff, r.ci, r.mde, margin), categories=per_cat,
+                          mde=_finite(r.mde), t_low=_finite(r.t_ci[0]), t_high=_finite(r.t_ci[1]), p=_finite(r.p))
 
 
 def _finite(x: float) -> Optional[float]:
