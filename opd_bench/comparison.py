@@ -30,6 +30,8 @@ from .stats import holm, stratified_bootstrap_ci
 
 # verdicts of compare / the report
 BETTER, WORSE, NO_CLEAR, BELOW_RESOLUTION = "better", "worse", "no clear difference", "below resolution"
+#: a pair with fewer than two shared units and no known resolution: nothing can be said
+UNTESTED = "not tested (fewer than 2 paired units)"
 # statuses of the regression gate
 REGRESSION, IMPROVED, PASS, INFO = "REGRESSION", "improved", "pass", "info"
 
@@ -170,7 +172,7 @@ def pairwise(values: Mapping[str, Mapping], alpha: float = 0.05, power: float = 
     Returns {"a vs b": {diff, low, high, p, p_holm, mde, n, verdict}} (a - b, paired t) with Holm's correction
     over all pairs when more than two methods are compared. With fewer than 2 shared units no test is possible
     (p nan): the MDE is then ``resolution`` (e.g. the eval's own per-prompt MDE), and the verdict is below
-    resolution when |diff| is under it."""
+    resolution when |diff| is under it; without a resolution the pair is :data:`UNTESTED`."""
     from .stats import paired_t
 
     names = list(values)
@@ -188,9 +190,10 @@ def pairwise(values: Mapping[str, Mapping], alpha: float = 0.05, power: float = 
     out = {}
     for (a, b), r, q in zip(res, res.values(), adj):
         mde = r.mde if r.n >= 2 else resolution
+        verdict = (UNTESTED if r.n < 2 and not np.isfinite(mde) else
+                   difference_verdict(r.diff, (r.low, r.high), mde, p=q, alpha=alpha))
         out[f"{a} vs {b}"] = {"a": a, "b": b, "diff": r.diff, "low": r.low, "high": r.high, "p": r.p, "p_holm": q,
-                              "mde": mde, "n": r.n, "holm": len(names) > 2,
-                              "verdict": difference_verdict(r.diff, (r.low, r.high), mde, p=q, alpha=alpha)}
+                              "mde": mde, "n": r.n, "holm": len(names) > 2, "verdict": verdict}
     return out
 
 

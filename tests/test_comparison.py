@@ -78,6 +78,7 @@ def test_pairwise_applies_holm_with_three_methods_and_ranks_by_significance():
     one = cmp.pairwise({"a": {0: 0.5, 1: 0.9}, "b": {0: 0.49}}, resolution=0.02)["a vs b"]
     assert one["n"] == 1 and one["verdict"] == cmp.BELOW_RESOLUTION and one["mde"] == 0.02
     assert cmp.pairwise({"a": {0: 0.5}, "b": {0: 0.4}}, resolution=0.02)["a vs b"]["verdict"] == cmp.NO_CLEAR
+    assert cmp.pairwise({"a": {0: 0.5}, "b": {0: 0.4}})["a vs b"]["verdict"] == cmp.UNTESTED
 
 
 def test_planted_effect_false_positive_rate_and_power_at_the_mde():

@@ -95,7 +95,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     renders = [lambda: headline.render(doc, head, base, teachers),
                lambda: budget.render(doc, budgets, curves, ylabel, out),
                lambda: forgetting.render(doc, forg, tasks, bm, tm, out),
-               lambda: interference_section.render(doc, inter, tasks, tm, out),
+               lambda: interference_section.render(doc, inter, tasks, tm, budgets, out),
                lambda: variance_section.render(doc, var, out),
                lambda: hacking.render(doc, hack, runs[0].unit, head, out),
                lambda: statistics.render(doc, stat, head),

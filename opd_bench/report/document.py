@@ -119,11 +119,11 @@ def ci_cell(d) -> str:
 
 
 def num(x, nd: int = 4) -> str:
-    """A count or cost cell: whole numbers below 10^9 in full (95,360), others to ``nd`` significant digits,
+    """A count or cost cell: whole numbers below 10^7 in full (95,360), others to ``nd`` significant digits,
     '–' when unknown."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    if float(x).is_integer() and abs(x) < 1e9:
+    if float(x).is_integer() and abs(x) < 1e7:
         return f"{int(x):,}"
     return f"{x:.{nd}g}"
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..analysis import RunInfo
 from ..analysis import hacking as hk
+from .budget import spend_cell
 from .document import Doc, ci_cell, fmt
 
 
@@ -25,14 +26,16 @@ def final_proxy_gold(headline: dict) -> list:
     for lab, r in headline["rows"].items():
         for t, d in r["tasks"].items():
             if d.get("proxy"):
-                out.append([lab, t, ci_cell(d["proxy"]), ci_cell(d)])
+                out.append([lab, t, ci_cell(d["proxy"]), ci_cell(d), spend_cell(r["budget"], "student"),
+                            spend_cell(r["budget"], "total")])
     return out
 
 
 def render(doc: Doc, data: dict, unit: str, headline: dict, out: Path) -> None:
     finals = final_proxy_gold(headline)
     if finals:
-        doc.table(["method", "task", "final proxy (trained on) [95% CI]", "final gold [95% CI]"], finals)
+        doc.table(["method", "task", "final proxy (trained on) [95% CI]", "final gold [95% CI]", "student spend",
+                   "total incl. teachers"], finals)
         doc.p("The headline table scores these tasks with the gold scorer; the proxy column feeds this section.",
               note=True)
     if data:

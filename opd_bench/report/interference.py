@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from ..analysis import RunInfo
 from ..analysis import interference as itf
 from ..errors import UserError
+from .budget import spend_cell
 from .document import Doc, fmt
 
 
@@ -46,7 +47,8 @@ def _conflict_cells(c: Optional[dict]) -> List[str]:
     return [fmt(c["resolved_conflict_rate"]), counts, fmt(c["same_task_cosine"])]
 
 
-def render(doc: Doc, data: dict, tasks: Sequence[str], tm: Mapping[str, float], out: Path) -> None:
+def render(doc: Doc, data: dict, tasks: Sequence[str], tm: Mapping[str, float], budgets: Mapping[str, dict],
+           out: Path) -> None:
     inter, notes, interference = data["results"], data["notes"], data["enabled"]
     if inter:
         itf.plot_matrices(inter, out / "interference.png")
@@ -78,7 +80,10 @@ def render(doc: Doc, data: dict, tasks: Sequence[str], tm: Mapping[str, float], 
     if tm:
         doc.sign("method score − teacher score: negative = worse than the single-task teacher (negative "
                  "transfer), positive = better than it.")
-        doc.table(["method"] + tasks, [[lab] + [fmt(v.get(t)) for t in tasks] for lab, v in neg.items()])
+        doc.table(["method"] + list(tasks) + ["student spend", "total incl. teachers"],
+                  [[lab] + [fmt(v.get(t)) for t in tasks] + [spend_cell(budgets[lab], "student"),
+                                                             spend_cell(budgets[lab], "total")]
+                   for lab, v in neg.items()])
         doc.p("Per task: method final score − teacher score (same eval protocol); negative = worse than the "
               "single-task teacher.", note=True)
     else:
