@@ -56,7 +56,7 @@ def test_discrete_scorers_are_bit_identical_at_any_batch_and_thread_count(base_m
 def test_learned_rewards_are_bit_identical_in_the_recorded_batch_and_within_tolerance_otherwise(base_model, task):
     recorded = BASELINE["tasks"][task]["per_prompt"]
     n = len(recorded["score"])
-    assert n <= protocol_of(BASELINE).batch_size          # the baseline scored every prompt in one batch
+    assert n <= baseline_protocol(BASELINE).batch_size          # the baseline scored every prompt in one batch
     full = scores(base_model, task, n, 1)
     for metric, old in recorded.items():
         assert full[metric] == old, (task, metric)
