@@ -206,6 +206,53 @@ def sweep(
                    f"{res['split']}) -> {res['recipe']}")
 
 
+@app.command()
+def claims(
+    spec: Path = typer.Option(Path("configs/claims.yaml"), "--spec", help="Campaign file: the runs behind the claims"),
+    runs_dir: Path = typer.Option(Path("runs/claims"), "--runs-dir", help="Where the campaign's runs live"),
+    out: Path = typer.Option(Path("runs/claims/report"), "--out", help="Where claims.json, report.md/html go"),
+    train: bool = typer.Option(False, "--run", help="Train the missing runs first (finished ones are read back, "
+                               "interrupted ones resumed: rerun the same command to continue)"),
+    analyses: bool = typer.Option(True, "--analyses/--no-analyses", help="Measure interference and gradient "
+                                  "variance at the finished runs' final checkpoints (cached in each run folder)"),
+    variance_batches: int = typer.Option(16, "--variance-batches", min=2, max=1024,
+                                         help="Mini-batches K of the gradient-variance measurement"),
+    variance_batch_size: int = typer.Option(8, "--variance-batch-size", min=1, max=1024,
+                                            help="Samples per mini-batch of the gradient-variance measurement"),
+    status_only: bool = typer.Option(False, "--status", help="Only print which runs are done, partial, missing"),
+):
+    """The DiffusionOPD paper's claims re-tested: each confirmed, refuted or below resolution (opd_bench/claims.py)."""
+    from . import claims as cl
+    from .evaluate import EvalProtocol
+    from .progress import console
+
+    camp = cl.load_campaign(spec)
+    validate.output_dir(out, "--out")
+    st = cl.status(camp, runs_dir)
+    console.print(f"{len(st['done'])} runs done, {len(st['partial'])} partial, {len(st['missing'])} missing "
+                  f"(of {len(camp.runs())})", markup=False, highlight=False)
+    if status_only:
+        return
+    if train:
+        cl.run_campaign(camp, runs_dir)
+        st = cl.status(camp, runs_dir)
+    opd_group = next(g for g in camp.groups if g.method == "opd")
+    cfg = cl.run_config(camp, opd_group, camp.first_seed)
+    tasks = list(cfg.tasks)
+    protocol = EvalProtocol.from_config(cfg)
+    teachers = {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in tasks}
+    base = cl.reference_scores({t: cfg.model.checkpoint for t in tasks}, protocol)
+    teacher = cl.reference_scores(teachers, protocol)
+    extra = cl.analyses(camp, runs_dir, variance_batches, variance_batch_size) if analyses else {}
+    ev = cl.collect(camp, runs_dir, teachers, base, teacher, extra)
+    command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run"
+    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir), command)
+    for row in cl.summary_table(doc):
+        console.print(f"{row[1]:<18} {row[0]}", markup=False, highlight=False)
+    console.print(f"wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'claims.json'}", markup=False,
+                  highlight=False)
+
+
 @app.command("eval")
 def eval_(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint folder or released name (e.g. base)"),

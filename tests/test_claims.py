@@ -1,0 +1,256 @@
+"""``opd-bench claims``: the verdict rule, claims.json's verdicts following from its own numbers, the cost-to-reach
+computation, and the campaign's resumable orchestration."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from opd_bench import claims as cl
+from opd_bench.claims import CONFIRMED, NOT_MEASURED, REFUTED, UNRESOLVED, Measurement
+
+TASKS = ["aesthetic", "geneval", "ocr", "preference"]
+
+
+def test_verdict_rule_by_hand():
+    m = lambda lo, hi, p=None: Measurement((lo + hi) / 2, lo, hi, 5, "u", "", p)
+    assert cl.verdict(m(0.1, 0.3), 0.0, +1) == CONFIRMED
+    assert cl.verdict(m(-0.3, -0.1), 0.0, +1) == REFUTED
+    assert cl.verdict(m(-0.1, 0.3), 0.0, +1) == UNRESOLVED
+    assert cl.verdict(m(-0.3, -0.1), 0.0, -1) == CONFIRMED        # "BWT < 0"
+    assert cl.verdict(m(0.96, 1.1), 0.95, +1) == CONFIRMED         # "normalised >= 0.95"
+    assert cl.verdict(m(0.5, 0.94), 0.95, +1) == REFUTED
+    assert cl.verdict(m(0.1, 0.3, p=0.2), 0.0, +1) == UNRESOLVED  # a Holm-adjusted p above 0.05 decides nothing
+    assert cl.verdict(None, 0.0, +1) == NOT_MEASURED
+    assert cl.verdict(m(math.nan, 0.3), 0.0, +1) == NOT_MEASURED
+
+
+def test_one_sample_matches_scipy():
+    from scipy import stats
+
+    x = [0.91, 0.97, 1.02, 0.99, 0.95]
+    m = cl.one_sample(x, 0.95, "normalised", "")
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert (m.estimate, m.low, m.high) == pytest.approx((np.mean(x), lo, hi))
+    assert m.p == pytest.approx(stats.ttest_1samp(x, 0.95).pvalue)
+
+
+def test_reach_cost_interpolates_between_eval_points():
+    curve = [(0, 0.2), (100, 0.3), (200, 0.5), (300, 0.45)]
+    assert cl.reach_cost(curve, 0.4) == pytest.approx(150.0)
+    assert cl.reach_cost(curve, 0.1) == 0.0
+    assert cl.reach_cost(curve, 0.6) == math.inf
+
+
+def _group(label, method, finals, rng, sd=0.01, curve_scale=1.0, bwt=None):
+    g = cl.GroupRuns(label, method)
+    for s in range(5):
+        g.scores[s] = {t: finals + rng.normal(0, sd) for t in TASKS}
+        g.proxy[s] = {t: v + 0.05 for t, v in g.scores[s].items()}
+        g.spent[s] = {"images": 2000.0}
+        g.curves[s] = [(x * curve_scale, finals * x / 2000) for x in (0, 500, 1000, 1500, 2000)]
+        if bwt is not None:
+            g.bwt[s] = bwt + rng.normal(0, 0.01)
+    return g
+
+
+def planted_evidence():
+    """DiffusionOPD +0.1 over multi-reward (clear), equal to cascade (noisy), -0.1 below MT-NFT (clear); cascade
+    forgets; OPD's curve reaches multi-reward's final score at 1,000 student images after 1,000 teacher images."""
+    rng = np.random.default_rng(0)
+    common = 0.5
+    opd = _group("opd", "opd", common, rng)
+    # pair the seeds: the baselines share OPD's per-seed noise, then a planted offset
+    def shifted(label, method, delta, sd, **kw):
+        g = _group(label, method, common, rng, **kw)
+        for s in g.scores:
+            g.scores[s] = {t: opd.scores[s][t] + delta + rng.normal(0, sd) for t in TASKS}
+        return g
+    groups = {"opd": opd,
+              "multi-reward": shifted("multi-reward", "multi-reward", -0.25, 0.005),
+              "cascade": shifted("cascade", "cascade", 0.0, 0.05, bwt=-0.08),
+              "mt-nft": shifted("mt-nft", "multi-reward", +0.1, 0.005)}
+    base = {t: 0.3 for t in TASKS}
+    teacher = {t: 0.5 for t in TASKS}
+    return cl.Evidence(TASKS, groups, base, teacher, {"images": 1000.0}, "images", {},
+                       {t: 0.35 for t in TASKS}, {t: 0.6 for t in TASKS})
+
+
+def test_planted_claims_get_the_planted_verdicts(tmp_path):
+    doc = cl.write_claims(planted_evidence(), tmp_path, {"done": ["x"], "partial": [], "missing": []}, 1.5, "cmd")
+    v = {(r["claim"], r["part"]): r["verdict"] for r in doc["claims"]}
+    assert v[("beats-multitask-and-cascade", "vs multi-reward: average")] == CONFIRMED
+    assert v[("beats-multitask-and-cascade", "vs mt-nft: average")] == REFUTED
+    assert v[("beats-multitask-and-cascade", "vs cascade: average")] == UNRESOLVED
+    assert v[("beats-multitask-and-cascade", "vs mt-grpo-guard: average")] == NOT_MEASURED
+    assert v[("cascade-forgets", "cascade")] == CONFIRMED
+    assert v[("beats-sft", "final average")] == NOT_MEASURED
+    # the best baseline is MT-NFT (0.6): OPD never reaches it -> an upper bound, never "confirmed"
+    assert v[("cheaper-at-equal-total-cost", "total-cost ratio")] != CONFIRMED
+    for name in ("claims.json", "report.md", "report.html"):
+        assert (tmp_path / name).stat().st_size > 500
+
+
+def test_cost_ratio_from_curves():
+    ev = planted_evidence()
+    del ev.groups["mt-nft"]
+    # best baseline: cascade (final ~0.5 per seed, 2,000 images); OPD's curve is 0.5 * x / 2000 -> reaches the
+    # target at ~2,000 student images, plus 1,000 teacher images -> ratio 2000 / 3000
+    rows = {r["part"]: r for r in cl.evaluate_claims(ev) if r["claim"] == "cheaper-at-equal-total-cost"}
+    m = rows["total-cost ratio"]["measurement"]
+    target = np.mean([ev.groups["cascade"].avg(s, TASKS) for s in range(5)])
+    reach = [cl.reach_cost(ev.groups["opd"].curves[s], target) for s in range(5)]
+    if all(math.isfinite(c) for c in reach):
+        assert m["estimate"] == pytest.approx(np.mean([math.log10(2000 / (1000 + c)) for c in reach]))
+    else:   # some seed never reached it: an upper bound from the final spend (2,000 + 1,000 teacher images)
+        assert m["low"] == -math.inf and m["high"] == pytest.approx(math.log10(2000 / 3000))
+    assert m["estimate"] < 0 and rows["total-cost ratio"]["verdict"] != CONFIRMED
+
+
+def test_claims_json_verdicts_follow_from_its_numbers(tmp_path):
+    cl.write_claims(planted_evidence(), tmp_path, {"done": [], "partial": [], "missing": []}, 0.0, "cmd")
+    doc = json.loads((tmp_path / "claims.json").read_text())
+    assert doc["claims"]
+    for r in doc["claims"]:
+        m, null, d = r["measurement"], r["null"], r["direction"]
+        if m is None:
+            assert r["verdict"] == NOT_MEASURED
+            continue
+        low = -math.inf if m["low"] is None else m["low"]      # JSON writes infinite bounds as null
+        high = math.inf if m["high"] is None else m["high"]
+        lo, hi = sorted((d * (low - null), d * (high - null)))
+        p_ok = m["p"] is None or m["p"] < 0.05
+        if r["verdict"] == CONFIRMED:
+            assert lo > 0 and p_ok, r          # never confirmed while the CI includes the null
+        elif r["verdict"] == REFUTED:
+            assert hi < 0 and p_ok, r
+        elif r["verdict"] == UNRESOLVED:
+            assert lo <= 0 <= hi or not p_ok, r
+
+
+def test_null_comparisons_rarely_confirm():
+    """200 planted null comparisons at 5 seeds: the rule confirms or refutes at most ~5% of them."""
+    rng = np.random.default_rng(1)
+    wrong = 0
+    for _ in range(200):
+        a = {s: v for s, v in enumerate(rng.normal(0.5, 0.05, 5))}
+        b = {s: v for s, v in enumerate(rng.normal(0.5, 0.05, 5))}
+        wrong += cl.verdict(cl.paired_seeds(a, b, "u", ""), 0.0, +1) != UNRESOLVED
+    assert wrong / 200 <= 0.07
+
+
+def test_holm_family_adjusts_in_place():
+    ms = [Measurement(0.1, 0.01, 0.2, 5, "u", "", p) for p in (0.01, 0.04, 0.03)]
+    cl.holm_family(ms, "average")
+    assert [m.p for m in ms] == pytest.approx([0.03, 0.06, 0.06])
+    assert [cl.verdict(m, 0.0, +1) for m in ms] == [CONFIRMED, UNRESOLVED, UNRESOLVED]
+
+
+def test_campaign_file_validates_and_resumes(tmp_path):
+    camp = cl.load_campaign("configs/claims.yaml")
+    labels = {g.label for g in camp.groups}
+    assert {"opd", "multi-reward", "mt-grpo-guard", "mt-nft", "cascade-nft", "sft-distill"} <= labels
+    assert all(g.seeds >= 5 for g in camp.groups if g.label in cl.BASELINES + ("opd",))
+    assert all(g.seeds >= 3 for g in camp.groups)
+    for g in camp.groups:                       # every group's config is a valid run config
+        cfg = cl.run_config(camp, g, 0)
+        assert cfg.method == g.method and cfg.budget.value == 2000
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 3)])
+    done, partial = cl.run_dir(tmp_path, small.groups[0], 0), cl.run_dir(tmp_path, small.groups[0], 1)
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text("{}")
+    (partial / "state").mkdir(parents=True)
+    assert cl.status(small, tmp_path) == {"done": ["opd/s0"], "partial": ["opd/s1"], "missing": ["opd/s2"]}
+    calls = []
+    cl.run_campaign(small, tmp_path, run=lambda cfg, d, resume: calls.append((cfg.seed, d.name, resume)))
+    assert calls == [(1, "s1", True), (2, "s2", False)]   # the finished run is not retrained
+
+
+@pytest.mark.parametrize("body, words", [("groups: {}\n", "no groups"), ("bogus: 1\n", "unknown key"),
+                                         ("groups: {x: {seeds: 2}}\n", "needs a 'method'")])
+def test_bad_campaign_file_is_one_line_exit_2(tmp_path, capsys, body, words):
+    from opd_bench.cli import main
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text(body)
+    assert main(["claims", "--spec", str(spec), "--runs-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+from opd_bench.tasks import register_task, registry  # noqa: E402
+from opd_bench.tasks.base import Task  # noqa: E402
+
+if "clm_glow" not in registry():
+
+    @register_task("clm_glow")
+    class ClaimsGlow(Task):
+        """Test-only task: proxy = brightness, gold = closeness of the brightness to 0.6."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a glowing image number {i}"} for i in range(8 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return images.mean(dim=(1, 2, 3))
+
+        def metrics(self, images, records):
+            b = self.reward(images, records)
+            return {"score": b, "gold": 1 - (b - 0.6).abs()}
+
+    @register_task("clm_dim")
+    class ClaimsDim(ClaimsGlow):
+        """Test-only task pulling the other way: a dim image."""
+
+        def prompts(self, split):
+            return [{"prompt": f"a dim image number {i}"} for i in range(8 if split == "train" else 4)]
+
+        def reward(self, images, records):
+            return 1 - images.mean(dim=(1, 2, 3))
+
+
+def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
+    """Train a tiny campaign with the real runner (2 seeds of opd, multi-reward, cascade), measure the analyses,
+    write the report; a second invocation trains nothing and gives the same verdicts."""
+    import yaml
+    from tiny_world import make_tiny_world
+
+    from opd_bench.cli import main
+
+    make_tiny_world(tmp_path)
+    monkeypatch.setenv("OPD_BENCH_EVAL_CACHE", str(tmp_path / "cache"))
+    sets = {"model.checkpoint": str(tmp_path / "base"), "sampler.steps": 2, "sampler.guidance": 2.0,
+            "train.prompts_per_step": 2, "grpo.group_size": 2, "eval.steps": 2, "eval.prompts_per_task": 4,
+            "eval.bootstrap": 50, "eval.guidance": 2.0, "eval.every": 2, "train.checkpoint_every": 1,
+            "train.lr": 3e-3, "grpo.beta": 0, "opd.teachers.clm_glow": str(tmp_path / "teacher"),
+            "opd.teachers.clm_dim": str(tmp_path / "teacher")}
+    spec = tmp_path / "claims.yaml"
+    spec.write_text(yaml.safe_dump({"tasks": "clm_glow,clm_dim", "budget": "8:images", "seeds": 2, "set": sets,
+                                    "groups": {"opd": {"method": "opd"}, "multi-reward": {"method": "multi-reward"},
+                                               "cascade": {"method": "cascade"}}}, sort_keys=False))
+    args = ["claims", "--spec", str(spec), "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--variance-batches", "4", "--variance-batch-size", "2"]
+    assert main(args + ["--run"]) == 0
+    doc = json.loads((tmp_path / "out" / "claims.json").read_text())
+    assert doc["runs"]["done"] == [f"{g}/s{s}" for g in ("opd", "multi-reward", "cascade") for s in (0, 1)]
+    rows = {(r["claim"], r["part"]): r for r in doc["claims"]}
+    m = rows[("beats-multitask-and-cascade", "vs multi-reward: average")]["measurement"]
+    summaries = {g: [json.loads((tmp_path / "runs" / g / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
+                 for g in ("opd", "multi-reward")}
+    gold = lambda s: np.mean([s["final"]["metrics"]["clm_glow"]["gold"], s["final"]["metrics"]["clm_dim"]["gold"]])
+    assert m["estimate"] == pytest.approx(np.mean([gold(a) - gold(b) for a, b in zip(summaries["opd"],
+                                                                                      summaries["multi-reward"])]))
+    assert rows[("cascade-forgets", "cascade")]["measurement"]["n"] == 2
+    assert rows[("joint-rl-interferes", "multi-reward")]["measurement"] is not None   # measured at 2 seeds
+    assert rows[("closed-form-lower-variance", "log10 V(closed)/V(ppo)")]["measurement"]["n"] == 2  # at opd's finals
+    assert rows[("closed-form-trains-better", "final average")]["verdict"] == NOT_MEASURED   # needs opd-sde/opd-ppo
+    assert doc["cpu_hours"] > 0 and doc["threats"]
+    assert all((tmp_path / "runs" / "multi-reward" / f"s{s}" / "claims_interference.json").is_file() for s in (0, 1))
+    capsys.readouterr()
+    mtimes = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("summary.json")}
+    assert main(args + ["--run"]) == 0   # nothing left to train or measure: the same verdicts
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("summary.json")} == mtimes
+    again = json.loads((tmp_path / "out" / "claims.json").read_text())
+    assert [r["verdict"] for r in again["claims"]] == [r["verdict"] for r in doc["claims"]]
