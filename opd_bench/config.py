@@ -19,7 +19,11 @@ from typing import Any, Dict, List, Literal, Optional, get_args, get_origin
 import yaml
 
 from .errors import ConfigError, UserError
+from .ledger import UNITS
 from .paths import CONFIGS_DIR
+
+#: the base every config file extends; a recipe and a --config are layered over it (:func:`load_config`)
+DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 
 
 @dataclass
@@ -207,7 +211,7 @@ class TrainConfig:
 class BudgetConfig:
     value: float = 2000
     #: one of the ledger's units (method.md section 6).
-    unit: Literal["images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps"] = "images"
+    unit: Literal[UNITS] = "images"
 
 
 @dataclass
@@ -243,7 +247,8 @@ class RealTaskConfig:
 class RunConfig:
     name: str = "run"
     seed: int = 0
-    method: Literal["opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill", "pretrain"] = "opd"
+    #: a registered method (``opd_bench.methods.registry``: one module per method)
+    method: str = "opd"
     tasks: List[str] = field(default_factory=lambda: ["all"])
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -385,8 +390,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         device_string(cfg.device)
     except UserError as e:
         raise ConfigError(str(e)) from None
-    if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade", "nft", "grpo-guard"):
-        raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
+    from .methods import method_names
+
+    if cfg.method not in method_names():
+        raise ConfigError(f"method: must be one of {', '.join(method_names())} (got {cfg.method!r})")
     w, n = cfg.sampler.sde_window, cfg.sampler.steps
     if w and (len(w) != 2 or not 0 <= w[0] < w[1] <= n):
         raise ConfigError(f"sampler.sde_window: expected [start, end] with 0 <= start < end <= sampler.steps ({n}) "
@@ -473,7 +480,8 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config file not found: {name_or_path}")
 
 
-def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
+def load_yaml(path: Path, _seen: tuple = (), _stop: Optional[Path] = None) -> Dict[str, Any]:
+    """A config file with its ``extends`` chain merged in (``_stop``: a file of the chain left out)."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         data = {} if data is None else data
@@ -496,8 +504,15 @@ def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
         if target.resolve() in seen:
             raise ConfigError(f"{path}: extends: {parent} makes a cycle ({' -> '.join(p.name for p in seen)} -> "
                               f"{target.name}); remove one of the extends")
-        data = _merge(load_yaml(target, seen), data)
+        if target.resolve() != _stop:
+            data = _merge(load_yaml(target, seen, _stop), data)
     return data
+
+
+def config_layer(name_or_path: str) -> Dict[str, Any]:
+    """What a config file sets over :data:`DEFAULT_CONFIG`: its keys and those of its ``extends`` chain, up to the
+    default file (which every file extends, so it does not reset what a lower layer set)."""
+    return load_yaml(resolve_config_path(name_or_path), _stop=DEFAULT_CONFIG.resolve())
 
 
 def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None) -> RunConfig:
@@ -511,8 +526,15 @@ def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List
     return cfg
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> RunConfig:
-    data = load_yaml(resolve_config_path(path)) if path else {}
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None,
+                recipe: Optional[Path] = None) -> RunConfig:
+    """``path`` (a name under configs/ or a file; none = the defaults) with dotted ``overrides``. With a
+    ``recipe`` (a method's tuned recipe, configs/recipes/<method>.yaml) the layers are default.yaml < recipe <
+    ``path`` < overrides."""
+    if recipe is None:
+        data = load_yaml(resolve_config_path(path)) if path else {}
+    else:
+        data = _merge(_merge(load_yaml(DEFAULT_CONFIG), config_layer(str(recipe))), config_layer(path) if path else {})
     return build_config(data, overrides)
 
 

@@ -26,6 +26,7 @@ from .analysis import variance as var
 from .checkpoint import atomic_write_json, atomic_write_text
 from .config import to_dict
 from .errors import UserError
+from .methods import method_class
 from .runner import is_run_dir
 from .stats import bootstrap_ci, iqm, probability_of_improvement, stratified_bootstrap_ci
 
@@ -538,7 +539,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     if interference:
         for lab, rs in groups.items():
             r = rs[0]
-            if r.method == "grpo" or len(r.tasks) < 2:
+            if method_class(r.method).single_task or len(r.tasks) < 2:
                 continue
             if r.final_checkpoint is None and r.state_checkpoint is None:
                 notes.append(f"{lab}: no checkpoint yet")
