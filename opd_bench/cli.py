@@ -509,8 +509,8 @@ def analyze_variance(
     k: int = typer.Option(16, "--k", min=2, max=10000, help="Independent mini-batches per estimator"),
     batch_sizes: str = typer.Option("2,4,8", "--batch-sizes", help="Samples per mini-batch, comma list "
                                     "(headline numbers at the largest)"),
-    estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
-                                   help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
+    estimators: str = typer.Option("all", "--estimators", help="Comma list of estimators (closed-form OPD "
+                                   "on the ODE / SDE, PPO-style OPD, GRPO; an unknown name lists them), or all"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
                                        "runs/variance_<checkpoint name>)"),
     config: Optional[str] = config_option("-c"),
@@ -524,7 +524,7 @@ def analyze_variance(
     from .session import apply_config, resolve_tasks
     from .teachers import teacher_name
 
-    ests = [e.strip() for e in estimators.split(",") if e.strip()]
+    ests = list(var.ESTIMATORS) if estimators == "all" else [e.strip() for e in estimators.split(",") if e.strip()]
     for e in ests:
         if e not in var.ESTIMATORS:
             raise UserError(f"--estimators: unknown estimator {e!r} (choose from {', '.join(var.ESTIMATORS)})")

@@ -22,6 +22,8 @@ from .errors import ConfigError, UserError
 from .ledger import UNITS
 from .paths import CONFIGS_DIR
 
+#: ``sampler.grid``: the rollout time grids ``opd_bench.sampler.timestep_schedule`` knows
+GRIDS = ("linear", "sd3")
 #: the base every config file extends; a recipe and a --config are layered over it (:func:`load_config`)
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 
@@ -68,7 +70,7 @@ class SamplerConfig:
     sde_window: List[int] = field(default_factory=list)
     #: the rollout time grid (docs/methods.md): ``linear`` = shift(linspace(1, 0, N + 1)) (the embedded world's
     #: grid), ``sd3`` = diffusers FlowMatchEulerDiscreteScheduler.set_timesteps sigmas (SD3, Flow-GRPO).
-    grid: Literal["linear", "sd3"] = "linear"
+    grid: Literal[GRIDS] = "linear"
 
 
 @dataclass
@@ -105,7 +107,8 @@ class GRPOConfig:
     #: the RL objective that grpo, multi-reward and cascade optimise on their rollouts: Flow-GRPO's clipped
     #: surrogate, GRPO-Guard's (``grpo_guard``), or DiffusionNFT's (``nft``). Multi-task NFT = multi-reward with
     #: ``nft``, Cascade NFT = cascade with it (the ``nft`` and ``grpo-guard`` methods are single-task grpo).
-    objective: Literal["grpo", "grpo-guard", "nft"] = "grpo"
+    #: One of the objectives the methods register (``opd_bench.methods.OBJECTIVES``; checked by the RL methods).
+    objective: str = "grpo"
 
 
 @dataclass

@@ -65,6 +65,8 @@ def test_traits_that_read_the_config():
     with pytest.raises(ConfigError, match="grpo.group_size"):
         method_class("multi-reward").check(build_config({}, ["grpo.group_size=1"]), ["ocr"])
     method_class("opd").check(build_config({}, ["grpo.group_size=1"]), ["ocr"])   # opd has no groups
+    with pytest.raises(ConfigError, match=r"grpo.objective: must be one of grpo, .*nft.* \(got 'ppo'\)"):
+        method_class("cascade").check(build_config({}, ["grpo.objective=ppo"]), ["ocr"])
     with pytest.raises(UserError, match="one task at a time"):
         method_class("nft").check(cfg, ["ocr", "aesthetic"])
 
@@ -81,6 +83,13 @@ def test_no_method_name_is_tested_outside_its_own_file():
             if pattern.search(line) or "TEACHER_METHODS" in line or re.search(r"hasattr\([^)]*\"(reference|load_teacher|freeze_reference)\"", line):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{i}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_a_bad_rl_objective_is_one_line_before_anything_runs(tmp_path, capsys):
+    rc = main(["run", "--method", "multi-reward", "--tasks", "ocr,aesthetic", "--set", "grpo.objective=dmd",
+               "--runs-dir", str(tmp_path), "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "grpo.objective: must be one of" in err and len(err.strip().splitlines()) == 1
 
 
 def test_config_validates_the_method_against_the_registry():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from ..errors import UserError
-from .grpo import RLMethod, grpo_step, rl_objective
+from .grpo import RLMethod, grpo_step
 
 
 class Cascade(RLMethod):
@@ -26,9 +26,8 @@ class Cascade(RLMethod):
         return list(cfg.cascade.order or tasks)
 
     def setup(self, ctx) -> None:
-        self.check(ctx.cfg, ctx.tasks)
+        super().setup(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
         self.order: List[str] = self.task_order(ctx.cfg, ctx.tasks)
-        rl_objective(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
         split = ctx.cfg.cascade.split or [1.0] * len(self.order)
         total = float(sum(split))
         self.bounds = []  # cumulative budget fraction at the end of each stage

@@ -150,8 +150,16 @@ class RLMethod(Method):
     @classmethod
     def check(cls, cfg, tasks) -> None:
         super().check(cfg, tasks)
+        from . import OBJECTIVES   # every method module imported: each registers its objective
+
+        if cfg.grpo.objective not in OBJECTIVES:
+            raise ConfigError(f"grpo.objective: must be one of {', '.join(OBJECTIVES)} (got {cfg.grpo.objective!r})")
         if cfg.grpo.group_size < 2:
             raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
+
+    def setup(self, ctx) -> None:
+        self.check(ctx.cfg, ctx.tasks)
+        rl_objective(ctx, self.objective)   # built before a resume restores its state
 
     @classmethod
     def objective_label(cls, cfg) -> str:
@@ -171,10 +179,6 @@ class GRPO(RLMethod):
 
     name = "grpo"
     single_task = True
-
-    def setup(self, ctx) -> None:
-        self.check(ctx.cfg, ctx.tasks)
-        rl_objective(ctx, self.objective)
 
     def train_step(self, ctx) -> Dict[str, float]:
         return grpo_step(ctx, ctx.tasks[0], objective=self.objective)

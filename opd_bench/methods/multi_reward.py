@@ -28,9 +28,6 @@ class MultiReward(RLMethod):
     name = "multi-reward"
     config_sections = ("grpo", "multi_reward")
 
-    def setup(self, ctx) -> None:
-        rl_objective(ctx)   # built before a resume restores its state (grpo.objective: grpo | grpo-guard | nft)
-
     def train_step(self, ctx) -> Dict[str, float]:
         if ctx.cfg.multi_reward.mode == "alternate":
             task = ctx.tasks[ctx.round % len(ctx.tasks)]
