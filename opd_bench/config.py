@@ -14,7 +14,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, get_args, get_origin
+from typing import Any, Dict, List, Literal, Optional, Tuple, get_args, get_origin
 
 import yaml
 
@@ -483,8 +483,9 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config file not found: {name_or_path}")
 
 
-def load_yaml(path: Path, _seen: tuple = (), _stop: Optional[Path] = None) -> Dict[str, Any]:
-    """A config file with its ``extends`` chain merged in (``_stop``: a file of the chain left out)."""
+def load_yaml(path: Path, _seen: tuple = (), _stop: frozenset = frozenset(), _chain: Optional[set] = None) -> Dict[str, Any]:
+    """A config file with its ``extends`` chain merged in, up to a file of ``_stop`` (left out); ``_chain``
+    collects the files read."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         data = {} if data is None else data
@@ -507,15 +508,23 @@ def load_yaml(path: Path, _seen: tuple = (), _stop: Optional[Path] = None) -> Di
         if target.resolve() in seen:
             raise ConfigError(f"{path}: extends: {parent} makes a cycle ({' -> '.join(p.name for p in seen)} -> "
                               f"{target.name}); remove one of the extends")
-        if target.resolve() != _stop:
-            data = _merge(load_yaml(target, seen, _stop), data)
+        if target.resolve() not in _stop:
+            data = _merge(load_yaml(target, seen, _stop, _chain), data)
+    if _chain is not None:
+        _chain.add(Path(path).resolve())
     return data
 
 
-def config_layer(name_or_path: str) -> Dict[str, Any]:
-    """What a config file sets over :data:`DEFAULT_CONFIG`: its keys and those of its ``extends`` chain, up to the
-    default file (which every file extends, so it does not reset what a lower layer set)."""
-    return load_yaml(resolve_config_path(name_or_path), _stop=DEFAULT_CONFIG.resolve())
+def config_layer(name_or_path: str, below: frozenset = frozenset()) -> Tuple[Dict[str, Any], frozenset]:
+    """What a config file sets over the layers below it: its keys and those of its ``extends`` chain up to
+    :data:`DEFAULT_CONFIG` or a file in ``below`` (a file a lower layer already holds does not reset what that
+    layer set over it: a recipe extending the sweep's --config keeps its tuned values under that same --config).
+    Returns the layer and ``below`` with this layer's files added."""
+    path, chain, stop = resolve_config_path(name_or_path), set(), below | {DEFAULT_CONFIG.resolve()}
+    if path.resolve() in stop:
+        return {}, below
+    data = load_yaml(path, _stop=stop, _chain=chain)
+    return data, below | chain
 
 
 def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None) -> RunConfig:
@@ -537,7 +546,10 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     if recipe is None:
         data = load_yaml(resolve_config_path(path)) if path else {}
     else:
-        data = _merge(_merge(load_yaml(DEFAULT_CONFIG), config_layer(str(recipe))), config_layer(path) if path else {})
+        layer, below = config_layer(str(recipe))
+        data = _merge(load_yaml(DEFAULT_CONFIG), layer)
+        if path:
+            data = _merge(data, config_layer(path, below)[0])
     return build_config(data, overrides)
 
 

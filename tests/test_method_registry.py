@@ -168,6 +168,14 @@ def test_a_recipe_is_layered_between_default_and_config(recipes, tmp_path):
     g = by["grpo"]
     # --config beats the recipe (beta) without resetting what it does not set (lr); --set beats both
     assert (g.train.lr, g.grpo.beta, g.grpo.group_size) == (3e-4, 0.01, 6)
+    # a recipe written by a sweep over --config base.yaml keeps its tuned values under that same --config
+    base = tmp_path / "base.yaml"
+    base.write_text("extends: default.yaml\ntrain: {lr: 5.0e-5}\ngrpo: {beta: 0.02}\n")
+    (recipes / "grpo.yaml").write_text(f"extends: {base}\nmethod: grpo\ntrain: {{lr: 3.0e-4}}\n")
+    g = {c.method: c for c in _configs(config=str(base))}["grpo"]
+    assert (g.train.lr, g.grpo.beta) == (3e-4, 0.02)
+    assert {c.method: c for c in _configs(config=str(base))}["opd"].train.lr == 5e-5
+    assert {c.method: c for c in _configs(config="default")}["grpo"].train.lr == 3e-4   # default.yaml is the bottom
     off = {c.method: c for c in _configs(recipes_on=False)}
     assert off["grpo"].train.lr == 1e-4 and off["grpo"].grpo.beta == 0.004
 
