@@ -456,6 +456,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
     """A group's finished runs read back: final test scores (gold first), curves, BWT, spend."""
     from .analysis import load_run
     from .analysis.forgetting import backward_transfer, cascade_order, score_matrix
+    from .methods import method_class
 
     out = GroupRuns(group.label, group.method)
     for g, s in camp.runs():
@@ -467,7 +468,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
         out.spent[s] = dict(run.spent("train"))
         out.curves[s] = [(float(r["budget"].get(unit, 0.0)), float(np.mean(list(row_scores(r, tasks)[0].values()))))
                          for r in run.history if set(tasks) <= set(r.get("scores", {}))]
-        if group.method == "cascade":
+        if method_class(group.method).trains_tasks_in_sequence:
             order = cascade_order(run)
             _, R = score_matrix(run.history, order, cascade=True)
             if R.shape[0] == len(order):

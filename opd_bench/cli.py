@@ -24,11 +24,11 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from . import validate
+from .config import BudgetConfig
 from .errors import RunStopped, UserError
+from .ledger import UNITS
+from .methods import check_method, method_names
 from .validate import MAX_SEED
-
-METHODS = ("opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill")
-BUDGET_UNITS = ("images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps")
 
 app = typer.Typer(
     name="opd-bench",
@@ -55,15 +55,12 @@ def not_available(what: str, issue: str) -> None:
 def parse_methods(spec: str) -> List[str]:
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
-        raise UserError("--method: give one of " + ", ".join(METHODS))
-    for m in items:
-        if m not in METHODS:
-            raise UserError(f"unknown method {m!r} (choose from {', '.join(METHODS)})")
-    return list(dict.fromkeys(items))
+        raise UserError("--method: give one of " + ", ".join(method_names()))
+    return list(dict.fromkeys(check_method(m) for m in items))
 
 
-def parse_budget(spec: Optional[str]):
-    """``VALUE[:UNIT]`` -> (value, unit); unit defaults to images."""
+def parse_budget(spec: Optional[str]) -> Optional[BudgetConfig]:
+    """``VALUE[:UNIT]`` -> the typed budget; unit defaults to images."""
     if spec is None:
         return None
     value, _, unit = spec.partition(":")
@@ -72,12 +69,12 @@ def parse_budget(spec: Optional[str]):
         v = float(value)
     except ValueError:
         raise UserError(f"--budget: {value!r} is not a number (expected VALUE:UNIT, e.g. 20000:images)") from None
-    if unit not in BUDGET_UNITS:
-        raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(BUDGET_UNITS)})")
+    if unit not in UNITS:
+        raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(UNITS)})")
     if not v > 0:
         raise UserError(f"--budget: must be positive (got {value})")
     validate.budget(v, unit)
-    return v, unit
+    return BudgetConfig(v, unit)
 
 
 # ----------------------------------------------------------------------------------------------- run config
@@ -126,9 +123,9 @@ def _finite(value):
 
 @app.command()
 def run(
-    method: str = typer.Option("opd", "--method", "-m", help="Method(s), comma-separated: " + ", ".join(METHODS)),
+    method: str = typer.Option("opd", "--method", "-m", help="Method(s), comma-separated: " + ", ".join(method_names())),
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks, e.g. ocr,geneval"),
-    budget: Optional[str] = typer.Option(None, "--budget", help="VALUE:UNIT, unit in " + ", ".join(BUDGET_UNITS)),
+    budget: Optional[str] = typer.Option(None, "--budget", help="VALUE:UNIT, unit in " + ", ".join(UNITS)),
     seeds: int = typer.Option(1, "--seeds", min=1, max=1000, help="Number of seeds per method (--first-seed .. +N-1)"),
     first_seed: int = typer.Option(0, "--first-seed", min=0, max=MAX_SEED,
                                    help="First seed (e.g. to add seeds to a comparison)"),
@@ -143,6 +140,8 @@ def run(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve methods, tasks, recipes, budget and teachers, "
                                  "print the plan and the resolved config, and exit without training"),
+    no_recipe: bool = typer.Option(False, "--no-recipe", help="Ignore configs/recipes/<method>.yaml (the recipe "
+                                   "`opd-bench sweep` chose; otherwise layered under --config)"),
 ):
     """Train a method (or several) on the selected tasks with an identical budget, then print a per-task table
     next to the base model and the teachers. Runs land in runs/<name>/ (config, ledger, metrics, evals)."""
@@ -165,21 +164,20 @@ def run(
 
     overrides = list(set_) + ([f"device={device}"] if device else [])
     validate.run_overrides(overrides)
-    if b:
-        overrides += [f"budget.value={b[0]}", f"budget.unit={b[1]}"]
     if dry_run:
         from .plan import describe
         from .train import build_configs, run_dir_for
 
-        cfgs = build_configs(methods, tasks, seeds, config, overrides, name, first_seed)
-        typer.echo(describe(cfgs, [run_dir_for(runs_dir, c, len(cfgs) > 1) for c in cfgs], config, train_teachers))
+        cfgs = build_configs(methods, tasks, seeds, config, overrides, name, first_seed, b, not no_recipe)
+        typer.echo(describe(cfgs, [run_dir_for(runs_dir, c, len(cfgs) > 1) for c in cfgs], config, train_teachers,
+                            not no_recipe))
         return
-    run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs)
+    run_many(methods, tasks, seeds, config, overrides, name, runs_dir, train_teachers, first_seed, jobs, b, not no_recipe)
 
 
 @app.command()
 def sweep(
-    method: str = typer.Option(..., "--method", "-m", help="Method(s) to tune, comma-separated: " + ", ".join(METHODS)),
+    method: str = typer.Option(..., "--method", "-m", help="Method(s) to tune, comma-separated: " + ", ".join(method_names())),
     grid: Path = typer.Option(..., "--grid", help="Sweep file: trials, per-trial budget, seed, grid (opd_bench/sweep.py)"),
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Base YAML config the trials override"),
@@ -225,6 +223,7 @@ def claims(
     from . import claims as cl
     from .evaluate import EvalProtocol
     from .progress import console
+    from .teachers import teacher_name
 
     camp = cl.load_campaign(spec)
     validate.output_dir(out, "--out")
@@ -236,11 +235,11 @@ def claims(
     if train:
         cl.run_campaign(camp, runs_dir)
         st = cl.status(camp, runs_dir)
-    opd_group = next(g for g in camp.groups if g.method == "opd")
+    opd_group = next((g for g in camp.groups if g.label == "opd"), camp.groups[0])   # the subject of the claims
     cfg = cl.run_config(camp, opd_group, camp.first_seed)
     tasks = list(cfg.tasks)
     protocol = EvalProtocol.from_config(cfg)
-    teachers = {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in tasks}
+    teachers = {t: teacher_name(cfg, t) for t in tasks}
     base = cl.reference_scores({t: cfg.model.checkpoint for t in tasks}, protocol)
     teacher = cl.reference_scores(teachers, protocol)
     extra = cl.analyses(camp, runs_dir, variance_batches, variance_batch_size) if analyses else {}
@@ -558,8 +557,8 @@ def analyze_variance(
     k: int = typer.Option(16, "--k", min=2, max=10000, help="Independent mini-batches per estimator"),
     batch_sizes: str = typer.Option("2,4,8", "--batch-sizes", help="Samples per mini-batch, comma list "
                                     "(headline numbers at the largest)"),
-    estimators: str = typer.Option(",".join(("opd_ode", "opd_sde", "opd_ppo", "grpo")), "--estimators",
-                                   help="Comma list of opd_ode, opd_sde, opd_ppo, grpo"),
+    estimators: str = typer.Option("all", "--estimators", help="Comma list of estimators (closed-form OPD "
+                                   "on the ODE / SDE, PPO-style OPD, GRPO; an unknown name lists them), or all"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/variance, or "
                                        "runs/variance_<checkpoint name>)"),
     config: Optional[str] = config_option("-c"),
@@ -571,8 +570,9 @@ def analyze_variance(
     from .config import load_config
     from .progress import console
     from .session import apply_config, resolve_tasks
+    from .teachers import teacher_name
 
-    ests = [e.strip() for e in estimators.split(",") if e.strip()]
+    ests = list(var.ESTIMATORS) if estimators == "all" else [e.strip() for e in estimators.split(",") if e.strip()]
     for e in ests:
         if e not in var.ESTIMATORS:
             raise UserError(f"--estimators: unknown estimator {e!r} (choose from {', '.join(var.ESTIMATORS)})")
@@ -610,7 +610,7 @@ def analyze_variance(
         result = var.variance_study(ctx, task_list, ests, k, sizes, progress=step_reporter(
             bar, "variance", total=len(task_list) * len(ests) * len(sizes), unit="estimates"))
     result.update({"checkpoint": str(ckpt), "run": str(run_dir) if run_dir else None,
-                   "teachers": {t: cfg.opd.teachers.get(t, f"teacher_{t}") for t in task_list}})
+                   "teachers": {t: teacher_name(cfg, t) for t in task_list}})
     out = out or ((run_dir / "variance") if run_dir else Path("runs") / f"variance_{Path(str(ckpt)).name}")
     path = var.write_variance(result, out)
     for t, r in result["results"].items():

@@ -14,12 +14,18 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, get_args, get_origin
+from typing import Any, Dict, List, Literal, Optional, Tuple, get_args, get_origin
 
 import yaml
 
 from .errors import ConfigError, UserError
+from .ledger import UNITS
 from .paths import CONFIGS_DIR
+
+#: ``sampler.grid``: the rollout time grids ``opd_bench.sampler.timestep_schedule`` knows
+GRIDS = ("linear", "sd3")
+#: the base every config file extends; a recipe and a --config are layered over it (:func:`load_config`)
+DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 
 
 @dataclass
@@ -64,7 +70,7 @@ class SamplerConfig:
     sde_window: List[int] = field(default_factory=list)
     #: the rollout time grid (docs/methods.md): ``linear`` = shift(linspace(1, 0, N + 1)) (the embedded world's
     #: grid), ``sd3`` = diffusers FlowMatchEulerDiscreteScheduler.set_timesteps sigmas (SD3, Flow-GRPO).
-    grid: Literal["linear", "sd3"] = "linear"
+    grid: Literal[GRIDS] = "linear"
 
 
 @dataclass
@@ -101,7 +107,8 @@ class GRPOConfig:
     #: the RL objective that grpo, multi-reward and cascade optimise on their rollouts: Flow-GRPO's clipped
     #: surrogate, GRPO-Guard's (``grpo_guard``), or DiffusionNFT's (``nft``). Multi-task NFT = multi-reward with
     #: ``nft``, Cascade NFT = cascade with it (the ``nft`` and ``grpo-guard`` methods are single-task grpo).
-    objective: Literal["grpo", "grpo-guard", "nft"] = "grpo"
+    #: One of the objectives the methods register (``opd_bench.methods.OBJECTIVES``; checked by the RL methods).
+    objective: str = "grpo"
 
 
 @dataclass
@@ -207,7 +214,7 @@ class TrainConfig:
 class BudgetConfig:
     value: float = 2000
     #: one of the ledger's units (method.md section 6).
-    unit: Literal["images", "student_nfe", "nfe", "flops", "seconds", "optimizer_steps"] = "images"
+    unit: Literal[UNITS] = "images"
 
 
 @dataclass
@@ -243,7 +250,8 @@ class RealTaskConfig:
 class RunConfig:
     name: str = "run"
     seed: int = 0
-    method: Literal["opd", "grpo", "multi-reward", "cascade", "nft", "grpo-guard", "sft-distill", "pretrain"] = "opd"
+    #: a registered method (``opd_bench.methods.registry``: one module per method)
+    method: str = "opd"
     tasks: List[str] = field(default_factory=lambda: ["all"])
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -385,8 +393,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         device_string(cfg.device)
     except UserError as e:
         raise ConfigError(str(e)) from None
-    if cfg.grpo.group_size < 2 and cfg.method in ("grpo", "multi-reward", "cascade", "nft", "grpo-guard"):
-        raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
+    from .methods import method_names
+
+    if cfg.method not in method_names():
+        raise ConfigError(f"method: must be one of {', '.join(method_names())} (got {cfg.method!r})")
     w, n = cfg.sampler.sde_window, cfg.sampler.steps
     if w and (len(w) != 2 or not 0 <= w[0] < w[1] <= n):
         raise ConfigError(f"sampler.sde_window: expected [start, end] with 0 <= start < end <= sampler.steps ({n}) "
@@ -473,7 +483,9 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config file not found: {name_or_path}")
 
 
-def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
+def load_yaml(path: Path, _seen: tuple = (), _stop: frozenset = frozenset(), _chain: Optional[set] = None) -> Dict[str, Any]:
+    """A config file with its ``extends`` chain merged in, up to a file of ``_stop`` (left out); ``_chain``
+    collects the files read."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         data = {} if data is None else data
@@ -496,8 +508,23 @@ def load_yaml(path: Path, _seen: tuple = ()) -> Dict[str, Any]:
         if target.resolve() in seen:
             raise ConfigError(f"{path}: extends: {parent} makes a cycle ({' -> '.join(p.name for p in seen)} -> "
                               f"{target.name}); remove one of the extends")
-        data = _merge(load_yaml(target, seen), data)
+        if target.resolve() not in _stop:
+            data = _merge(load_yaml(target, seen, _stop, _chain), data)
+    if _chain is not None:
+        _chain.add(Path(path).resolve())
     return data
+
+
+def config_layer(name_or_path: str, below: frozenset = frozenset()) -> Tuple[Dict[str, Any], frozenset]:
+    """What a config file sets over the layers below it: its keys and those of its ``extends`` chain up to
+    :data:`DEFAULT_CONFIG` or a file in ``below`` (a file a lower layer already holds does not reset what that
+    layer set over it: a recipe extending the sweep's --config keeps its tuned values under that same --config).
+    Returns the layer and ``below`` with this layer's files added."""
+    path, chain, stop = resolve_config_path(name_or_path), set(), below | {DEFAULT_CONFIG.resolve()}
+    if path.resolve() in stop:
+        return {}, below
+    data = load_yaml(path, _stop=stop, _chain=chain)
+    return data, below | chain
 
 
 def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None) -> RunConfig:
@@ -511,8 +538,18 @@ def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List
     return cfg
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> RunConfig:
-    data = load_yaml(resolve_config_path(path)) if path else {}
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None,
+                recipe: Optional[Path] = None) -> RunConfig:
+    """``path`` (a name under configs/ or a file; none = the defaults) with dotted ``overrides``. With a
+    ``recipe`` (a method's tuned recipe, configs/recipes/<method>.yaml) the layers are default.yaml < recipe <
+    ``path`` < overrides."""
+    if recipe is None:
+        data = load_yaml(resolve_config_path(path)) if path else {}
+    else:
+        layer, below = config_layer(str(recipe))
+        data = _merge(load_yaml(DEFAULT_CONFIG), layer)
+        if path:
+            data = _merge(data, config_layer(path, below)[0])
     return build_config(data, overrides)
 
 

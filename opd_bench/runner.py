@@ -11,13 +11,11 @@ the rounds an uninterrupted run would have (on CPU; wall-clock budgets are the e
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import time
 import zlib
-from functools import cached_property
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -25,15 +23,15 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .backbones import Backbone, backbone_options, load_backbone, resolve_checkpoint
-from .backbones.base import Condition, PolicyView
+from .backbones import Backbone, backbone_options, load_backbone
+from .backbones.base import Condition
 from . import runlock, validate
 from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_checkpoint, read_config,
                          recover_interrupted_save, save_checkpoint)
 from .config import RunConfig, dump_config, to_dict
 from .errors import NonFiniteError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
-from .ledger import Ledger, teacher_spend, with_teacher_cost
+from .ledger import Ledger
 from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
 from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
@@ -41,6 +39,7 @@ from .losses import grpo_advantages
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import configure_tasks, get_task
+from .teachers import load_teacher, reference_policy, resolve_teacher
 
 STATE = "state"
 FINAL = "final"
@@ -243,34 +242,20 @@ class RunContext:
         """The KL reference policy: a frozen copy of the student as it was at the (stage) start, or -- for a LoRA
         backbone -- the adapter-disabled base network itself (no second copy)."""
         if self.reference is None:
-            if hasattr(self.student, "reference"):
-                self.reference = PolicyView(self.student, self.student.reference,
-                                            getattr(self.student, "reference_parameters", None))
-            else:
-                self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
+            self.reference = reference_policy(self.student)
         return self.reference
 
     def reset_reference(self) -> None:
         """The reference policy becomes the current student (cascade: the previous stage's weights); a LoRA
         backbone keeps it as a frozen adapter copy of the student LoRA."""
         self.reference = None
-        if hasattr(self.student, "freeze_reference"):
+        if self.student.has_lora_reference:
             self.student.freeze_reference()
         self.get_reference()
 
     def teacher(self, task: str) -> Backbone:
         if task not in self._teachers:
-            name = self.cfg.opd.teachers.get(task, f"teacher_{task}")
-            try:
-                path = resolve_checkpoint(name)
-            except UserError:
-                raise UserError(f"no teacher for task {task}: {name} not found (train one with "
-                                f"`opd-bench run --method grpo --tasks {task}` or pass --train-teachers)") from None
-            if hasattr(self.student, "load_teacher"):  # LoRA backbones: a named adapter on the same network
-                self.student.load_teacher(task, path)
-                self._teachers[task] = PolicyView(self.student, lambda t=task: self.student.adapter(t))
-            else:
-                self._teachers[task] = load_backbone(path, self.device).eval().requires_grad_(False)
+            self._teachers[task] = load_teacher(self.student, task, resolve_teacher(self.cfg, task), self.device)
         return self._teachers[task]
 
     # ---- optimisation -------------------------------------------------------------------------------------
@@ -475,7 +460,7 @@ class Runner:
                 for i, m in enumerate(ctx.ema):
                     m.copy_(tensors[f"ema.{i}"])
             if any(k.startswith("reference.") for k in tensors):
-                if hasattr(ctx.student, "freeze_reference"):
+                if ctx.student.has_lora_reference:
                     ctx.reset_reference()   # create the frozen adapter; its saved weights are copied in below
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
@@ -502,19 +487,8 @@ class Runner:
             "counters": ctx.ledger.to_dict(),
             "rounds": ctx.round,
         }
-        if self.cfg.method in ("opd", "sft-distill"):  # the student phase alone, and with the teachers' training cost included
-            teachers = self._teachers_spend
-            report["opd_teacher_cost"] = {
-                "teachers": teachers,
-                "unknown": sorted(t for t, v in teachers.items() if not v),
-                **with_teacher_cost(report["spent"]["train"], teachers),
-            }
+        report.update(self.method.ledger_extras(self, report["spent"]["train"]))
         return report
-
-    @cached_property
-    def _teachers_spend(self) -> Dict[str, Dict[str, float]]:
-        """Each OPD teacher's recorded training spend: fixed for the run, so read once, not at every save."""
-        return {t: teacher_spend(resolve_checkpoint(self.cfg.opd.teachers.get(t, f"teacher_{t}"))) for t in self.tasks}
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def budget_left(self, ctx: RunContext) -> float:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -140,13 +140,15 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     from .train import run_one, world_of
 
     run = run or run_one
-    value, unit = parse_budget(spec.budget)
+    budget = parse_budget(spec.budget)
     trials = draw_trials(spec)
-    base = overrides + [f"method={method}", f"budget.value={value}", f"budget.unit={unit}", f"seed={spec.seed}"]
+    base = overrides + [f"method={method}", f"seed={spec.seed}"]
     probe = load_config(config, base + [_override(k, v) for k, v in trials[0].items()])
     tasks = parse_tasks(tasks_spec, world_of(probe))
     cfgs = [load_config(config, base + [f"tasks={','.join(tasks)}"] + [_override(k, v) for k, v in t.items()])
             for t in trials]   # every trial's config is validated before any trains
+    for cfg in cfgs:
+        cfg.budget = replace(budget)   # the same per-trial budget for every trial and method
     label = recipe_name or method
     out = Path(runs_dir) / f"sweep_{label}"
     table = []

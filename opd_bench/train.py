@@ -10,35 +10,47 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from rich.table import Table
 
 from .backbones import backbone_options
-from .config import RunConfig, dump_config, load_config, resolve_config_path
+from .config import BudgetConfig, RunConfig, dump_config, load_config, resolve_config_path
 from .distributed import Dist
 from .errors import ConfigError, RunStopped, UserError
 from .evalcache import cached_eval
 from .evaluate import EvalProtocol
-from .methods import METHODS
+from .methods import method_class
+from .plan import recipe_for
 from .progress import console, human_spend, print_table, progress_bar, say
 from .runlock import check_resumable, holds_run, interrupt_message, mark_active, mark_done
 from .runner import FINAL, Runner
 from .session import apply_config, resolve_tasks, world_of
 from .validate import preflight_run
 from .tasks import parse_tasks
+from .teachers import released_teacher, teacher_name
 
 def protocol_of(cfg: RunConfig) -> EvalProtocol:
     return EvalProtocol.from_config(cfg)
 
 
-def build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed: int = 0) -> List[RunConfig]:
-    task_list = resolve_tasks(tasks_spec, load_config(config, overrides + [f"method={methods[0]}"]))
+def build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed: int = 0,
+                  budget: Optional[BudgetConfig] = None, recipes: bool = True) -> List[RunConfig]:
+    """One config per (method, seed): default.yaml < the method's recipe (``recipes``: configs/recipes/<method>.yaml
+    where it exists) < ``config`` < ``overrides`` < the run's own typed options (method, tasks, seed, ``budget``)."""
+    def load(m: str) -> RunConfig:
+        return load_config(config, overrides, recipe=recipe_for(m) if recipes else None)
+
+    task_list = resolve_tasks(tasks_spec, load(methods[0]))
     cfgs = []
     for m in methods:
         for seed in range(first_seed, first_seed + seeds):
-            cfg = load_config(config, overrides + [f"method={m}", f"tasks={','.join(task_list)}", f"seed={seed}"])
+            cfg = load(m)
+            cfg.method, cfg.tasks, cfg.seed = m, list(task_list), seed
+            if budget is not None:
+                cfg.budget = replace(budget)
             cfg.name = name or f"{'-'.join(methods)}_{'-'.join(task_list) if tasks_spec != 'all' else 'all'}"
             cfgs.append(cfg)
     return cfgs
@@ -50,7 +62,7 @@ def run_dir_for(runs_dir: Path, cfg: RunConfig, several: bool) -> Path:
 
 def run_one(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict:
     tasks = parse_tasks(cfg.tasks, world_of(cfg))
-    method = METHODS[cfg.method]()
+    method = method_class(cfg.method)()
     return Runner(cfg, run_dir, method, tasks).run(resume=resume)
 
 
@@ -76,23 +88,23 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: 
         recipe = teacher_config(t)
         tcfg = load_config(recipe, ["method=grpo", f"tasks={t}", f"seed={cfg.seed}", f"device={cfg.device}",
                                     f"model.checkpoint={cfg.model.checkpoint}", *overrides])
-        tcfg.name = f"teacher_{t}"
+        tcfg.name = released_teacher(t)
         d = Path(runs_dir) / cfg.name / "teachers" / t
         console.print(f"[bold]training teacher for {t}[/] ({recipe}.yaml) -> {d}")
-        Runner(tcfg, d, METHODS["grpo"](), [t]).run(resume=holds_run(d))
+        Runner(tcfg, d, method_class(tcfg.method)(), [t]).run(resume=holds_run(d))
         out[t] = str(d / FINAL)
     return out
 
 
 def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retrain_teachers=False,
-             first_seed: int = 0, jobs: int = 1) -> List[Path]:
-    cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed)
+             first_seed: int = 0, jobs: int = 1, budget: Optional[BudgetConfig] = None, recipes: bool = True) -> List[Path]:
+    cfgs = build_configs(methods, tasks_spec, seeds, config, overrides, name, first_seed, budget, recipes)
     several = len(cfgs) > 1
     dirs = [run_dir_for(runs_dir, c, several) for c in cfgs]
     preflight_run(cfgs, dirs, runs_dir, check_teachers=not retrain_teachers)  # before anything is created or printed
     dist = Dist()
     dist.barrier()  # every process has checked before the main one creates anything
-    if retrain_teachers and any(m in ("opd", "sft-distill") for m in methods):   # the methods that use teachers
+    if retrain_teachers and any(method_class(m).uses_teachers for m in methods):
         teachers = train_teachers(cfgs[0], parse_tasks(cfgs[0].tasks), runs_dir)
         for c in cfgs:
             c.opd.teachers = dict(teachers, **c.opd.teachers)
@@ -213,7 +225,7 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
     teacher_row = {}
     for t in tasks:
         try:
-            teacher_row[t] = cached_eval(cfg0.opd.teachers.get(t, f"teacher_{t}"), [t], protocol, cfg0.device)[t]
+            teacher_row[t] = cached_eval(teacher_name(cfg0, t), [t], protocol, cfg0.device)[t]
         except UserError:
             pass
     table = Table(title=f"final eval ({protocol.steps}-step ODE, CFG {protocol.guidance}, "

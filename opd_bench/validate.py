@@ -216,7 +216,8 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
             raise UserError(f"run folder {d} exists and is not a folder; pick another --name")
         check_new_run_folder(d)
         output_dir(d, "run folder")
-    from .methods import METHODS
+    from .methods import method_class
+    from .teachers import resolve_teacher
 
     from .checkpoint import MANIFEST, verify_checkpoint
 
@@ -227,7 +228,7 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
 
     cfg = cfgs[0]
     for c in cfgs:
-        METHODS[c.method].check(c, list(c.tasks))
+        method_class(c.method).check(c, list(c.tasks))
     device_available(cfg.device)
     checkpoint_ok(cfg.model.checkpoint)
     from dataclasses import asdict
@@ -238,14 +239,8 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
             for split in ("train", "eval"):
                 if not get_task(t).prompts(split):
                     raise UserError(f"task {t}: the {split} prompt set is empty")
-            if c.method == "opd" and check_teachers:
-                name = c.opd.teachers.get(t, f"teacher_{t}")
-                try:
-                    resolve_checkpoint(name)
-                except UserError:
-                    raise UserError(f"no teacher for task {t}: {name} not found (train one with `opd-bench run "
-                                    f"--method grpo --tasks {t}` or pass --train-teachers)") from None
-                checkpoint_ok(name)
+            if method_class(c.method).uses_teachers and check_teachers:
+                checkpoint_ok(resolve_teacher(c, t))
 
 
 def eval_doc(data, path) -> dict:

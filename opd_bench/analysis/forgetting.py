@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..methods import method_class
 from . import RunInfo, budget_x, dedupe_history, normalize
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
@@ -76,7 +77,8 @@ def normalize_matrix(R, tasks: Sequence[str], base: Dict[str, float], teacher: D
 
 
 def cascade_order(run: RunInfo) -> List[str]:
-    return list(run.cfg.cascade.order or run.tasks)
+    """The order the run's method trains its tasks in (cascade: its stages)."""
+    return method_class(run.method).task_order(run.cfg, run.tasks)
 
 
 def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
@@ -102,7 +104,7 @@ def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = 
 
 def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, float]) -> dict:
     """The forgetting summary of one run (JSON-able): matrix (raw and normalised), F_i, and BWT for cascade."""
-    cascade = run.method == "cascade"
+    cascade = method_class(run.method).trains_tasks_in_sequence
     tasks = cascade_order(run) if cascade else run.tasks
     labels, R = score_matrix(run.history, tasks, cascade)
     N = normalize_matrix(R, tasks, base, teacher)

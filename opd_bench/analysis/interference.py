@@ -26,6 +26,7 @@ from ..config import RunConfig, build_config, load_config, to_dict
 from ..errors import UserError
 from ..ledger import Ledger
 from ..runner import FINAL, STATE, RunContext, is_run_dir
+from ..teachers import teacher_name
 
 #: rounds used by analyses: far beyond any training round, so the batches are fresh (never trained on).
 ANALYSIS_ROUND = 10_000_000
@@ -185,7 +186,7 @@ class GradContext(RunContext):
 
     def teacher(self, task: str):
         """The runner's teacher, loaded once per checkpoint even when several tasks share it."""
-        name = str(self.cfg.opd.teachers.get(task, f"teacher_{task}"))
+        name = teacher_name(self.cfg, task)
         if task not in self._teachers and name in self._by_name:
             self._teachers[task] = self._by_name[name]
         self._by_name[name] = model = super().teacher(task)
@@ -218,8 +219,10 @@ class GradContext(RunContext):
 
 
 def objective_of(method: str) -> str:
-    """The loss whose gradients represent a method: DiffusionOPD's own loss, else GRPO's."""
-    return "opd" if method == "opd" else "grpo"
+    """The loss whose gradients represent a method (its ``gradient_objective`` trait): ``opd`` or ``grpo``."""
+    from ..methods import method_class
+
+    return method_class(method).gradient_objective
 
 
 def task_loss_and_grad(ctx: GradContext, objective: str, task: str, round_: int) -> Tuple[float, torch.Tensor]:

@@ -52,6 +52,11 @@ class Backbone(nn.Module, ABC):
 
     #: shape of one sample in the space the sampler runs in (pixels for the embedded model, VAE latents for SD3).
     latent_shape: Tuple[int, ...]
+    #: capabilities (asked instead of probing for methods): the KL reference policy lives in the student's own
+    #: network as an adapter state (``reference()``, ``freeze_reference()``, ``reference_parameters()``) rather than
+    #: in a frozen copy; teachers load as adapters on the same network (``load_teacher(name, path)``, ``adapter``)
+    has_lora_reference = False
+    can_load_teacher = False
 
     def __init__(self) -> None:
         super().__init__()

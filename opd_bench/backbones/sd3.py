@@ -177,6 +177,9 @@ def load_pipeline(folder, dtype: torch.dtype = torch.float32, load_t5: bool = Tr
 class SD3Backbone(Backbone):
     """SD3/SD3.5 velocity model in VAE latent space with a LoRA student, the base as reference, LoRA teachers."""
 
+    has_lora_reference = True
+    can_load_teacher = True
+
     def __init__(self, pipe, *, base_folder=None, resolution: Optional[int] = None, lora: Optional[dict] = None,
                  max_sequence_length: int = 256, vae_batch: int = 8):
         super().__init__()

@@ -1,15 +1,22 @@
-"""Methods: small strategies over the one runner. ``METHODS[name]()`` builds one."""
-from .base import Method
-from .cascade import Cascade
-from .grpo import GRPO, OBJECTIVES
-from .grpo_guard import GRPOGuard
-from .multi_reward import MultiReward
-from .nft import NFT
-from .opd import DiffusionOPD
-from .sft_distill import SFTDistill
+"""Methods: small strategies over the one runner, one module per method (``registry``: adding a method is
+adding its file). ``METHODS[name]()`` builds one; the classes are imported on first use, so listing or checking
+method names (the CLI) loads no torch."""
+from .registry import all_methods, check_method, method_class, method_names
 
-METHODS = {"opd": DiffusionOPD, "grpo": GRPO, "multi-reward": MultiReward, "cascade": Cascade, "nft": NFT,
-           "grpo-guard": GRPOGuard, "sft-distill": SFTDistill}
+__all__ = ["METHODS", "OBJECTIVES", "Method", "all_methods", "check_method", "method_class", "method_names"]
 
-__all__ = ["Method", "METHODS", "OBJECTIVES", "DiffusionOPD", "GRPO", "MultiReward", "Cascade", "NFT", "GRPOGuard",
-           "SFTDistill"]
+
+def __getattr__(name: str):
+    """Lazy attributes: ``METHODS`` ({name: class}), ``OBJECTIVES`` (the RL objectives), ``Method``."""
+    if name == "METHODS":
+        return all_methods()
+    if name == "OBJECTIVES":
+        all_methods()   # every method module registers its objectives on import
+        from .grpo import OBJECTIVES
+
+        return OBJECTIVES
+    if name == "Method":
+        from .base import Method
+
+        return Method
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

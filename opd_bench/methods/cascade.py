@@ -6,23 +6,28 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from ..errors import UserError
-from .base import Method
-from .grpo import grpo_step, rl_objective
+from .grpo import RLMethod, grpo_step
 
 
-class Cascade(Method):
+class Cascade(RLMethod):
     name = "cascade"
+    config_sections = ("grpo", "cascade")
+    trains_tasks_in_sequence = True
 
     @classmethod
     def check(cls, cfg, tasks) -> None:
+        super().check(cfg, tasks)
         unknown = [t for t in cfg.cascade.order or tasks if t not in tasks]
         if unknown:
             raise UserError(f"cascade.order: task {unknown[0]!r} is not among --tasks ({', '.join(tasks)})")
 
+    @classmethod
+    def task_order(cls, cfg, tasks) -> List[str]:
+        return list(cfg.cascade.order or tasks)
+
     def setup(self, ctx) -> None:
-        self.check(ctx.cfg, ctx.tasks)
-        self.order: List[str] = list(ctx.cfg.cascade.order or ctx.tasks)
-        rl_objective(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
+        super().setup(ctx)   # grpo.objective: grpo | grpo-guard | nft (Cascade NFT)
+        self.order: List[str] = self.task_order(ctx.cfg, ctx.tasks)
         split = ctx.cfg.cascade.split or [1.0] * len(self.order)
         total = float(sum(split))
         self.bounds = []  # cumulative budget fraction at the end of each stage

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
+from ..errors import ConfigError
 from ..losses import kl_to_reference, nonzero_advantage_mask, ppo_clip_loss
 from ..sampler import transition_logprob
 from .base import Method
@@ -99,6 +100,7 @@ class GRPOObjective:
     and grpo, multi-reward and cascade run whichever ``grpo.objective`` names."""
 
     name = "grpo"
+    label = "Flow-GRPO"
 
     def __init__(self, ctx) -> None:
         self.ctx = ctx
@@ -134,31 +136,49 @@ def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None, objective: O
     return {"reward": rewards.mean().item(), f"reward/{task}": rewards.mean().item(), **obj.update(ctx, batch, adv)}
 
 
-#: the single-task RL methods (teachers): one task per run
-SINGLE_TASK = ("grpo", "nft", "grpo-guard")
+class RLMethod(Method):
+    """A method over the runner's group rollouts with an RL objective (``objective``, or ``grpo.objective`` when
+    None): its ``grpo`` section (plus the objective's own section) sets the groups, advantages, clip and KL."""
 
-
-def check_single_task(method: str, tasks) -> None:
-    if len(tasks) != 1:
-        from ..errors import UserError
-
-        raise UserError(f"--method {method} trains one task at a time (got {', '.join(tasks)}); "
-                        "use multi-reward or cascade for several")
-
-
-class GRPO(Method):
-    """Single-task RL (a teacher): Flow-GRPO, or the objective ``objective`` forces (subclasses)."""
-
-    name = "grpo"
+    config_sections: tuple = ("grpo",)
     objective: Optional[str] = None
 
     @classmethod
+    def objective_name(cls, cfg) -> str:
+        return cls.objective or cfg.grpo.objective
+
+    @classmethod
     def check(cls, cfg, tasks) -> None:
-        check_single_task(cls.name, tasks)
+        super().check(cfg, tasks)
+        from . import OBJECTIVES   # every method module imported: each registers its objective
+
+        if cfg.grpo.objective not in OBJECTIVES:
+            raise ConfigError(f"grpo.objective: must be one of {', '.join(OBJECTIVES)} (got {cfg.grpo.objective!r})")
+        if cfg.grpo.group_size < 2:
+            raise ConfigError(f"grpo.group_size: GRPO needs groups of at least 2 (got {cfg.grpo.group_size})")
 
     def setup(self, ctx) -> None:
         self.check(ctx.cfg, ctx.tasks)
-        rl_objective(ctx, self.objective)
+        rl_objective(ctx, self.objective)   # built before a resume restores its state
+
+    @classmethod
+    def objective_label(cls, cfg) -> str:
+        from . import OBJECTIVES
+
+        return OBJECTIVES[cls.objective_name(cfg)].label
+
+    @classmethod
+    def needs_reference(cls, cfg) -> bool:
+        if cls.objective_name(cfg) == "nft":
+            return cfg.nft.kl_beta > 0
+        return cfg.grpo.beta > 0 or any(b > 0 for b in cfg.grpo.beta_per_task.values())
+
+
+class GRPO(RLMethod):
+    """Single-task RL (a teacher): Flow-GRPO, or the objective ``objective`` forces (subclasses)."""
+
+    name = "grpo"
+    single_task = True
 
     def train_step(self, ctx) -> Dict[str, float]:
         return grpo_step(ctx, ctx.tasks[0], objective=self.objective)

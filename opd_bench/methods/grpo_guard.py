@@ -38,6 +38,7 @@ def guard_surrogate(ctx, sub, j: int, tr, adv: torch.Tensor):
 
 class GuardObjective(GRPOObjective):
     name = "grpo-guard"
+    label = "GRPO-Guard"
 
     def rollout(self, ctx, task: str, records):
         return ctx.rollout(task, records, ctx.cfg.grpo.group_size, ctx.cfg.sampler.noise_level, keep_means=True)
@@ -54,3 +55,4 @@ class GRPOGuard(GRPO):
 
     name = "grpo-guard"
     objective = "grpo-guard"
+    config_sections = ("grpo", "grpo_guard")

@@ -16,20 +16,17 @@ import torch
 
 from ..losses import grpo_advantages
 from ..tasks import get_task
-from .base import Method
 from ..runner import Batch
-from .grpo import grpo_step, rl_objective
+from .grpo import RLMethod, grpo_step, rl_objective
 
 
 def _group_standardize(r: torch.Tensor, gids: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     return grpo_advantages(r, gids, "group", clip=float("inf"), eps=eps)
 
 
-class MultiReward(Method):
+class MultiReward(RLMethod):
     name = "multi-reward"
-
-    def setup(self, ctx) -> None:
-        rl_objective(ctx)   # built before a resume restores its state (grpo.objective: grpo | grpo-guard | nft)
+    config_sections = ("grpo", "multi_reward")
 
     def train_step(self, ctx) -> Dict[str, float]:
         if ctx.cfg.multi_reward.mode == "alternate":

@@ -26,6 +26,7 @@ _OLD = "nft.old.{}"
 
 class NFTObjective(GRPOObjective):
     name = "nft"
+    label = "DiffusionNFT"
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -91,3 +92,4 @@ class NFT(GRPO):
 
     name = "nft"
     objective = "nft"
+    config_sections = ("grpo", "nft")

@@ -19,13 +19,30 @@ from __future__ import annotations
 
 from typing import Dict
 
+from ..ledger import with_teacher_cost
 from ..losses import opd_step_loss, ppo_opd_advantage_scale, ppo_opd_loss
 from ..sampler import transition_logprob
+from ..teachers import teachers_spend
 from .base import Method
 
 
 class DiffusionOPD(Method):
     name = "opd"
+    config_sections = ("opd",)
+    uses_teachers = True
+    gradient_objective = "opd"
+
+    @classmethod
+    def objective_label(cls, cfg) -> str:
+        return f"DiffusionOPD {cfg.opd.objective} ({cfg.opd.sampler})"
+
+    def ledger_extras(self, runner, spent: Dict[str, float]) -> dict:
+        """The student phase's spend with the teachers' recorded training cost included (read once per run)."""
+        if "_teachers_spend" not in self.__dict__:
+            self._teachers_spend = teachers_spend(runner.cfg, runner.tasks)
+        teachers = self._teachers_spend
+        return {"opd_teacher_cost": {"teachers": teachers, "unknown": sorted(t for t, v in teachers.items() if not v),
+                                     **with_teacher_cost(spent, teachers)}}
 
     def setup(self, ctx) -> None:
         for task in ctx.tasks:

@@ -21,6 +21,12 @@ from .opd import DiffusionOPD
 
 class SFTDistill(DiffusionOPD):
     name = "sft-distill"
+    #: its own flow-matching loss has no analysis estimator; the analyses use the RL policy gradient, as before
+    gradient_objective = "grpo"
+
+    @classmethod
+    def objective_label(cls, cfg) -> str:
+        return "flow matching on teacher samples"
 
     @torch.no_grad()
     def teacher_samples(self, ctx, task: str, cond) -> torch.Tensor:

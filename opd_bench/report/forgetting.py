@@ -37,7 +37,7 @@ def render(doc: Doc, data: dict, tasks: Sequence[str], bm: Mapping[str, float], 
     doc.p(fg.FORGETTING_DEFINITION + " Normalised scores; checkpoints: every eval of the run (cascade: the end of "
           "each stage, tasks in stage order; BWT for cascade only).", note=True)
     for f in forg:
-        if f["label"].startswith("cascade"):
+        if f["bwt"] is not None:   # a method that trains its tasks in sequence (stage matrix)
             doc.h3(f"score matrix R (normalised): {f['label']} seed {f['seed']}")
             doc.table(["checkpoint"] + f["tasks"], [[lab] + [fmt(v) for v in row] for lab, row in
                                                     zip(f["rows"], f["R_normalized"])])

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from ..analysis import RunInfo
 from ..analysis import interference as itf
 from ..errors import UserError
+from ..methods import method_class
 from .budget import spend_cell
 from .document import Doc, fmt
 
@@ -21,7 +22,7 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], rows: Mapping[str, dict], t
     if enabled:
         for lab, rs in groups.items():
             r = rs[0]
-            if r.method == "grpo" or len(r.tasks) < 2:
+            if method_class(r.method).single_task or len(r.tasks) < 2:
                 continue
             if r.final_checkpoint is None and r.state_checkpoint is None:
                 notes.append(f"{lab}: no checkpoint yet")

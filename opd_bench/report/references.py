@@ -10,6 +10,7 @@ import numpy as np
 
 from ..analysis import RunInfo
 from ..errors import UserError
+from ..teachers import teacher_name
 
 #: the eval metric of a task's hidden gold scorer (learned-reward tasks: aesthetic, preference)
 GOLD = "gold"
@@ -116,7 +117,7 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
         by_ckpt: Dict[str, List[str]] = {}  # one load per teacher checkpoint, whatever its number of tasks
         for t in r.tasks:
             if t not in teachers:
-                by_ckpt.setdefault(str(r.cfg.opd.teachers.get(t, f"teacher_{t}")), []).append(t)
+                by_ckpt.setdefault(teacher_name(r.cfg, t), []).append(t)
         for name, ts in by_ckpt.items():
             try:
                 res = cached_eval(name, ts, protocol, r.cfg.device)
