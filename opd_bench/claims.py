@@ -355,6 +355,7 @@ class Group:
     method: str
     seeds: int
     overrides: Dict[str, object] = field(default_factory=dict)
+    recipe: Optional[str] = None
 
 
 @dataclass
@@ -387,7 +388,7 @@ def load_campaign(path: Path) -> Campaign:
         if not isinstance(g, dict) or "method" not in g:
             raise UserError(f"--spec: {path}: group {label!r} needs a 'method'")
         groups.append(Group(str(label), str(g["method"]), int(g.get("seeds", doc.get("seeds", 5))),
-                            dict(g.get("set") or {})))
+                            dict(g.get("set") or {}), g.get("recipe")))
     if not groups:
         raise UserError(f"--spec: {path}: no groups")
     return Campaign(str(doc.get("tasks", "all")), str(doc.get("budget", "2000:images")),
@@ -398,17 +399,30 @@ def run_dir(runs_dir: Path, group: Group, seed: int) -> Path:
     return Path(runs_dir) / group.label / f"s{seed}"
 
 
+def recipe_of(group: Group) -> Optional[Path]:
+    """The tuned recipe a group runs (``opd-bench sweep``'s configs/recipes/<name>.yaml): the group's ``recipe``
+    name, else its label's recipe, else its method's; None while no sweep has written one."""
+    from .plan import recipe_for
+
+    for name in (group.recipe, group.label, group.method):
+        if name and recipe_for(name) is not None:
+            return recipe_for(name)
+    return None
+
+
 def run_config(camp: Campaign, group: Group, seed: int):
-    """The run's typed config: the campaign's config file, the group's overrides, method, tasks, seed, budget."""
+    """The run's typed config: default.yaml < the group's recipe < the campaign's config file < the campaign's and
+    the group's overrides < method, tasks, seed and budget (as ``opd-bench run`` layers them)."""
+    from dataclasses import replace
+
     from .cli import parse_budget
     from .config import load_config
     from .session import resolve_tasks
 
-    value, unit = parse_budget(camp.budget)
     sets = [f"{k}={json.dumps(v)}" for k, v in {**camp.overrides, **group.overrides}.items()]
-    base = sets + [f"method={group.method}", f"budget.value={value}", f"budget.unit={unit}", f"seed={seed}"]
-    tasks = resolve_tasks(camp.tasks, load_config(camp.config, base))
-    cfg = load_config(camp.config, base + [f"tasks={','.join(tasks)}"])
+    cfg = load_config(camp.config, sets, recipe=recipe_of(group))
+    cfg.method, cfg.seed, cfg.budget = group.method, seed, replace(parse_budget(camp.budget))
+    cfg.tasks = list(resolve_tasks(camp.tasks, cfg))
     cfg.name = f"claims_{group.label}"
     return cfg
 
