@@ -153,19 +153,15 @@ def label_runs(runs: Sequence[RunInfo]) -> None:
         r.label = r.method if len(names[r.method]) == 1 else f"{r.method} [{r.cfg.name}]"
 
 
-#: a task is normalised by its teacher only where the teacher beats the base by at least this much; with a
-#: smaller (or negative) gap, (score - base) / (teacher - base) blows up or flips sign, so the raw score is used.
-MIN_TEACHER_GAP = 0.05
-
-
 def is_normalized(base: Optional[float], teacher: Optional[float]) -> bool:
-    return not (base is None or teacher is None or not math.isfinite(teacher - base)
-                or teacher - base < MIN_TEACHER_GAP)
+    """Whether n = (score - base) / (teacher - base) is defined at all (both known, teacher above the base). Which
+    tasks ARE normalised is decided once, by the report's normalisation plan (teacher gain above its MDE,
+    :func:`opd_bench.comparison.normalisation_test`); callers pass only those tasks' base and teacher."""
+    return not (base is None or teacher is None or not math.isfinite(teacher - base) or teacher - base <= 0)
 
 
 def normalize(score: float, base: Optional[float], teacher: Optional[float]) -> float:
-    """method.md section 7: n = (score - base) / (teacher - base) where the teacher's score is known and beats
-    the base by at least MIN_TEACHER_GAP, else the raw score."""
+    """method.md section 7: n = (score - base) / (teacher - base) where defined, else the raw score."""
     if not is_normalized(base, teacher):
         return float(score)
     return float((score - base) / (teacher - base))

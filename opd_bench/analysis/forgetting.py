@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..methods import method_class
-from . import RunInfo, budget_x, dedupe_history, normalize
+from . import RunInfo, budget_x, dedupe_history, is_normalized, normalize
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
 
@@ -54,14 +54,16 @@ def first_trained_rows(labels: Sequence[str], n_tasks: int, cascade: bool) -> Li
     return [first] * n_tasks
 
 
-def backward_transfer(R) -> float:
+def backward_transfer(R, columns: Optional[Sequence[int]] = None) -> float:
     """BWT = mean_{i<T} (R[T][i] - R[i][i]) for a square matrix whose row k is the checkpoint after stage k
-    and whose column i is the task trained in stage i (T = the last index)."""
+    and whose column i is the task trained in stage i (T = the last index); over ``columns`` only when given (the
+    tasks on one scale: never a mean of raw and normalised scores)."""
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] < 2:
         return float("nan")
     T = R.shape[0] - 1
-    return float(np.mean([R[T, i] - R[i, i] for i in range(T)]))
+    cols = [i for i in range(T) if columns is None or i in set(columns)]
+    return float(np.mean([R[T, i] - R[i, i] for i in cols])) if cols else float("nan")
 
 
 def normalize_matrix(R, tasks: Sequence[str], base: Dict[str, float], teacher: Dict[str, float]) -> np.ndarray:
@@ -103,7 +105,9 @@ def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = 
 
 
 def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, float]) -> dict:
-    """The forgetting summary of one run (JSON-able): matrix (raw and normalised), F_i, and BWT for cascade."""
+    """The forgetting summary of one run (JSON-able): matrix (raw and normalised), F_i, and BWT for cascade.
+    ``teacher`` holds only the tasks that are normalised (the report's plan); the others stay raw, and the
+    normalised BWT averages the normalised tasks only (``bwt_tasks``); ``bwt_raw`` averages every task raw."""
     cascade = method_class(run.method).trains_tasks_in_sequence
     tasks = cascade_order(run) if cascade else run.tasks
     labels, R = score_matrix(run.history, tasks, cascade)
@@ -116,10 +120,12 @@ def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, floa
         "forgetting": {t: _num(f) for t, f in zip(tasks, F)},
         "forgetting_raw": {t: _num(f) for t, f in zip(tasks, forgetting(R, first))},
         "forgetting_definition": FORGETTING_DEFINITION,
-        "bwt": None, "bwt_raw": None,
+        "bwt": None, "bwt_raw": None, "bwt_tasks": [],
     }
     if cascade and R.shape[0] == len(tasks):
-        out["bwt"], out["bwt_raw"] = _num(backward_transfer(N)), _num(backward_transfer(R))
+        norm = [i for i, t in enumerate(tasks) if is_normalized(base.get(t), teacher.get(t))]
+        out["bwt"], out["bwt_raw"] = _num(backward_transfer(N, norm)), _num(backward_transfer(R))
+        out["bwt_tasks"] = [tasks[i] for i in norm]
     return out
 
 

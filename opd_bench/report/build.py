@@ -79,7 +79,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     head = headline.compute(groups, base, teachers, budgets)
     score_of, ylabel = normalised_score_of(head["plan"], base, teachers)
     curves = budget.compute_curves(groups, budgets, score_of)
-    forg = forgetting.compute(runs, bm, tm)
+    forg = forgetting.compute(runs, bm, {t: v for t, v in tm.items() if head["plan"].get(t, {}).get("normalised")})
     inter = interference_section.compute(groups, head["rows"], references.means(teachers, "headline"), interference,
                                          say)
     var = variance_section.compute(runs, variance)

@@ -31,13 +31,15 @@ def render(doc: Doc, data: dict, tasks: Sequence[str], bm: Mapping[str, float], 
     doc.sign("F > 0 is forgetting: the final score is below the run's best earlier checkpoint by F (normalised "
              "units). F < 0 means the final checkpoint is the run's best on that task: it improved by |F| over "
              "every earlier one. BWT < 0 is forgetting of the earlier cascade stages' tasks, BWT > 0 improvement.")
-    doc.table(["run", "checkpoints"] + [f"F {t}" for t in tasks] + ["BWT"],
+    doc.table(["run", "checkpoints"] + [f"F {t}" for t in tasks] + ["BWT (normalised tasks)", "BWT raw"],
               [[f"{f['label']} s{f['seed']}", str(len(f["rows"])),
-                *[fmt(f["forgetting"].get(t)) for t in tasks], fmt(f["bwt"])] for f in forg])
-    doc.p(fg.FORGETTING_DEFINITION + " Normalised scores; checkpoints: every eval of the run (cascade: the end of "
-          "each stage, tasks in stage order; BWT for cascade only).", note=True)
+                *[fmt(f["forgetting"].get(t)) for t in tasks], fmt(f["bwt"]), fmt(f["bwt_raw"])] for f in forg])
+    doc.p(fg.FORGETTING_DEFINITION + " F is in normalised units for the tasks the headline normalises (teacher gain "
+          "above its MDE) and raw for the others; the normalised BWT averages only the normalised tasks, never raw "
+          "and normalised scores together, and BWT raw averages every task raw. Checkpoints: every eval of the run "
+          "(cascade: the end of each stage, tasks in stage order; BWT for cascade only).", note=True)
     for f in forg:
-        if f["bwt"] is not None:   # a method that trains its tasks in sequence (stage matrix)
+        if f["bwt_raw"] is not None:   # a method that trains its tasks in sequence (stage matrix)
             doc.h3(f"score matrix R (normalised): {f['label']} seed {f['seed']}")
             doc.table(["checkpoint"] + f["tasks"], [[lab] + [fmt(v) for v in row] for lab, row in
                                                     zip(f["rows"], f["R_normalized"])])
