@@ -14,7 +14,7 @@ import torch
 
 from ..paths import RELEASED_DIR
 from ..world.reward_models import RewardModel, tensor_to_uint8
-from ..world.taste_prompts import load_prompt_set
+from ..world.build.taste_prompts import load_prompt_set
 from .base import PromptRecord, Task
 
 _MODELS: Dict[Path, RewardModel] = {}

@@ -1,7 +1,7 @@
 """GenEval on the embedded world: six categories, GenEval's rules, judged by the world's scene parser.
 
 Prompts: ``tasks/geneval/{train,eval}.jsonl`` in GenEval's metadata format (classes = shapes), written by
-``python -m opd_bench.world.make_prompts``. Each image is parsed into detections
+``opd-bench world prompts``. Each image is parsed into detections
 (:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.scoring.geneval_rules.evaluate`.
 
 - ``metrics``: ``score`` = GenEval's binary per-prompt correctness (0/1); ``credit`` = the partial credit
