@@ -88,6 +88,7 @@ def reward_data_command(
     from .reward_data import aesthetic_dataset, preference_dataset
     from .taste_prompts import make_splits
 
+    validate.output_dir(out.parent, "--out")
     records = make_splits(_reward_task(task))["train"]
     if task == "aesthetic":
         images, gold = aesthetic_dataset(records, rows * cols, seed)
@@ -97,7 +98,7 @@ def reward_data_command(
     order = np.argsort(-gold, axis=1, kind="stable")
     images = np.take_along_axis(images, order[:, :, None, None, None], axis=1)
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in images], axis=0)
-    validate.output_dir(out.parent, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.Resampling.NEAREST).save(out)
     for i, row in enumerate(np.take_along_axis(gold, order, axis=1)):
         label = records[i]["prompt"] if task == "preference" else f"row {i}"
@@ -115,6 +116,8 @@ def train_rewards_command(
     n_train: Optional[int] = typer.Option(None, "--n-train", min=1, max=10**8),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, max=65536),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, max=1e3),
+    n_test: Optional[int] = typer.Option(None, "--n-test", min=8, max=10**6, help="Held-out images (aesthetic) or "
+                                         "prompts (preference) of the recorded figures"),
     init_visual: Optional[str] = typer.Option(None, "--init-visual", help="preference: aesthetic checkpoint "
                                               "initialising the image tower ('none' to train from scratch)"),
 ):
@@ -125,7 +128,7 @@ def train_rewards_command(
     _reward_task(task)
     if lr is not None and not math.isfinite(lr):
         raise UserError(f"--lr: must be a finite number (got {lr})")
-    overrides = {k: v for k, v in {"n_train": n_train, "batch": batch, "lr": lr}.items() if v is not None}
+    overrides = {k: v for k, v in {"n_train": n_train, "batch": batch, "lr": lr, "n_test": n_test}.items() if v is not None}
     if init_visual is not None:
         if task != "preference":
             raise UserError("--init-visual only applies to --task preference")
