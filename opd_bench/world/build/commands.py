@@ -39,7 +39,7 @@ def pretrain_command(
 ):
     """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
     web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults). The config
-    and this command are recorded in the checkpoint's config.json (``training``)."""
+    and this command are recorded in the checkpoint's config.json (its training entry)."""
     from ...progress import console
     from .pretrain import load_pretrain_config, pretrain
 
@@ -122,7 +122,7 @@ def train_rewards_command(
                                               "initialising the image tower ('none' to train from scratch)"),
 ):
     """Train a learned reward model of the embedded world against its hidden gold scorer and save it with its
-    held-out metrics and this command (config.json ``training``); exit 1 if it misses its target."""
+    held-out metrics and this command (in its config.json); exit 1 if it misses its target."""
     from .train_rewards import train_reward_model
 
     _reward_task(task)
