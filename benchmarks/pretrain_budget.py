@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from opd_bench.checkpoint import read_config
-from opd_bench.world.pretrain import PretrainConfig, pretrain
+from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MIN = 90.0

@@ -29,6 +29,7 @@ from .errors import RunStopped, UserError
 from .ledger import UNITS
 from .methods import check_method, method_names
 from .validate import MAX_SEED
+from .world.build.commands import world_app
 
 app = typer.Typer(
     name="opd-bench",
@@ -39,7 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-world_app = typer.Typer(help="Build the embedded benchmark world: prompts, reward models, base model.", no_args_is_help=True)
 analyze_app = typer.Typer(help="Stand-alone analyses (gradient variance, interference).", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(analyze_app, name="analyze")
@@ -455,70 +455,6 @@ def check(
     out.print(f"[green]check passed[/]: {report.checkpoint} against {baseline}")
 
 
-@world_app.command("pretrain")
-def world_pretrain(
-    out: Path = typer.Option(Path("checkpoints/base"), "--out", help="Where to write the base checkpoint"),
-    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
-    steps: int = typer.Option(3000, "--steps", min=1, max=10**8, help="Optimizer steps"),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, max=65536),
-    pairs: int = typer.Option(40000, "--pairs", min=1, max=10**8, help="Generated (caption, image) pairs"),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0, callback=_finite),
-    warmup: int = typer.Option(200, "--warmup", min=0, max=10**8, help="Linear learning-rate warmup steps"),
-    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=1.0,
-                                    help="Decay of the weight EMA that is saved (0.999: about the last 1000 steps)"),
-    init: Optional[Path] = typer.Option(None, "--init", help="Continue from this checkpoint (fresh optimizer/schedule)"),
-    data: str = typer.Option("mix", "--data",
-                             help="Generated data: mix (web-like captions of every scene kind) or signs (clean "
-                                  "text-only signs, every caption quoting the text with an OCR-task template)"),
-    text_fraction: Optional[float] = typer.Option(None, "--text-fraction", min=0.0, max=1.0,
-                                                  help="Share of text-only scenes in the generated pairs "
-                                                       "(default: 0.15 for the mix, 1 for signs)"),
-    spell_quoted: bool = typer.Option(True, "--spell-quoted/--no-spell-quoted",
-                                      help="Tokenise quoted text character by character"),
-    glyph_slots: int = typer.Option(0, "--glyph-slots", min=0, max=16,
-                                    help="Character slots of the glyph encoder of quoted text (0 = none); "
-                                         "with --init, adds one to a model that has none"),
-    glyph_pooled: int = typer.Option(0, "--glyph-pooled", min=0, max=16,
-                                     help="Character slots of quoted text routed into the pooled (adaLN) "
-                                          "conditioning (0 = none); with --init, adds it to a model that has none"),
-    glyph_canvas: int = typer.Option(0, "--glyph-canvas", min=0, max=16,
-                                     help="Character slots of quoted text laid out over the image columns "
-                                          "(0 = none); with --init, adds it to a model that has none"),
-    schedule: str = typer.Option("cosine", "--schedule", help="Learning rate after warmup: cosine or constant"),
-    text_quote: Optional[float] = typer.Option(None, "--text-quote", min=0.0, max=1.0,
-                                               help="Probability that a caption quotes its scene's text "
-                                                    "(default: the web-like mix, which quotes it 57% of the time)"),
-):
-    """Pretrain the embedded text-to-image model on generated (caption, image) pairs with imperfect,
-    web-like captions (seeded, reproducible; about an hour on a 2-core CPU at the defaults)."""
-    from .progress import console
-    from .world.pretrain import SCHEDULES, PretrainConfig, pretrain
-    from .world.prompts import PRETRAINING_DATA, TEXT_FRACTION
-
-    if schedule not in SCHEDULES:
-        raise UserError(f"--schedule: {schedule!r} is not cosine or constant")
-    if data not in PRETRAINING_DATA:
-        raise UserError(f"--data: {data!r} is not {' or '.join(PRETRAINING_DATA)}")
-    if text_fraction is None:
-        text_fraction = 1.0 if data == "signs" else TEXT_FRACTION
-    if data == "signs" and text_fraction != 1.0:
-        raise UserError("--data signs is text only: --text-fraction must be 1 (or left out)")
-    if init is not None:
-        from .checkpoint import verify_checkpoint
-
-        verify_checkpoint(init)
-    validate.output_dir(out, "--out")
-    cfg = PretrainConfig(seed=seed, steps=steps, batch_size=batch_size, n_pairs=pairs, lr=lr, init=str(init or ""),
-                          text_fraction=text_fraction, warmup=warmup, ema_decay=ema_decay,
-                          schedule=schedule, text_quote=text_quote, data=data,
-                          arch={"spell_quoted": spell_quoted, **({"glyph_slots": glyph_slots} if glyph_slots else {}),
-                                **({"glyph_pooled": glyph_pooled} if glyph_pooled else {}),
-                                **({"glyph_canvas": glyph_canvas} if glyph_canvas else {})})
-    cmd = " ".join(["opd-bench", *_INVOCATION])
-    metrics = pretrain(out, cfg, command=cmd)
-    console.print(f"wrote {out}: {metrics}")
-
-
 @world_app.command("release")
 def world_release(
     run_dir: Path = typer.Argument(..., help="A finished run folder (its final/ checkpoint is released)"),
@@ -633,10 +569,6 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
-#: the arguments of this invocation (recorded as a checkpoint's training command)
-_INVOCATION: List[str] = []
-
-
 def _tidy_help(typer_app: typer.Typer) -> None:
     """--help reads as prose at any width: docstrings' hard line breaks inside a paragraph are joined (rich
     markup mode keeps them, breaking sentences mid-line), and flags show no ``<bool>`` value type."""
@@ -667,7 +599,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     full disk) one line and exit 3; Ctrl-C says where the state is and how to resume, exit 130 (SIGTERM: 143)."""
     from .runlock import interrupt_message, reset_active
 
-    _INVOCATION[:] = sys.argv[1:] if argv is None else argv
+    from .invocation import ARGS
+
+    ARGS[:] = sys.argv[1:] if argv is None else argv
     _tidy_help(app)
     reset_active()
     _STOP_SIGNAL.clear()

@@ -297,6 +297,8 @@ def _type_name(tp) -> str:
 
 
 def _coerce(value: Any, tp, key: str):
+    if tp is Any:  # a free-form value (e.g. a model architecture mapping): checked by its consumer
+        return value
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -527,13 +529,28 @@ def config_layer(name_or_path: str, below: frozenset = frozenset()) -> Tuple[Dic
     return data, below | chain
 
 
-def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None) -> RunConfig:
-    """Validate a (nested) dict plus dotted overrides into a :class:`RunConfig`."""
+def build_section(cls, data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None):
+    """Validate a (nested) dict plus dotted ``KEY=VALUE`` overrides into the config dataclass ``cls`` -- the run
+    config or another config of the system (pretraining's, ``opd_bench.world.build.pretrain``): types
+    coerced, unknown keys and non-finite numbers refused, each error naming its dotted key."""
     data = json.loads(json.dumps(data or {}))
     for item in overrides or []:
         parts, value = parse_override(item)
         _set_dotted(data, parts, value)
-    cfg = _build(RunConfig, data)
+    cfg = _build(cls, data)
+    for key, v in to_flat_dict(cfg).items():
+        _check_finite(key, v)
+    return cfg
+
+
+def read_config_file(path: Optional[str]) -> Dict[str, Any]:
+    """The mapping of a config file (path or name under ``configs/``, ``extends`` resolved); {} for None."""
+    return load_yaml(resolve_config_path(path)) if path else {}
+
+
+def build_config(data: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None) -> RunConfig:
+    """Validate a (nested) dict plus dotted overrides into a :class:`RunConfig`."""
+    cfg = build_section(RunConfig, data, overrides)
     _check_ranges(cfg)
     return cfg
 
@@ -544,7 +561,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     ``recipe`` (a method's tuned recipe, configs/recipes/<method>.yaml) the layers are default.yaml < recipe <
     ``path`` < overrides."""
     if recipe is None:
-        data = load_yaml(resolve_config_path(path)) if path else {}
+        data = read_config_file(path)
     else:
         layer, below = config_layer(str(recipe))
         data = _merge(load_yaml(DEFAULT_CONFIG), layer)

@@ -4,24 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
-python -m opd_bench.world.make_prompts --seed 0 --samples docs/img/world_samples.png   # geneval + ocr prompt sets
-python -m opd_bench.world.taste_prompts                                                 # aesthetic + preference prompt sets
-python -m opd_bench.world.train_rewards --task aesthetic --out checkpoints/reward_aesthetic
-python -m opd_bench.world.train_rewards --task preference --out checkpoints/reward_preference
-# the base: six seeded stages (each recorded in checkpoints/base/config.json), about 55 min on an idle 2-core
-# machine (benchmarks/pretrain_budget.py; the recorded times sum to 95 min, most stages run beside another job).
-# Stages 1-4 predate today's sign renderer for text-only scenes: rerun today, their text-only pairs are signs
-# and their recorded data_sha256 differs; stages 5-6 regenerate exactly their recorded data (tests/test_releases.py).
-opd-bench world pretrain --out checkpoints/base --no-spell-quoted
-opd-bench world pretrain --init checkpoints/base --seed 1 --steps 4000 --lr 7e-4 --no-spell-quoted --out checkpoints/base
-opd-bench world pretrain --init checkpoints/base --seed 2 --steps 2000 --lr 7e-4 --text-fraction 0.5 --out checkpoints/base
-opd-bench world pretrain --init checkpoints/base --seed 3 --steps 2000 --lr 5e-4 --text-fraction 0.4 --out checkpoints/base
-# stages 5-6 teach the base to write (docs/world.md, "OCR headroom: signs and a glyph canvas"): clean sign
-# scenes with a glyph canvas, then the mix with 60% text scenes; without them the base's OCR score is 0.009.
-# (Both ran as experiments/ocr_sweep/glyph_probe.py signs|stage, the same configs with OCR evals at milestones;
-# tests/test_releases.py checks these commands regenerate their recorded data.)
-opd-bench world pretrain --data signs --init checkpoints/base --seed 7 --steps 1500 --lr 5e-4 --pairs 20000 --warmup 50 --ema-decay 0.99 --glyph-canvas 3 --out checkpoints/base
-opd-bench world pretrain --init checkpoints/base --seed 8 --steps 1500 --lr 5e-4 --text-fraction 0.6 --out checkpoints/base
+opd-bench world prompts --seed 0 --samples docs/img/world_samples.png   # the four tasks' prompt sets
+opd-bench world train-rewards --task aesthetic --out checkpoints/reward_aesthetic
+opd-bench world train-rewards --task preference --out checkpoints/reward_preference
+# the base: six seeded stages, configs/world/base_stage{1..6}.yaml (each recorded in checkpoints/base/config.json;
+# tests/test_releases.py checks the files reproduce the recorded recipe), about 55 min on an idle 2-core
+# machine (benchmarks/pretrain_budget.py). Stages 1-4 predate today's sign renderer for text-only scenes: rerun
+# today, their text-only pairs are signs and their recorded data_sha256 differs; stages 5-6 regenerate exactly
+# their recorded data. Stages 5-6 teach the base to write (docs/world.md, "OCR headroom: signs and a glyph
+# canvas"); they ran as experiments/ocr_sweep/glyph_probe.py signs|stage, the same configs with OCR evals at
+# milestones.
+for stage in 1 2 3 4 5 6; do
+  opd-bench world pretrain --config "world/base_stage$stage" --out checkpoints/base
+done
 # one GRPO teacher per task, each with its released recipe, configs/teacher_<task>.yaml (what
 # `opd-bench run --method opd --train-teachers` uses too): GenEval 16 prompts x 8 images per step, lr 1e-4,
 # 38400 images, releasing the weights' EMA (about 70 min on two threads); preference the same (about 2 h 50

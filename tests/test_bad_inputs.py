@@ -15,7 +15,7 @@ from tiny_world import make_tiny_world
 import opd_bench.analysis.variance  # noqa: F401  (imported before any patching: see NO_WORK)
 import opd_bench.evalcache  # noqa: F401
 import opd_bench.train  # noqa: F401
-import opd_bench.world.pretrain  # noqa: F401
+import opd_bench.world.build.pretrain  # noqa: F401
 from opd_bench import check as gate
 from opd_bench.checkpoint import CONFIG, MANIFEST, WEIGHTS, sha256_file
 from opd_bench.cli import main
@@ -372,16 +372,32 @@ def _cases():
         # ---- world pretrain / release
         ("pretrain-out-devnull", pre("--out", "/dev/null/x"), "--out"),
         ("pretrain-out-file", pre("--out", lambda e: I(e, "a_file")), "--out"),
-        ("pretrain-schedule", pre("--schedule", "linear", "--out", "/tmp/never"), "is not cosine or constant"),
-        ("pretrain-data", pre("--data", "photos", "--out", "/tmp/never"), "is not mix or signs"),
-        ("pretrain-steps-0", pre("--steps", "0"), "--steps"),
-        ("pretrain-lr-nan", pre("--lr", "nan"), "--lr"),
-        ("pretrain-lr-inf", pre("--lr", "inf"), "--lr"),
-        ("pretrain-seed-neg", pre("--seed", "-1"), "--seed"),
-        ("pretrain-init-missing", pre("--init", "/no/such", "--out", "/tmp/never"), "checkpoint not found"),
-        ("pretrain-init-tampered", pre("--init", lambda e: str(e["tampered"]), "--out", "/tmp/never"), "tampered"),
-        ("pretrain-ema", pre("--ema-decay", "2"), "--ema-decay"),
-        ("pretrain-batch-huge", pre("--batch-size", "1000000000"), "--batch-size"),
+        ("pretrain-schedule", pre("--set", "schedule=linear", "--out", "/tmp/never"), "is not cosine or constant"),
+        ("pretrain-data", pre("--set", "data=photos", "--out", "/tmp/never"), "is not mix or signs"),
+        ("pretrain-steps-0", pre("--set", "steps=0"), "steps: must be in"),
+        ("pretrain-lr-nan", pre("--set", "lr=nan"), "lr: must be a finite number"),
+        ("pretrain-lr-inf", pre("--set", "lr=inf"), "lr: must be a finite number"),
+        ("pretrain-seed-neg", pre("--set", "seed=-1"), "seed: must be in"),
+        ("pretrain-init-missing", pre("--set", "init=/no/such", "--out", "/tmp/never"), "checkpoint not found"),
+        ("pretrain-init-tampered", pre("--set", lambda e: f"init={e['tampered']}", "--out", "/tmp/never"), "tampered"),
+        ("pretrain-ema", pre("--set", "ema_decay=2"), "ema_decay: must be in"),
+        ("pretrain-batch-huge", pre("--set", "batch_size=1000000000"), "batch_size: must be in"),
+        ("pretrain-unknown-key", pre("--set", "stpes=5"), "stpes: unknown key"),
+        ("pretrain-arch-key", pre("--set", "arch.glyph_slotz=3"), "arch.glyph_slotz: unknown key"),
+        ("pretrain-glyph-huge", pre("--set", "arch.glyph_canvas=99"), "arch.glyph_canvas: expected an integer in"),
+        ("pretrain-config-missing", pre("--config", "world/no_such_stage"), "config file not found"),
+        ("world-prompts-out-file", lambda e: ["world", "prompts", "--out", I(e, "a_file")], "--out"),
+        ("world-prompts-seed-neg", lambda e: ["world", "prompts", "--seed", "-1"], "--seed"),
+        ("reward-data-task", lambda e: ["world", "reward-data", "--task", "nope", "--out", "/tmp/never.png"],
+         "is not aesthetic or preference"),
+        ("reward-data-rows-0", lambda e: ["world", "reward-data", "--task", "aesthetic", "--rows", "0", "--out",
+                                          "/tmp/never.png"], "--rows"),
+        ("train-rewards-task", lambda e: ["world", "train-rewards", "--task", "nope"], "is not aesthetic or preference"),
+        ("train-rewards-lr-nan", lambda e: ["world", "train-rewards", "--task", "aesthetic", "--lr", "nan"], "--lr"),
+        ("train-rewards-init-visual", lambda e: ["world", "train-rewards", "--task", "aesthetic", "--init-visual", "x"],
+         "--init-visual only applies"),
+        ("train-rewards-init-missing", lambda e: ["world", "train-rewards", "--task", "preference", "--init-visual",
+                                                  "/no/such"], "checkpoint not found"),
         ("release-missing", rel("/no/such/run", "x"), "not a finished run folder"),
         ("release-name-dotdot", rel("/no/such/run", "../x"), "not a single folder name"),
         ("release-name-slash", rel("/no/such/run", "a/b"), "not a single folder name"),
@@ -408,7 +424,7 @@ CASES = _cases()
 #: where the work starts (every module that binds ``evaluate`` by name is imported first, so each binding is
 #: patched for the case and restored after it)
 NO_WORK = ("opd_bench.runner.Runner._run", "opd_bench.evaluate.evaluate", "opd_bench.runner.evaluate",
-           "opd_bench.evalcache.evaluate", "opd_bench.check.evaluate", "opd_bench.world.pretrain.pretrain",
+           "opd_bench.evalcache.evaluate", "opd_bench.check.evaluate", "opd_bench.world.build.pretrain.pretrain",
            "opd_bench.analysis.variance.variance_study")
 
 

@@ -39,10 +39,10 @@ def test_unknown_method_is_one_line_exit_2():
         (["eval", "--checkpoint", "/no/such/ckpt"], "checkpoint not found"),
         (["report", "/no/such/run"], "not a run folder"),
         (["check", "--baseline", "/no/such.json"], "file not found"),
-        (["world", "pretrain", "--schedule", "linear", "--out", "/tmp/never"], "is not cosine or constant"),
-        (["world", "pretrain", "--data", "photos", "--out", "/tmp/never"], "is not mix or signs"),
-        (["world", "pretrain", "--data", "signs", "--text-fraction", "0.5", "--out", "/tmp/never"],
-         "--text-fraction must be 1"),
+        (["world", "pretrain", "--set", "schedule=linear", "--out", "/tmp/never"], "is not cosine or constant"),
+        (["world", "pretrain", "--set", "data=photos", "--out", "/tmp/never"], "is not mix or signs"),
+        (["world", "pretrain", "--set", "data=signs", "--set", "text_fraction=0.5", "--out", "/tmp/never"],
+         "text_fraction must be 1"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(args, needle, capsys):
@@ -56,29 +56,31 @@ def test_world_pretrain_records_its_options(tmp_path, capsys):
     import json
 
     out = tmp_path / "base"
-    args = ["world", "pretrain", "--out", str(out), "--steps", "2", "--pairs", "32", "--batch-size", "8",
-            "--warmup", "1", "--ema-decay", "0.5", "--glyph-canvas", "2", "--text-fraction", "1"]
+    args = ["world", "pretrain", "--out", str(out), "--set", "steps=2", "--set", "n_pairs=32", "--set", "batch_size=8",
+            "--set", "warmup=1", "--set", "ema_decay=0.5", "--set", "arch.glyph_canvas=2", "--set", "text_fraction=1"]
     code = main(args)
     assert code == 0, capsys.readouterr().err
     cfg = json.loads((out / "config.json").read_text())
     t = cfg["training"]["config"]
     assert (t["warmup"], t["ema_decay"], t["text_fraction"], t["steps"]) == (1, 0.5, 1.0, 2)
     assert cfg["arch"]["glyph_canvas"] == 2
+    assert t["arch"] == {"spell_quoted": True, "glyph_canvas": 2}   # an arch override keeps the other defaults
     assert cfg["training"]["command"] == "opd-bench " + " ".join(args)   # what was run, even in-process
 
 
 def test_world_pretrain_on_signs_trains_on_quoted_text_only_signs(tmp_path, capsys):
     import json
 
-    from opd_bench.world.pretrain import dataset_digest
+    from opd_bench.world.build.pretrain import dataset_digest
     from opd_bench.world.prompts import OCR_TEMPLATES, pretraining_pairs, sign_pairs
 
     out = tmp_path / "signs"
-    args = ["world", "pretrain", "--data", "signs", "--out", str(out), "--steps", "2", "--pairs", "32",
-            "--batch-size", "8", "--warmup", "1", "--glyph-canvas", "3"]
+    config = tmp_path / "signs.yaml"   # a pretraining config file, overridden by --set
+    config.write_text("data: signs\nsteps: 5\nn_pairs: 32\nbatch_size: 8\nwarmup: 1\narch: {glyph_canvas: 3}\n")
+    args = ["world", "pretrain", "--config", str(config), "--set", "steps=2", "--out", str(out)]
     assert main(args) == 0, capsys.readouterr().err
     t = json.loads((out / "config.json").read_text())["training"]
-    assert (t["config"]["data"], t["config"]["text_fraction"]) == ("signs", 1.0)
+    assert (t["config"]["data"], t["config"]["text_fraction"], t["config"]["steps"]) == ("signs", 1.0, 2)
     captions, images = sign_pairs(32, 0, 32)
     assert t["metrics"]["data_sha256"] == dataset_digest(captions, images) != dataset_digest(
         *pretraining_pairs(32, 0, 32, text_fraction=1.0))

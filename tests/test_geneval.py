@@ -10,7 +10,7 @@ import torch
 
 from opd_bench.tasks import get_task
 from opd_bench.tasks.geneval import judge, per_category
-from opd_bench.tasks.geneval_rules import evaluate, relative_position
+from opd_bench.scoring.geneval_rules import evaluate, relative_position
 from opd_bench.world.prompts import CATEGORIES, scene_for_record
 from opd_bench.world.scenes import COLORS, render
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from opd_bench.tasks import get_task
-from opd_bench.tasks.ocr import edit_distance, ocr_score
+from opd_bench.scoring.ocr_score import edit_distance, ocr_score
 from opd_bench.world.ocr import read_text
 from opd_bench.world.prompts import scene_for_record
 from opd_bench.world.scenes import Scene, TEXT_ALPHABET, render

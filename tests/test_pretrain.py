@@ -1,9 +1,9 @@
-"""World pretraining (opd_bench.world.pretrain): seeded reproducibility and continuing with --init."""
+"""World pretraining (opd_bench.world.build.pretrain): seeded reproducibility and continuing with --init."""
 import torch
 
 from opd_bench.backbones import load_backbone
 from opd_bench.checkpoint import load_checkpoint
-from opd_bench.world.pretrain import PretrainConfig, pretrain
+from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
 
 def _cfg(tiny_arch, **kw):
@@ -50,7 +50,7 @@ def test_pretrain_init_continues_and_can_add_a_glyph_encoder(tiny_arch, tmp_path
 
 
 def test_pretrain_step_hook_sees_the_ema_and_can_stop_early(tiny_arch, tmp_path):
-    from opd_bench.world.pretrain import _lr_at
+    from opd_bench.world.build.pretrain import _lr_at
 
     seen = []
 

@@ -17,7 +17,7 @@ from opd_bench.rewards.geneval_metadata import load_geneval_metadata
 from opd_bench.rewards.hpsv2 import HPSv2
 from opd_bench.rewards.ocr import OCRReward, target_text
 from opd_bench.rewards.pickscore import PickScore
-from opd_bench.tasks.geneval_rules import evaluate
+from opd_bench.scoring.geneval_rules import evaluate
 from opd_bench.world.parser import Detection
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -359,7 +359,7 @@ def _flow_grpo_ocr(recognized: str, prompt: str) -> float:
 
 
 def test_ocr_matches_reference():
-    from opd_bench.tasks.ocr import ocr_score
+    from opd_bench.scoring.ocr_score import ocr_score
 
     pairs = [("HELLO", "hello"), ("he llo world", "Hello"), ("HELO", "hello"), ("", "open"), ("xyzzy", "ab"),
              ("STOPP", "stop sign"), ("Caf", "cafe"), ("OPEN 24h", "open 24H")]
@@ -420,7 +420,7 @@ def test_mask2former_instances_follow_mmdet():
 
 def test_geneval_relative_position_is_genevals():
     """The rule engine's relation test equals GenEval's numpy relative_position on random boxes."""
-    from opd_bench.tasks.geneval_rules import relative_position
+    from opd_bench.scoring.geneval_rules import relative_position
 
     def geneval(a, b, threshold=0.1):
         boxes = np.array([a, b])[:, :4].reshape(2, 2, 2)

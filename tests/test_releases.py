@@ -69,21 +69,58 @@ def test_train_teachers_uses_each_released_teachers_recipe(task):
     assert ours == released
 
 
-@pytest.mark.parametrize("stage, data", [(4, "signs"), (5, "mix")])
-def test_world_pretrain_regenerates_the_released_base_last_stages_data(stage, data):
+def _base_stages() -> list:
+    """The released base's recorded stages, oldest first (checkpoints/base/config.json)."""
+    cfg = json.loads((ROOT / "checkpoints" / "base" / "config.json").read_text())
+    return cfg["training_history"] + [cfg["training"]]
+
+
+def _option(command: str, name: str):
+    words = command.split()
+    return words[words.index(name) + 1] if name in words else None
+
+
+def test_the_base_stage_configs_reproduce_the_recorded_recipe():
+    """configs/world/base_stage1..6.yaml, read as `opd-bench world pretrain --config world/base_stageN` reads
+    them, give exactly the PretrainConfig recorded for stage N in checkpoints/base/config.json, and
+    scripts/release_world.sh runs them in order. Fields a stage did not record yet take the value they had
+    then: a field's default, spell_quoted false (the option did not exist), data signs for the sign stage
+    (it ran as `glyph_probe.py signs`); an init that is the folder the previous stage wrote (its --out) is
+    the base being built, checkpoints/base."""
+    from dataclasses import asdict
+
+    from opd_bench.config import build_section
+    from opd_bench.world.build.pretrain import PretrainConfig, check_pretrain_config, load_pretrain_config
+
+    stages = _base_stages()
+    files = sorted((ROOT / "configs" / "world").glob("base_stage*.yaml"), key=lambda p: int(p.stem[len("base_stage"):]))
+    assert [p.stem for p in files] == [f"base_stage{i}" for i in range(1, len(stages) + 1)] and len(stages) == 6
+    script = (ROOT / "scripts" / "release_world.sh").read_text()
+    assert "for stage in 1 2 3 4 5 6; do\n  opd-bench world pretrain --config \"world/base_stage$stage\" --out " \
+           "checkpoints/base\ndone" in script
+    previous_out = None
+    for path, stage in zip(files, stages):
+        recorded = dict(stage["config"], arch={"spell_quoted": False, **stage["config"]["arch"]})
+        if " signs " in f"{stage['command']} ":
+            recorded.setdefault("data", "signs")
+        if recorded.get("init") and recorded["init"] == previous_out:
+            recorded["init"] = "checkpoints/base"
+        expected = asdict(check_pretrain_config(build_section(PretrainConfig, recorded)))
+        assert asdict(load_pretrain_config(f"world/{path.stem}")) == expected, path.name
+        previous_out = _option(stage["command"], "--out")
+
+
+@pytest.mark.parametrize("stage", [5, 6])
+def test_the_base_last_stage_configs_regenerate_their_recorded_data(stage):
     """The base's last two stages (the sign stage, then the mix with 60% text) are reproducible with today's
-    `opd-bench world pretrain --data signs|mix`: the data digest recorded in checkpoints/base/config.json for
-    each stage equals the digest of the data its recorded config generates now. (Stages 1-4 predate the sign
-    renderer, docs/world.md.)"""
-    from opd_bench.world.pretrain import dataset_digest
+    code: the data that configs/world/base_stageN.yaml generates has the digest recorded for stage N in
+    checkpoints/base/config.json. (Stages 1-4 predate the sign renderer, docs/world.md.)"""
+    from opd_bench.world.build.pretrain import dataset_digest, load_pretrain_config
     from opd_bench.world.prompts import PRETRAINING_DATA
 
-    cfg = json.loads((ROOT / "checkpoints" / "base" / "config.json").read_text())
-    stages = cfg["training_history"] + [cfg["training"]]
-    assert len(stages) == 6
-    conf, metrics = stages[stage]["config"], stages[stage]["metrics"]
-    assert conf.get("data", data) == data and conf["arch"].get("glyph_canvas") == 3
-    extra = {} if conf.get("text_quote") is None else {"text_quote": conf["text_quote"]}
-    captions, images = PRETRAINING_DATA[data](conf["n_pairs"], conf["seed"], conf["resolution"],
-                                              text_fraction=conf["text_fraction"], **extra)
-    assert dataset_digest(captions, images) == metrics["data_sha256"]
+    conf = load_pretrain_config(f"world/base_stage{stage}")
+    assert conf.arch.get("glyph_canvas") == 3
+    extra = {} if conf.text_quote is None else {"text_quote": conf.text_quote}
+    captions, images = PRETRAINING_DATA[conf.data](conf.n_pairs, conf.seed, conf.resolution,
+                                                   text_fraction=conf.text_fraction, **extra)
+    assert dataset_digest(captions, images) == _base_stages()[stage - 1]["metrics"]["data_sha256"]

@@ -321,7 +321,7 @@ def test_read_only_disk_is_refused_before_any_work(world, tmp_path, small_tmpfs,
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     monkeypatch.setattr("opd_bench.evaluate.evaluate", lambda *a, **k: pytest.fail("evaluated before refusing"))
     monkeypatch.setattr("opd_bench.runner.Runner._run", lambda *a, **k: pytest.fail("ran before refusing"))
-    monkeypatch.setattr("opd_bench.world.pretrain.pretrain", lambda *a, **k: pytest.fail("pretrained before refusing"))
+    monkeypatch.setattr("opd_bench.world.build.pretrain.pretrain", lambda *a, **k: pytest.fail("pretrained before refusing"))
     for argv, needle in ((run_args(world, small_tmpfs, "r"), "--runs-dir"),
                          (["eval", "--checkpoint", str(world / "base"), "--out", str(small_tmpfs / "e")], "--out"),
                          (["world", "pretrain", "--out", str(small_tmpfs / "b")], "--out"),

@@ -12,11 +12,11 @@ import torch
 from opd_bench.errors import CheckpointError
 from opd_bench.paths import RELEASED_DIR
 from opd_bench.world.gold import aesthetic_components, faithfulness, gold_aesthetic, gold_preference
-from opd_bench.world.reward_data import aesthetic_dataset, degrade, perturb_spec, scene_from_spec
+from opd_bench.world.build.reward_data import aesthetic_dataset, degrade, perturb_spec, scene_from_spec
 from opd_bench.world.reward_models import AestheticModel, PreferenceModel, build_vocab, images_to_tensor, make_config
 from opd_bench.world.scenes import Obj, Scene, render
-from opd_bench.world.taste_prompts import load_prompt_set, make_splits, split_path
-from opd_bench.world.train_rewards import TARGETS, bradley_terry_loss, evaluate_aesthetic, evaluate_preference
+from opd_bench.world.build.taste_prompts import load_prompt_set, make_splits, split_path
+from opd_bench.world.build.train_rewards import TARGETS, bradley_terry_loss, evaluate_aesthetic, evaluate_preference
 
 torch.set_num_threads(1)
 HERO = Scene(objects=(Obj("circle", "blue", 0.5, 0.5, 0.6),), background="white")
@@ -73,7 +73,7 @@ def test_prompt_sets_are_deterministic_disjoint_and_loadable(task):
     assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["eval"]}
     for split, records in splits.items():
         on_disk = [json.loads(line) for line in split_path(task, split).read_text().splitlines()]
-        assert on_disk == records, f"{split_path(task, split)} is stale: rerun python -m opd_bench.world.taste_prompts"
+        assert on_disk == records, f"{split_path(task, split)} is stale: rerun opd-bench world prompts"
     assert load_prompt_set(task, "eval") == splits["eval"]
 
 
@@ -93,7 +93,8 @@ def test_released_checkpoint_is_small_and_documented(task):
     config = json.loads((path / "config.json").read_text())
     assert config["kind"] == f"reward_{task}"
     training = config["training"]
-    assert training["command"].startswith("python -m opd_bench.world.train_rewards")
+    # released before `opd-bench world train-rewards` replaced the module's own entry point
+    assert training["command"].startswith(("opd-bench world train-rewards ", "python -m opd_bench.world.train_rewards "))
     assert TARGETS[task][0] in training["metrics"]
 
 

@@ -105,7 +105,7 @@ def _arch(canvas: int) -> dict:
 def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -> None:
     """The base's sign stage (= ``opd-bench world pretrain --data signs --pairs 20000 --warmup 50
     --ema-decay 0.99 --glyph-canvas CANVAS``), with OCR evaluations at milestones."""
-    from opd_bench.world.pretrain import PretrainConfig, pretrain
+    from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, n_pairs=20000, init=init, text_fraction=1.0, warmup=50,
                          ema_decay=0.99, arch=_arch(canvas), data="signs")
@@ -113,7 +113,7 @@ def signs(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int) -
 
 
 def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, text_fraction: float) -> None:
-    from opd_bench.world.pretrain import PretrainConfig, pretrain
+    from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
     arch = _arch(canvas)
     cfg = PretrainConfig(seed=seed, steps=steps, lr=lr, init=init, text_fraction=text_fraction, arch=arch)
@@ -122,7 +122,7 @@ def stage(out: Path, init: str, steps: int, lr: float, seed: int, canvas: int, t
 
 
 def toy(out: Path, init: str, steps: int, lr: float, seed: int) -> None:
-    from opd_bench.world.pretrain import PretrainConfig, pretrain
+    from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
     def pairs(n, seed, size, text_fraction=1.0):
         rng = np.random.default_rng(seed)

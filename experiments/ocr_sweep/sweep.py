@@ -1,6 +1,6 @@
 """Research script: how far can pretraining recipes push the embedded base's OCR? (docs/world.md, "OCR headroom")
 
-One process = one recipe, trained by ``opd_bench.world.pretrain.pretrain`` itself (same data, loss, EMA,
+One process = one recipe, trained by ``opd_bench.world.build.pretrain.pretrain`` itself (same data, loss, EMA,
 schedule) on any device; its ``on_step`` hook samples the eval prompts at each milestone with the eval
 protocol (ODE 40 steps, CFG 4.5, the per-prompt noises of ``opd-bench eval``) from the EMA weights and saves
 uint8 arrays to ``OUT.npz`` (+ ``OUT.json``). Scoring runs separately on the CPU machine (``score.py``), where
@@ -22,7 +22,7 @@ import torch
 
 from opd_bench.backbones.embedded import EmbeddedBackbone
 from opd_bench.evaluate import EvalProtocol, generate, prompt_noise
-from opd_bench.world.pretrain import PretrainConfig, pretrain
+from opd_bench.world.build.pretrain import PretrainConfig, pretrain
 
 TASKS = ("ocr", "geneval", "aesthetic", "preference")
 

@@ -11,7 +11,7 @@
   object pasted on a grey #999 background through its mask, cropped to its box, CLIP's transform; 10 colour
   classes from three templates); without a colour CLIP (``color_clip``) a documented HSV fallback
   (:func:`classify_color`) is used instead -- not GenEval's;
-- **rules**: GenEval's (:mod:`opd_bench.tasks.geneval_rules`: counts, colours, its position rule with the 0.1
+- **rules**: GenEval's (:mod:`opd_bench.scoring.geneval_rules`: counts, colours, its position rule with the 0.1
   margin), shared with the embedded world.
 
 Where it still differs from the official evaluator (mmdet 2.x Mask2Former Swin-S checkpoint + open_clip
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from ..tasks.geneval_rules import Verdict, evaluate
+from ..scoring.geneval_rules import Verdict, evaluate
 from ..world import to_uint8
 from ..world.parser import Detection
 from .common import Record, RewardModel, require_path, to_pil

@@ -9,8 +9,8 @@ from typing import List, Optional
 
 from ..errors import UserError
 from ..paths import REPO_ROOT
-from ..tasks.base import PromptRecord
-from ..tasks.geneval_rules import RELATIONS
+from ..scoring.geneval_rules import RELATIONS
+from ..scoring.records import PromptRecord
 
 #: public data shared next to the repository (read-only; absent on machines without it).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

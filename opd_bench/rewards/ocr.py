@@ -1,6 +1,6 @@
 """OCR reward for real images: RapidOCR (PP-OCR, bundled in the wheel) + Flow-GRPO's reward
 ``1 - min(edit_distance, len(target)) / len(target)`` (spaces removed, case ignored; see
-:func:`opd_bench.tasks.ocr.ocr_score`, shared with the embedded world's OCR task).
+:func:`opd_bench.scoring.ocr_score.ocr_score`, shared with the embedded world's OCR task).
 
 The embedded world's wrapper (:mod:`opd_bench.world.ocr`) is reused for image preparation (upscaling of tiny
 images, border); the engine differs only in the detector's input side: real 512-1024 px images keep
@@ -17,7 +17,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from ..tasks.ocr import ocr_score
+from ..scoring.ocr_score import ocr_score
 from ..world import to_uint8
 from ..world.ocr import _prepare
 from .common import Record, RewardModel

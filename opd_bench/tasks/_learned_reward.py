@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..paths import RELEASED_DIR
+from ..world import load_records
 from ..world.reward_models import RewardModel, tensor_to_uint8
-from ..world.taste_prompts import load_prompt_set
 from .base import PromptRecord, Task
 
 _MODELS: Dict[Path, RewardModel] = {}
@@ -45,7 +45,7 @@ class LearnedRewardTask(Task):
 
     def prompts(self, split: str) -> List[PromptRecord]:
         if split not in self._prompts:
-            self._prompts[split] = load_prompt_set(self.name, split)
+            self._prompts[split] = load_records(self.name, split)
         return [dict(r) for r in self._prompts[split]]
 
     def reward(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> torch.Tensor:

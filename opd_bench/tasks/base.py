@@ -1,8 +1,8 @@
 """The task interface. A task = train/eval prompt sets + a training reward + evaluation metrics.
 
 Images passed to tasks are float tensors [B, 3, H, W] with values in [0, 1] (CPU or GPU).
-A prompt record is a plain dict with at least the key ``"prompt"`` (str); task-specific metadata
-(e.g. GenEval's ``tag``/``include``, OCR's ``text``) rides along in the same dict.
+A prompt record (:data:`opd_bench.scoring.records.PromptRecord`) is a plain dict with at least the key
+``"prompt"`` (str); task-specific metadata (e.g. GenEval's ``tag``/``include``, OCR's ``text``) rides along.
 
 Adding a task is one file in ``opd_bench/tasks/`` that subclasses :class:`Task` and decorates it with
 ``@register_task("name")``.
@@ -10,11 +10,11 @@ Adding a task is one file in ``opd_bench/tasks/`` that subclasses :class:`Task` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-PromptRecord = Dict[str, Any]
+from ..scoring.records import PromptRecord
 
 _REGISTRY: Dict[str, Callable[..., "Task"]] = {}
 

@@ -1,8 +1,8 @@
 """GenEval on the embedded world: six categories, GenEval's rules, judged by the world's scene parser.
 
 Prompts: ``tasks/geneval/{train,eval}.jsonl`` in GenEval's metadata format (classes = shapes), written by
-``python -m opd_bench.world.make_prompts``. Each image is parsed into detections
-(:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.tasks.geneval_rules.evaluate`.
+``opd-bench world prompts``. Each image is parsed into detections
+(:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.scoring.geneval_rules.evaluate`.
 
 - ``metrics``: ``score`` = GenEval's binary per-prompt correctness (0/1); ``credit`` = the partial credit
   below. Per-category accuracy: :func:`per_category` on the records' ``tag``.
@@ -16,10 +16,10 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ..scoring.geneval_rules import Verdict, evaluate
 from ..world import load_records, to_uint8
 from ..world.parser import parse
 from .base import PromptRecord, Task, register_task
-from .geneval_rules import Verdict, evaluate
 
 
 def judge(images: torch.Tensor, records: Sequence[PromptRecord]) -> List[Verdict]:

@@ -2,8 +2,8 @@
 
 Prompts: ``tasks/ocr/{train,eval}.jsonl`` (``prompt`` with the quoted string, ``text`` = the target).
 The image is read by RapidOCR (:func:`opd_bench.world.ocr.read_text`); the score is Flow-GRPO's OCR
-reward: spaces removed and case ignored, 1 if the target occurs in the reading, else
-``1 - min(edit_distance, len(target)) / len(target)`` (so in [0, 1]). ``reward`` = that score;
+reward (:func:`opd_bench.scoring.ocr_score.ocr_score`): spaces removed and case ignored, 1 if the target
+occurs in the reading, else ``1 - min(edit_distance, len(target)) / len(target)`` (so in [0, 1]). ``reward`` = that score;
 ``metrics`` = ``score`` (the same) and ``exact`` (reading == target after normalisation, 0/1).
 """
 from __future__ import annotations
@@ -12,34 +12,10 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ..scoring.ocr_score import ocr_exact, ocr_score
 from ..world import load_records, to_uint8
 from ..world.ocr import read_text
 from .base import PromptRecord, Task, register_task
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def _norm(s: str) -> str:
-    return "".join(s.split()).lower()
-
-
-def ocr_score(reading: str, target: str) -> float:
-    """Flow-GRPO's OCR reward of ``reading`` for ``target`` (see the module docstring)."""
-    r, t = _norm(reading), _norm(target)
-    if not t:
-        return float(not r)
-    if t in r:
-        return 1.0
-    return 1.0 - min(edit_distance(r, t), len(t)) / len(t)
 
 
 def _readings(images: torch.Tensor, records: Sequence[PromptRecord]) -> List[str]:
@@ -63,5 +39,5 @@ class OCRTask(Task):
         reads = _readings(images, records)
         return {"score": torch.tensor([ocr_score(r, rec["text"]) for r, rec in zip(reads, records)],
                                       dtype=torch.float32),
-                "exact": torch.tensor([float(_norm(r) == _norm(rec["text"])) for r, rec in zip(reads, records)],
+                "exact": torch.tensor([ocr_exact(r, rec["text"]) for r, rec in zip(reads, records)],
                                       dtype=torch.float32)}

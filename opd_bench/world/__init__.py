@@ -1,5 +1,7 @@
-"""The embedded world: procedural scenes (:mod:`.scenes`), their parser (:mod:`.parser`), OCR
-(:mod:`.ocr`), prompts and captions (:mod:`.prompts`). Helpers shared by the world tasks live here."""
+"""The embedded world at run time: procedural scenes (:mod:`.scenes`), their parser (:mod:`.parser`), OCR
+(:mod:`.ocr`), prompts and captions (:mod:`.prompts`), gold scorers (:mod:`.gold`) and learned reward models
+(:mod:`.reward_models`). Helpers shared by the world tasks live here. The one-off tools that build the
+world's released assets are in :mod:`.build` (``opd-bench world ...``)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -41,7 +43,7 @@ def load_records(task: str, split: str) -> List[Dict[str, Any]]:
         raise UserError(f"unknown split {split!r} (train or eval)")
     path = TASKS_DIR / task / f"{split}.jsonl"
     if not path.is_file():
-        raise UserError(f"missing prompt file {path} (run python -m opd_bench.world.make_prompts)")
+        raise UserError(f"missing prompt file {path} (run opd-bench world prompts)")
     import copy
 
     return copy.deepcopy(list(_load(str(path))))

@@ -9,15 +9,16 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..scoring.geneval_rules import RELATIONS, relative_position
+from ..scoring.records import PromptRecord
 from .scenes import (BACKGROUNDS, COLORS, SHAPES, Obj, Scene, place_objects, random_scene, random_text, render,
                      text_scene)
 
-Record = Dict[str, Any]
-RELATIONS = ("left of", "right of", "above", "below")   # = geneval_rules.RELATIONS
+Record = PromptRecord
 CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 #: GenEval's phrasing ("a photo of ...") is template 0, used for eval; the others only for training.
@@ -89,13 +90,6 @@ def _random_background(rng: np.random.Generator) -> str:
     return list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
 
 
-def _relative_position(*args):
-    # imported lazily: opd_bench.tasks may import this module while it initialises
-    from ..tasks.geneval_rules import relative_position
-
-    return relative_position(*args)
-
-
 def geneval_scene(record: Record, rng: np.random.Generator) -> Scene:
     """A scene that satisfies a GenEval record exactly: the included objects (with the asked colours,
     counts and relation; unspecified colours random) and nothing else."""
@@ -108,7 +102,7 @@ def geneval_scene(record: Record, rng: np.random.Generator) -> Scene:
     rels = [(gi, req["position"]) for gi, req in enumerate(record["include"]) if req.get("position")]
 
     def accept(objs: Sequence[Obj]) -> bool:
-        return all(rel in _relative_position(a.box(), b.box(), GEN_POSITION_THRESHOLD)
+        return all(rel in relative_position(a.box(), b.box(), GEN_POSITION_THRESHOLD)
                    for gi, (rel, target) in rels
                    for a, ga in zip(objs, owner) if ga == gi
                    for b, gb in zip(objs, owner) if gb == target)
@@ -176,7 +170,7 @@ def caption(scene: Scene, rng: np.random.Generator, text_quote: Optional[float] 
     parts = [_mention(rng, s, c) for s, c in groups.items() if len(groups) == 1 or rng.random() < 0.85]
     objs = scene.objects
     if len(objs) == 2 and len(parts) == 2 and objs[0].shape != objs[1].shape and rng.random() < 0.6:
-        rels = sorted(_relative_position(objs[1].box(), objs[0].box()))
+        rels = sorted(relative_position(objs[1].box(), objs[0].box()))
         if rels:   # phrase as "<second> <relation> <first>", like the position prompts
             a, b = _mention(rng, objs[1].shape, [objs[1].color]), _mention(rng, objs[0].shape, [objs[0].color])
             parts = [f"{a} {_pick(rng, rels)} {b}"]

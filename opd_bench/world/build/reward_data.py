@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Sequence
 import cv2
 import numpy as np
 
-from .gold import gold_aesthetic, gold_preference
-from .scenes import BACKGROUNDS, COLORS, SHAPES, Obj, Scene, place_objects, random_scene, render, text_box, text_scene
+from ..gold import gold_aesthetic, gold_preference
+from ..scenes import BACKGROUNDS, COLORS, SHAPES, Obj, Scene, place_objects, random_scene, render, text_box, text_scene
 
 Spec = Dict[str, Any]
 

@@ -1,10 +1,10 @@
 """Train the learned reward models of the embedded world against the hidden gold scorers.
 
-    python -m opd_bench.world.train_rewards --task aesthetic  --out checkpoints/reward_aesthetic
-    python -m opd_bench.world.train_rewards --task preference --out checkpoints/reward_preference
+    opd-bench world train-rewards --task aesthetic  --out checkpoints/reward_aesthetic
+    opd-bench world train-rewards --task preference --out checkpoints/reward_preference
 
 * aesthetic: MSE regression of the gold aesthetic score from images rendered for the task's *train* prompts
-  (and random world scenes) over a broad quality range (:mod:`opd_bench.world.reward_data`).
+  (and random world scenes) over a broad quality range (:mod:`opd_bench.world.build.reward_data`).
 * preference: Bradley-Terry on every pair of candidates of the same train prompt whose gold preference
   differs by more than ``PAIR_MARGIN`` (hard-pair weighted, ``hard_gamma``), plus a small CLIP contrastive
   term (best candidate vs prompt) that helps the text tower learn the vocabulary. The image tower starts
@@ -18,10 +18,7 @@ trained with different seeds are compared on the same images. Everything is dete
 """
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -30,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import checkpoint_digest
-from ..paths import RELEASED_DIR
+from ...checkpoint import checkpoint_digest
+from ...paths import RELEASED_DIR
 from .reward_data import aesthetic_dataset, comparison_pairs, preference_dataset
-from .reward_models import (AestheticModel, PreferenceModel, build_vocab, images_to_tensor, make_config,
+from ..reward_models import (AestheticModel, PreferenceModel, build_vocab, images_to_tensor, make_config,
                             model_class, n_params)
 from .taste_prompts import make_splits
 
@@ -291,32 +288,3 @@ def _relative(path) -> str:
         return str(p.relative_to(RELEASED_DIR.parent))
     except ValueError:
         return str(p)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--task", required=True, choices=sorted(FIT))
-    ap.add_argument("--out", type=Path, default=None, help="checkpoint folder (default checkpoints/reward_<task>)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=None)
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--init-visual", default=None,
-                    help="preference: aesthetic checkpoint initialising the image tower ('none' to train from scratch)")
-    args = ap.parse_args(argv)
-    out = args.out or Path("checkpoints") / f"reward_{args.task}"
-    overrides = {k: v for k, v in {"n_train": args.n_train, "batch": args.batch, "lr": args.lr}.items()
-                 if v is not None}
-    if args.init_visual is not None:
-        if args.task != "preference":
-            ap.error("--init-visual only applies to --task preference")
-        overrides["init_visual"] = None if args.init_visual.lower() == "none" else args.init_visual
-    command = "python -m opd_bench.world.train_rewards " + " ".join(shlex.quote(a) for a in argv)
-    metrics = train_reward_model(args.task, out, args.seed, args.steps, command=command, **overrides)
-    return 0 if metrics["meets_target"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,9 +19,9 @@ from typing import List
 
 import numpy as np
 
-from ..paths import TASKS_DIR
-from .prompts import CATEGORIES, GENEVAL_TEMPLATES, OCR_TEMPLATES, Record, geneval_metadata, geneval_record, ocr_record
-from .scenes import TEXT_ALPHABET
+from ...paths import TASKS_DIR
+from ..prompts import CATEGORIES, GENEVAL_TEMPLATES, OCR_TEMPLATES, Record, geneval_metadata, geneval_record, ocr_record
+from ..scenes import TEXT_ALPHABET
 
 N_COLOR_ATTR_EVAL = 120
 N_OCR_EVAL, N_OCR_TRAIN = 250, 2000
@@ -76,9 +76,9 @@ def sample_grid(path: Path, seed: int = 0, size: int = 32, cols: int = 8, zoom: 
     order), then an OCR row and a row of varied ("any") scenes."""
     from PIL import Image
 
-    from . import load_records
-    from .prompts import scene_for_record
-    from .scenes import random_scene, render
+    from .. import load_records
+    from ..prompts import scene_for_record
+    from ..scenes import random_scene, render
 
     rng = np.random.default_rng(seed)
     geneval, ocr = load_records("geneval", "eval"), load_records("ocr", "eval")

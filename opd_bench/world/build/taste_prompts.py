@@ -19,8 +19,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..paths import TASKS_DIR
-from .scenes import BACKGROUNDS, COLORS, SHAPES, random_text
+from ...paths import TASKS_DIR
+from ..scenes import BACKGROUNDS, COLORS, SHAPES, random_text
 
 NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four"}
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
@@ -130,7 +130,7 @@ def load_prompt_set(task: str, split: str) -> List[Dict[str, Any]]:
 
     path = split_path(task, split)
     if not path.is_file():
-        from ..errors import UserError  # noqa: PLC0415
+        from ...errors import UserError  # noqa: PLC0415
         raise UserError(f"prompt set missing: {path} (run python -m opd_bench.world.taste_prompts)")
     ds = load_dataset("json", data_files=str(path), split="train")
     return [{"prompt": r["prompt"], "spec": _clean_spec(r["spec"])} for r in ds]

@@ -12,19 +12,25 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..backbones.embedded import GLYPH_MODULES, EmbeddedBackbone
-from ..progress import progress_bar
+from ...backbones.embedded import DEFAULT_ARCH, GLYPH_MODULES, EmbeddedBackbone
+from ...config import build_section, read_config_file
+from ...errors import ConfigError
+from ...progress import progress_bar
+from ...validate import MAX_SEED
 
 
 @dataclass
 class PretrainConfig:
+    """One pretraining stage: a config of the typed config system (``opd_bench.config``: YAML files under
+    ``configs/``, e.g. ``configs/world/base_stage1.yaml``, plus dotted ``--set`` overrides), read by
+    ``opd-bench world pretrain --config ...``."""
     seed: int = 0
     steps: int = 3000
     batch_size: int = 64
@@ -36,9 +42,14 @@ class PretrainConfig:
     caption_dropout: float = 0.1
     n_pairs: int = 40_000
     resolution: int = 32
-    #: share of text-only scenes in the generated pairs (the rest: GenEval-style and varied scenes)
-    text_fraction: float = 0.15
-    arch: dict = field(default_factory=dict)
+    #: share of text-only scenes in the generated pairs (the rest: GenEval-style and varied scenes); None =
+    #: the data's own (world.prompts.TEXT_FRACTION = 0.15 for the mix, 1 for signs)
+    text_fraction: Optional[float] = None
+    #: model architecture entries (opd_bench.backbones.embedded.DEFAULT_ARCH keys). With ``init`` only
+    #: ``spell_quoted`` (tokenise quoted text character by character) and the glyph modules (``glyph_slots``,
+    #: ``glyph_pooled``, ``glyph_canvas``: character slots, 0 = none; added to a model that has none) apply.
+    #: Entries a config does not give keep these defaults.
+    arch: Dict[str, Any] = field(default_factory=lambda: {"spell_quoted": True})
     #: continue from this embedded checkpoint (its weights; fresh optimizer and schedule), "" = from scratch.
     init: str = ""
     #: probability that a caption quotes its scene's text; None = the released base's web-like mix (57%)
@@ -52,6 +63,51 @@ class PretrainConfig:
 
 #: learning-rate schedules after the warmup (PretrainConfig.schedule)
 SCHEDULES = ("cosine", "constant")
+#: most character slots of a glyph module
+MAX_GLYPH_SLOTS = 16
+#: (lowest, highest) of each bounded number of a PretrainConfig (None = unbounded on that side)
+_RANGES = {"seed": (0, MAX_SEED), "steps": (1, 10**8), "batch_size": (1, 65536), "n_pairs": (1, 10**8),
+           "lr": (0, None), "weight_decay": (0, None), "warmup": (0, 10**8), "grad_clip": (0, None),
+           "ema_decay": (0, 1), "caption_dropout": (0, 1), "resolution": (1, 1024), "text_fraction": (0, 1),
+           "text_quote": (0, 1)}
+
+
+def check_pretrain_config(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` with ``text_fraction`` resolved for its data; ConfigError naming the key of a bad value."""
+    from ..prompts import PRETRAINING_DATA, TEXT_FRACTION
+
+    for key, (lo, hi) in _RANGES.items():
+        v = getattr(cfg, key)
+        if v is not None and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            raise ConfigError(f"{key}: must be in [{lo}, {'inf' if hi is None else hi}] (got {v!r})")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"schedule: {cfg.schedule!r} is not {' or '.join(SCHEDULES)}")
+    if cfg.data not in PRETRAINING_DATA:
+        raise ConfigError(f"data: {cfg.data!r} is not {' or '.join(PRETRAINING_DATA)}")
+    if cfg.data == "signs" and cfg.text_fraction not in (None, 1.0):
+        raise ConfigError("text_fraction: data signs is text only, so text_fraction must be 1 (or left out)")
+    unknown = sorted(set(cfg.arch) - set(DEFAULT_ARCH))
+    if unknown:
+        raise ConfigError(f"arch.{unknown[0]}: unknown key (valid: {', '.join(sorted(DEFAULT_ARCH))})")
+    if not isinstance(cfg.arch.get("spell_quoted", False), bool):
+        raise ConfigError(f"arch.spell_quoted: expected true or false, got {cfg.arch['spell_quoted']!r}")
+    for key in GLYPH_MODULES:
+        v = cfg.arch.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_GLYPH_SLOTS:
+            raise ConfigError(f"arch.{key}: expected an integer in [0, {MAX_GLYPH_SLOTS}], got {v!r}")
+    if cfg.text_fraction is None:
+        cfg = replace(cfg, text_fraction=1.0 if cfg.data == "signs" else TEXT_FRACTION)
+    return cfg
+
+
+def load_pretrain_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """A checked :class:`PretrainConfig` from a config file (path or name under ``configs/``; None = the
+    defaults) plus dotted ``KEY=VALUE`` overrides (``steps=500``, ``arch.glyph_canvas=3``)."""
+    data = read_config_file(path)
+    if not isinstance(data.get("arch", {}), dict):
+        raise ConfigError(f"arch: expected a mapping, got {data['arch']!r}")
+    data["arch"] = {**PretrainConfig().arch, **data.get("arch", {})}
+    return check_pretrain_config(build_section(PretrainConfig, data, list(overrides)))
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -99,11 +155,10 @@ def pretrain(
     ``device``: where to train (the saved checkpoint is the same format). ``on_step(steps_done, model, ema)``
     is called after every optimizer step with the live model and the EMA state dict; returning True stops
     training early (the EMA weights so far are saved). Research scripts use it to sample at milestones."""
-    from .prompts import PRETRAINING_DATA
+    from ..prompts import PRETRAINING_DATA
 
+    cfg = check_pretrain_config(cfg)
     if pairs is None:
-        if cfg.data not in PRETRAINING_DATA:
-            raise ValueError(f"unknown pretraining data {cfg.data!r} ({' or '.join(PRETRAINING_DATA)})")
         pairs = PRETRAINING_DATA[cfg.data]
     torch.manual_seed(cfg.seed)
     t0 = time.time()
