@@ -415,7 +415,7 @@ def run_config(camp: Campaign, group: Group, seed: int):
     the group's overrides < method, tasks, seed and budget (as ``opd-bench run`` layers them)."""
     from dataclasses import replace
 
-    from .cli import parse_budget
+    from .config import parse_budget
     from .config import load_config
     from .session import resolve_tasks
 

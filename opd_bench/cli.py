@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from . import validate
-from .config import BudgetConfig
+from .config import BudgetConfig, parse_budget  # noqa: F401  (parse_budget: the --budget option)
 from .errors import RunStopped, UserError
 from .ledger import UNITS
 from .methods import check_method, method_names
@@ -57,24 +57,6 @@ def parse_methods(spec: str) -> List[str]:
     if not items:
         raise UserError("--method: give one of " + ", ".join(method_names()))
     return list(dict.fromkeys(check_method(m) for m in items))
-
-
-def parse_budget(spec: Optional[str]) -> Optional[BudgetConfig]:
-    """``VALUE[:UNIT]`` -> the typed budget; unit defaults to images."""
-    if spec is None:
-        return None
-    value, _, unit = spec.partition(":")
-    unit = unit or "images"
-    try:
-        v = float(value)
-    except ValueError:
-        raise UserError(f"--budget: {value!r} is not a number (expected VALUE:UNIT, e.g. 20000:images)") from None
-    if unit not in UNITS:
-        raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(UNITS)})")
-    if not v > 0:
-        raise UserError(f"--budget: must be positive (got {value})")
-    validate.budget(v, unit)
-    return BudgetConfig(v, unit)
 
 
 # ----------------------------------------------------------------------------------------------- run config

@@ -570,5 +570,25 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     return build_config(data, overrides)
 
 
+def parse_budget(spec: Optional[str]) -> Optional[BudgetConfig]:
+    """``VALUE[:UNIT]`` -> the typed budget; unit defaults to images."""
+    if spec is None:
+        return None
+    value, _, unit = spec.partition(":")
+    unit = unit or "images"
+    try:
+        v = float(value)
+    except ValueError:
+        raise UserError(f"--budget: {value!r} is not a number (expected VALUE:UNIT, e.g. 20000:images)") from None
+    if unit not in UNITS:
+        raise UserError(f"--budget: unknown unit {unit!r} (choose from {', '.join(UNITS)})")
+    if not v > 0:
+        raise UserError(f"--budget: must be positive (got {value})")
+    from .validate import budget as check_budget
+
+    check_budget(v, unit)
+    return BudgetConfig(v, unit)
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -135,7 +135,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     sweep.json``. ``run(cfg, run_dir, resume) -> summary`` defaults to the one runner (train.run_one); finished
     trials are reused and interrupted ones resumed when the command is rerun. ``recipe_name`` (default: the
     method) names the recipe file and the runs folder, e.g. ``mt-nft`` for multi-reward with the NFT objective."""
-    from .cli import parse_budget
+    from .config import parse_budget
     from .tasks import parse_tasks
     from .train import run_one, world_of
 
