@@ -194,6 +194,10 @@ class TrainConfig:
     #: in a random order, then a uniform prompt within each), matching an eval that averages category means.
     #: Tasks without categories draw uniformly either way.
     prompt_sampling: Literal["uniform", "balanced"] = "uniform"
+    #: rows per forward/backward in the training losses (gradient accumulation, opd_bench/microbatch.py): a step's
+    #: batch is cut into micro-batches of at most this many rows, each weighted by its share, so the optimizer
+    #: step is the whole batch's; only one micro-batch's activations are alive. 0 = the whole batch at once.
+    micro_batch: int = 0
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1
@@ -271,7 +275,7 @@ _POSITIVE = {
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
     "opd.clip_range", "nft.kl_beta", "nft.guidance", "nft.noise_level", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
-    "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha",
+    "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha", "train.micro_batch",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
 #: sane maxima (a larger value is a typo that would allocate petabytes or never finish)

@@ -38,6 +38,7 @@ from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_r
 from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
+from .microbatch import micro_batches
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import configure_tasks, get_task
@@ -272,6 +273,11 @@ class RunContext:
             else:
                 self._teachers[task] = load_backbone(path, self.device).eval().requires_grad_(False)
         return self._teachers[task]
+
+    def micro_batches(self, n: int, *items):
+        """``train.micro_batch``: (weight, *items' rows) per micro-batch of a batch of ``n`` rows, for gradient
+        accumulation (``opd_bench.microbatch``); one part, the items themselves with weight 1.0, by default."""
+        return micro_batches(n, self.cfg.train.micro_batch, *items)
 
     # ---- optimisation -------------------------------------------------------------------------------------
     def _make_optimizer(self):
