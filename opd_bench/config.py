@@ -41,6 +41,9 @@ class ModelConfig:
     #: real backend: T5 token budget and whether to load text encoder 3 (T5) at all.
     max_sequence_length: int = 256
     load_t5: bool = True
+    #: recompute the denoiser blocks' activations in the backward instead of keeping them (diffusers'
+    #: enable_gradient_checkpointing, both backbones): same gradients, much less activation memory, ~1 more forward.
+    gradient_checkpointing: bool = False
 
 
 @dataclass

@@ -126,6 +126,8 @@ class RunContext:
         self.device = device
         self.round = 0
         self.phase = "train"
+        if cfg.model.gradient_checkpointing:
+            student.set_gradient_checkpointing(True)
         self.params = [p for p in student.trainable_parameters()]
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None

@@ -98,3 +98,26 @@ def test_micro_batches_give_the_same_update_embedded(embedded, method, micro, ex
 @pytest.mark.parametrize("method, micro, extra", [("grpo", 2, []), ("opd", 1, []), ("nft", 4, [])])
 def test_micro_batches_give_the_same_update_sd3(sd3, method, micro, extra):
     assert_same_update(sd3, method, micro, extra)
+
+
+@pytest.mark.parametrize("backbone, method", [("embedded", "grpo"), ("embedded", "opd"), ("sd3", "grpo"), ("sd3", "opd")])
+def test_gradient_checkpointing_gives_the_same_gradients(request, monkeypatch, backbone, method):
+    """model.gradient_checkpointing recomputes the blocks in the backward (diffusers' checkpointing is called)
+    and yields the same gradients and update."""
+    model_args = request.getfixturevalue(backbone)
+    plain = one_step(model_args, method, 0)
+    calls = []
+    checkpoint = torch.utils.checkpoint.checkpoint
+
+    def counting(*a, **k):
+        calls.append(1)
+        return checkpoint(*a, **k)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting)
+    ckpt = one_step(model_args, method, 0, ["model.gradient_checkpointing=true"])
+    assert calls, "the transformer blocks were not checkpointed"
+    for a, b in zip(plain[0], ckpt[0]):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-7)
+    for x, y in zip(plain[1], ckpt[1]):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-6)

@@ -112,6 +112,13 @@ class Backbone(nn.Module, ABC):
         """Denoiser forward passes (per sample) one guided velocity costs: 2 with CFG, 1 without."""
         return 1 if guidance == 1.0 else 2
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """``model.gradient_checkpointing``: the denoiser (a diffusers SD3 transformer on both backbones) keeps only
+        each block's inputs and recomputes its activations in the backward (diffusers' non-reentrant
+        ``enable_gradient_checkpointing``): the same gradients for about one more forward of compute."""
+        t = self.transformer
+        t.enable_gradient_checkpointing() if enabled else t.disable_gradient_checkpointing()
+
     @abstractmethod
     def flops_per_forward(self) -> float:
         """Analytic FLOPs of one unguided denoiser forward for ONE sample (for the budget ledger)."""
