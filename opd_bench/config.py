@@ -44,6 +44,10 @@ class ModelConfig:
     #: recompute the denoiser blocks' activations in the backward instead of keeping them (diffusers'
     #: enable_gradient_checkpointing, both backbones): same gradients, much less activation memory, ~1 more forward.
     gradient_checkpointing: bool = False
+    #: prompt encodings cached on the model's device (LRU; 0 = unbounded, the original behaviour) and, for those
+    #: evicted from it, in host memory (LRU; 0 = none: re-encoded when needed). opd_bench/prompt_cache.py.
+    prompt_cache_size: int = 0
+    prompt_cache_cpu_size: int = 0
 
 
 @dataclass
@@ -230,6 +234,14 @@ class EvalConfig:
 
 
 @dataclass
+class RewardsConfig:
+    #: where the real reward models (PickScore, HPSv2, CLIPScore, LAION aesthetic, GenEval's detector) run:
+    #: ``cpu`` (the default) or an accelerator, e.g. ``cuda`` next to the student. The embedded world's rewards
+    #: score on the images' own device either way.
+    device: str = "cpu"
+
+
+@dataclass
 class RealTaskConfig:
     """Local paths of a real-world task (``opd_bench/tasks/real.py``): reward weights and prompt files."""
 
@@ -264,6 +276,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
     #: real-world tasks' local weights and prompt files, by task name.
     real_tasks: Dict[str, RealTaskConfig] = field(default_factory=dict)
 
@@ -279,6 +292,7 @@ _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
     "opd.clip_range", "nft.kl_beta", "nft.guidance", "nft.noise_level", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
     "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha", "train.micro_batch",
+    "model.prompt_cache_size", "model.prompt_cache_cpu_size",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
 #: sane maxima (a larger value is a typo that would allocate petabytes or never finish)

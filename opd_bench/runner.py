@@ -18,7 +18,7 @@ import os
 import time
 import zlib
 from functools import cached_property
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -41,7 +41,7 @@ from .losses import grpo_advantages
 from .microbatch import micro_batches
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
-from .tasks import configure_tasks, get_task
+from .tasks import configure_run_tasks, get_task
 
 STATE = "state"
 FINAL = "final"
@@ -128,6 +128,8 @@ class RunContext:
         self.phase = "train"
         if cfg.model.gradient_checkpointing:
             student.set_gradient_checkpointing(True)
+        if cfg.model.prompt_cache_size:
+            student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
         self.params = [p for p in student.trainable_parameters()]
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None
@@ -536,6 +538,7 @@ class Runner:
         gradient, reward or weight, or a failed write (full / read-only disk), stops the run with
         :class:`RunStopped` (exit 3): the last good state stays in ``state/``, resumable."""
         validate.device_available(self.cfg.device)
+        validate.device_available(self.cfg.rewards.device, "rewards.device")
         if not Dist().is_main:
             return self._run(resume)
         with runlock.own(self.dir.path):
@@ -562,7 +565,7 @@ class Runner:
 
     def _run(self, resume: bool) -> dict:
         cfg = self.cfg
-        configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
+        configure_run_tasks(cfg)
         dist = Dist()
         main = dist.is_main
         if self.log_tensorboard and main:
