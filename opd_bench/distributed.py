@@ -57,12 +57,11 @@ class Dist:
         return gather(t.contiguous())
 
     def mean_(self, tensors: List[torch.Tensor]) -> None:
-        """In-place average across ranks (used for gradients)."""
+        """In-place average across ranks (used for gradients): one all-reduce per bucket of ~25 MiB
+        (:func:`bucketed_mean_`), not one per tensor."""
         if not self.enabled:
             return
-        for t in tensors:
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-            t.div_(self.world_size)
+        bucketed_mean_(tensors, self.world_size)
 
     def mean_scalars(self, d: dict) -> dict:
         if not self.enabled or not d:
@@ -75,3 +74,37 @@ class Dist:
     def barrier(self) -> None:
         if self.enabled:
             self._state.wait_for_everyone()
+
+
+#: DDP's default bucket size (torch.nn.parallel.DistributedDataParallel bucket_cap_mb=25)
+BUCKET_BYTES = 25 * 2**20
+
+
+def buckets(tensors: List[torch.Tensor], cap_bytes: int = BUCKET_BYTES) -> List[List[torch.Tensor]]:
+    """Consecutive groups of tensors of one dtype and device, each at most ``cap_bytes`` (or a single larger
+    tensor): the units of one all-reduce each."""
+    out: List[List[torch.Tensor]] = []
+    size = 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        if not out or size + nbytes > cap_bytes or (t.dtype, t.device) != (out[-1][0].dtype, out[-1][0].device):
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += nbytes
+    return out
+
+
+def bucketed_mean_(tensors: List[torch.Tensor], world_size: int, cap_bytes: int = BUCKET_BYTES) -> None:
+    """Average ``tensors`` in place over the process group, bucket by bucket: each bucket is flattened into one
+    buffer, summed by one all-reduce, divided and copied back. With gradient accumulation (several backward
+    passes per optimizer step: trained steps, micro-batches, tasks) this one reduction at the step moves the
+    same bytes in the same number of collectives as DDP's reducer, which could overlap only the last backward."""
+    for group in buckets(tensors, cap_bytes):
+        flat = torch.cat([t.reshape(-1) for t in group])
+        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+        flat.div_(world_size)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
