@@ -56,6 +56,21 @@ class Dist:
 
         return gather(t.contiguous())
 
+    def split(self, n: int) -> slice:
+        """This rank's contiguous part of ``n`` items split as evenly as possible (evaluation: any ``n``; rank 0
+        holds the first items)."""
+        k, r = divmod(n, self.world_size)
+        start = self.rank * k + min(self.rank, r)
+        return slice(start, start + k + (self.rank < r))
+
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's rows of ``t`` (any number per rank, rank order) on every rank."""
+        if not self.enabled:
+            return t
+        from accelerate.utils import gather_object
+
+        return torch.cat([x for x in gather_object([t.cpu()])])
+
     def mean_(self, tensors: List[torch.Tensor]) -> None:
         """In-place average across ranks (used for gradients): one all-reduce per bucket of ~25 MiB
         (:func:`bucketed_mean_`), not one per tensor."""

@@ -400,21 +400,23 @@ class Runner:
 
     # ---- evaluation ---------------------------------------------------------------------------------------
     def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
-        """Evaluate on the main process (others wait); returns the eval-history row (None off the main rank)."""
-        row = self._run_eval(ctx, label) if ctx.dist.is_main else None
+        """Evaluate, each process on its part of the prompts (gathered: every rank gets the whole result); the main
+        process writes the eval-history row. Returns the row (None off the main rank)."""
+        row = self._run_eval(ctx, label)
         ctx.dist.barrier()
-        return row
+        return row if ctx.dist.is_main else None
 
     def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
             res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg),
                            show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
-                           keep_images=self.log_tensorboard)
+                           keep_images=self.log_tensorboard, dist=ctx.dist)
         samples = res.pop("_images", {})
         n = sum(t["n"] for t in res["tasks"].values())
-        ctx.ledger.images("eval", n)
-        ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
+        with ctx.ledger.unscaled():   # n is the gathered, global count
+            ctx.ledger.images("eval", n)
+            ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
         ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
         row = {
             "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
@@ -424,6 +426,8 @@ class Runner:
             "metrics": {k: v["metrics"] for k, v in res["tasks"].items()},
             "categories": {k: {c: x["mean"] for c, x in v.get("categories", {}).items()} for k, v in res["tasks"].items()},
         }
+        if not ctx.dist.is_main:
+            return row
         self.dir.append_jsonl("eval_history.jsonl", row)
         self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
         if self.log_tensorboard and samples:
