@@ -158,6 +158,10 @@ class OPDConfig:
     task_reduction: Literal["sum", "mean"] = "sum"
     #: per-task teacher CFG scales (method.md section 4: the GenEval teacher uses 1.0); missing -> sampler.guidance.
     teacher_guidance: Dict[str, float] = field(default_factory=dict)
+    #: compute a task's teacher transitions at all trained steps in ONE batched no-grad forward after the rollout
+    #: (runner.teacher_transitions) instead of one per step: fewer, larger kernels on a GPU; the same means up to
+    #: float rounding (so off by default: the default path stays bit-identical).
+    batched_teacher: bool = False
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
 

@@ -24,10 +24,14 @@ def micro_indices(n: int, micro: int) -> List[Optional[torch.Tensor]]:
 
 
 def take(item, idx: Optional[torch.Tensor]):
-    """Rows ``idx`` of ``item``: a Batch / Condition (``.index``), a per-row tensor, or anything else (a scalar,
-    None: shared by every row) unchanged."""
+    """Rows ``idx`` of ``item``: a Batch / Condition (``.index``), a per-row tensor, a tuple of them (a
+    Transition; its size-1 parts broadcast and stay), or anything else (a scalar, None: shared by every row)
+    unchanged."""
     if idx is None:
         return item
+    if isinstance(item, tuple):   # a Transition (mean, std): its per-row parts
+        return type(item)(*(take(x, idx) if torch.is_tensor(x) and x.dim() > 0 and x.shape[0] > 1 else x
+                            for x in item))
     if hasattr(item, "index") and not torch.is_tensor(item):
         return item.index(idx)
     if torch.is_tensor(item) and item.dim() > 0:

@@ -121,3 +121,38 @@ def test_gradient_checkpointing_gives_the_same_gradients(request, monkeypatch, b
             torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-7)
     for x, y in zip(plain[1], ckpt[1]):
         torch.testing.assert_close(y, x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone, extra", [("embedded", []), ("embedded", ["opd.sampler=sde", "train.micro_batch=3"]),
+                                             ("sd3", [])])
+def test_batched_teacher_gives_the_same_update_in_one_forward(request, backbone, extra):
+    """opd.batched_teacher: the teacher means of all trained steps from one batched forward give the per-step
+    update (float64, to 1e-6) and the same ledger."""
+    model_args = request.getfixturevalue(backbone)
+    torch.set_default_dtype(torch.float64)
+    try:
+        g1, w1, _, l1 = one_step(model_args, "opd", 0, extra)
+        gb, wb, _, lb = one_step(model_args, "opd", 0, extra + ["opd.batched_teacher=true"])
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for a, b in zip(g1, gb):
+        scale = max(float(t.abs().max()) for t in a)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=0, atol=1e-6 * scale)
+    for x, y in zip(w1, wb):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-6)
+    assert l1 == lb
+
+
+def test_batched_teacher_is_one_forward_per_task(embedded):
+    cfg = build_config({}, ["method=opd", "tasks=brightness", "sampler.steps=4", "train.prompts_per_step=2",
+                            "opd.batched_teacher=true", *embedded])
+    student = load_backbone(cfg.model.checkpoint)
+    ctx = RunContext(cfg, ["brightness"], student, Ledger(student.flops_per_forward()))
+    m = METHODS["opd"]()
+    m.setup(ctx)
+    teacher, rows = ctx.teacher("brightness"), []
+    real = teacher.denoise
+    teacher.denoise = lambda x, *a, **k: (rows.append(x.shape[0]), real(x, *a, **k))[1]
+    m.train_step(ctx)
+    assert rows == [2 * 3 * 2]   # one forward: 3 trained steps x 2 prompts x 2 CFG halves

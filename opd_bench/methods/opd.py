@@ -33,10 +33,11 @@ class DiffusionOPD(Method):
             ctx.teacher(task)  # fail early (one clear line) if a teacher is missing
 
     @staticmethod
-    def step_loss(ctx, task: str, batch, j: int, a: float):
-        """The per-sample loss at trained step j on (a micro-batch of) the student's rollout."""
+    def step_loss(ctx, task: str, batch, j: int, a: float, teacher=None):
+        """The per-sample loss at trained step j on (a micro-batch of) the student's rollout; ``teacher``: the
+        teacher's transition there when already computed (opd.batched_teacher)."""
         o, s = ctx.cfg.opd, ctx.cfg.sampler
-        teacher = ctx.teacher_transition(task, batch, j)
+        teacher = ctx.teacher_transition(task, batch, j) if teacher is None else teacher
         student = ctx.student_transition(batch, j)
         if o.objective == "closed_form":
             # opd.sde_denominator: ||mu_S - mu_T||^2 / (2 s^2) with s = sigma sqrt|dt| (paper) or sigma (code)
@@ -57,9 +58,10 @@ class DiffusionOPD(Method):
         steps = ctx.trained_steps()
         fw = ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance)
         sums: Dict[str, object] = {}
+        teachers = ctx.teacher_transitions(task, batch, steps) if o.batched_teacher else {}
         for j in steps:
-            for w, mic in ctx.micro_batches(batch.size, batch):   # train.micro_batch
-                loss = self.step_loss(ctx, task, mic, j, a).mean()
+            for w, mic, tr in ctx.micro_batches(batch.size, batch, teachers.get(j)):   # train.micro_batch
+                loss = self.step_loss(ctx, task, mic, j, a, tr).mean()
                 step_loss = weighted(loss, w) / len(steps)
                 ctx.backward(step_loss if weight == 1.0 else step_loss * weight, mic.size, fw)
                 accumulate(sums, "loss", loss, w / len(steps))
