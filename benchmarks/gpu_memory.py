@@ -192,7 +192,8 @@ def main(argv=None) -> Dict:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.method or sorted(RECIPES):
-            for name, over in variants.items():
+            extra = {f"micro_batch={micro} + batched teacher": [f"train.micro_batch={micro}", "opd.batched_teacher=true"]}
+            for name, over in {**variants, **(extra if method == "opd" else {})}.items():
                 r = measure(method, base + over + args.set, args.tiny, device, dtype, resolution, Path(tmp))
                 results["rows"].append({"recipe": RECIPES[method], "variant": name, **r})
                 peak = "n/a (CPU)" if r["peak_gib"] != r["peak_gib"] else f"{r['peak_gib']:.1f}"
