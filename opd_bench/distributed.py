@@ -3,8 +3,9 @@
 Every rank draws the SAME global prompt list and the same global noise for a step and keeps its contiguous
 shard, so a run on W processes computes exactly what one process computes on the global batch: groups stay
 on one rank, advantage statistics are formed over the gathered global rewards, gradients are averaged across
-ranks before clipping (equal shards, so the average is the global mean), and the ledger counts global work.
-Evaluation, logging and checkpoints happen on the main process.
+ranks before clipping (equal shards, so the average is the global mean; one bucketed all-reduce per
+optimizer step), and the ledger counts global work. Evaluation is sharded over the ranks and gathered
+(``Dist.split`` / ``Dist.gather_rows``); logging and checkpoints happen on the main process.
 
 Launch with ``accelerate launch --num_processes N -m opd_bench.cli run ...`` (``--cpu`` for gloo on CPU).
 """
