@@ -215,7 +215,7 @@ def main(argv=None) -> Dict[str, dict]:
 
     model = build_backbone(tiny, device, dtype, resolution, args.rank)
     if args.grad_checkpointing:
-        model.transformer.enable_gradient_checkpointing()
+        model.set_gradient_checkpointing(True)
     add_teacher(model)
     cond = random_condition(model, batch, device, dtype)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=3e-4, weight_decay=1e-4)

@@ -47,6 +47,13 @@ class ModelConfig:
     #: real backend: T5 token budget and whether to load text encoder 3 (T5) at all.
     max_sequence_length: int = 256
     load_t5: bool = True
+    #: recompute the denoiser blocks' activations in the backward instead of keeping them (diffusers'
+    #: enable_gradient_checkpointing, both backbones): same gradients, much less activation memory, ~1 more forward.
+    gradient_checkpointing: bool = False
+    #: prompt encodings cached on the model's device (LRU; 0 = unbounded, the original behaviour) and, for those
+    #: evicted from it, in host memory (LRU; 0 = none: re-encoded when needed). opd_bench/prompt_cache.py.
+    prompt_cache_size: int = 0
+    prompt_cache_cpu_size: int = 0
 
 
 @dataclass
@@ -158,6 +165,10 @@ class OPDConfig:
     task_reduction: Literal["sum", "mean"] = "sum"
     #: per-task teacher CFG scales (method.md section 4: the GenEval teacher uses 1.0); missing -> sampler.guidance.
     teacher_guidance: Dict[str, float] = field(default_factory=dict)
+    #: compute a task's teacher transitions at all trained steps in ONE batched no-grad forward after the rollout
+    #: (runner.teacher_transitions) instead of one per step: fewer, larger kernels on a GPU; the same means up to
+    #: float rounding (so off by default: the default path stays bit-identical).
+    batched_teacher: bool = False
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
 
@@ -201,6 +212,10 @@ class TrainConfig:
     #: in a random order, then a uniform prompt within each), matching an eval that averages category means.
     #: Tasks without categories draw uniformly either way.
     prompt_sampling: Literal["uniform", "balanced"] = "uniform"
+    #: rows per forward/backward in the training losses (gradient accumulation, opd_bench/microbatch.py): a step's
+    #: batch is cut into micro-batches of at most this many rows, each weighted by its share, so the optimizer
+    #: step is the whole batch's; only one micro-batch's activations are alive. 0 = the whole batch at once.
+    micro_batch: int = 0
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1
@@ -227,6 +242,14 @@ class EvalConfig:
     seed: int = 1234
     batch_size: int = 64
     bootstrap: int = 1000
+
+
+@dataclass
+class RewardsConfig:
+    #: where the real reward models (PickScore, HPSv2, CLIPScore, LAION aesthetic, GenEval's detector) run:
+    #: ``cpu`` (the default) or an accelerator, e.g. ``cuda`` next to the student. The embedded world's rewards
+    #: score on the images' own device either way.
+    device: str = "cpu"
 
 
 @dataclass
@@ -265,6 +288,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
     #: real-world tasks' local weights and prompt files, by task name.
     real_tasks: Dict[str, RealTaskConfig] = field(default_factory=dict)
 
@@ -279,7 +303,8 @@ _POSITIVE = {
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
     "opd.clip_range", "nft.kl_beta", "nft.guidance", "nft.noise_level", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
-    "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha",
+    "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha", "train.micro_batch",
+    "model.prompt_cache_size", "model.prompt_cache_cpu_size",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
 #: sane maxima (a larger value is a typo that would allocate petabytes or never finish)

@@ -3,8 +3,9 @@
 Every rank draws the SAME global prompt list and the same global noise for a step and keeps its contiguous
 shard, so a run on W processes computes exactly what one process computes on the global batch: groups stay
 on one rank, advantage statistics are formed over the gathered global rewards, gradients are averaged across
-ranks before clipping (equal shards, so the average is the global mean), and the ledger counts global work.
-Evaluation, logging and checkpoints happen on the main process.
+ranks before clipping (equal shards, so the average is the global mean; one bucketed all-reduce per
+optimizer step), and the ledger counts global work. Evaluation is sharded over the ranks and gathered
+(``Dist.split`` / ``Dist.gather_rows``); logging and checkpoints happen on the main process.
 
 Launch with ``accelerate launch --num_processes N -m opd_bench.cli run ...`` (``--cpu`` for gloo on CPU).
 """
@@ -56,13 +57,27 @@ class Dist:
 
         return gather(t.contiguous())
 
+    def split(self, n: int) -> slice:
+        """This rank's contiguous part of ``n`` items split as evenly as possible (evaluation: any ``n``; rank 0
+        holds the first items)."""
+        k, r = divmod(n, self.world_size)
+        start = self.rank * k + min(self.rank, r)
+        return slice(start, start + k + (self.rank < r))
+
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's rows of ``t`` (any number per rank, rank order) on every rank."""
+        if not self.enabled:
+            return t
+        from accelerate.utils import gather_object
+
+        return torch.cat([x for x in gather_object([t.cpu()])])
+
     def mean_(self, tensors: List[torch.Tensor]) -> None:
-        """In-place average across ranks (used for gradients)."""
+        """In-place average across ranks (used for gradients): one all-reduce per bucket of ~25 MiB
+        (:func:`bucketed_mean_`), not one per tensor."""
         if not self.enabled:
             return
-        for t in tensors:
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-            t.div_(self.world_size)
+        bucketed_mean_(tensors, self.world_size)
 
     def mean_scalars(self, d: dict) -> dict:
         if not self.enabled or not d:
@@ -75,3 +90,37 @@ class Dist:
     def barrier(self) -> None:
         if self.enabled:
             self._state.wait_for_everyone()
+
+
+#: DDP's default bucket size (torch.nn.parallel.DistributedDataParallel bucket_cap_mb=25)
+BUCKET_BYTES = 25 * 2**20
+
+
+def buckets(tensors: List[torch.Tensor], cap_bytes: int = BUCKET_BYTES) -> List[List[torch.Tensor]]:
+    """Consecutive groups of tensors of one dtype and device, each at most ``cap_bytes`` (or a single larger
+    tensor): the units of one all-reduce each."""
+    out: List[List[torch.Tensor]] = []
+    size = 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        if not out or size + nbytes > cap_bytes or (t.dtype, t.device) != (out[-1][0].dtype, out[-1][0].device):
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += nbytes
+    return out
+
+
+def bucketed_mean_(tensors: List[torch.Tensor], world_size: int, cap_bytes: int = BUCKET_BYTES) -> None:
+    """Average ``tensors`` in place over the process group, bucket by bucket: each bucket is flattened into one
+    buffer, summed by one all-reduce, divided and copied back. With gradient accumulation (several backward
+    passes per optimizer step: trained steps, micro-batches, tasks) this one reduction at the step moves the
+    same bytes in the same number of collectives as DDP's reducer, which could overlap only the last backward."""
+    for group in buckets(tensors, cap_bytes):
+        flat = torch.cat([t.reshape(-1) for t in group])
+        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+        flat.div_(world_size)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()

@@ -106,10 +106,13 @@ def evaluate(
     keep_images: bool = False,
     checkpoint: Optional[dict] = None,
     label: Optional[str] = None,
+    dist=None,
 ) -> dict:
     """Evaluate ``model`` on every task; returns (and optionally writes) the results dict.
     ``checkpoint`` (e.g. name and sha256) is recorded in it as provenance; ``label`` names the model in the
-    progress lines (default: the checkpoint's name)."""
+    progress lines (default: the checkpoint's name). ``dist`` (``opd_bench.distributed.Dist``): every rank samples
+    and scores its contiguous part of each task's prompts and the per-sample metrics are gathered, so every
+    rank returns the single-process result (each sample's noise depends only on its prompt's index)."""
     label = label or (checkpoint or {}).get("name") or "model"
     results = {"protocol": protocol.to_dict(), "tasks": {}, "timing": {}}
     if checkpoint:
@@ -125,7 +128,11 @@ def evaluate(
             head = f"eval {label} · {name} ({k + 1}/{len(tasks)})"
             job = bar.add_task(f"{head}: sampling", total=len(records))
             t0 = time.time()
-            noises = torch.stack([prompt_noise(protocol.seed, name, i, model.latent_shape) for i in range(len(records))])
+            sharded = dist is not None and dist.enabled and len(records) >= dist.world_size
+            part = dist.split(len(records)) if sharded else slice(None)
+            all_records, records = records, records[part]
+            noises = torch.stack([prompt_noise(protocol.seed, name, i, model.latent_shape)
+                                  for i in range(len(all_records))[part]])
             images = generate(model, [r["prompt"] for r in records], noises, protocol,
                               on_batch=lambda n: bar.update(job, advance=n))
             bar.remove_task(job)
@@ -138,7 +145,9 @@ def evaluate(
                     metrics.setdefault(key, []).append(torch.as_tensor(v).float().cpu())
                 bar.update(job, advance=len(records[s : s + protocol.batch_size]))
             bar.remove_task(job)
-            per_sample = {key: torch.cat(v).numpy() for key, v in metrics.items()}
+            gather = dist.gather_rows if sharded else (lambda t: t)
+            per_sample = {key: gather(torch.cat(v)).numpy() for key, v in metrics.items()}
+            records = all_records
             t2 = time.time()
             summary = summarize_task(task, records, per_sample, protocol.bootstrap, protocol.seed)
             summary["per_prompt"] = [

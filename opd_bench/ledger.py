@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict
 
@@ -36,6 +37,15 @@ class Ledger:
         if phase not in self.phases:
             raise ValueError(f"unknown phase {phase!r}")
         self.phases[phase][key] += amount
+
+    @contextmanager
+    def unscaled(self):
+        """Counts inside are global already (a gathered evaluation): not multiplied by the number of processes."""
+        scale, self.scale = self.scale, 1
+        try:
+            yield self
+        finally:
+            self.scale = scale
 
     def images(self, phase: str, n: int) -> None:
         self.add(phase, "images", n * self.scale)

@@ -36,9 +36,10 @@ from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_r
 from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
+from .microbatch import micro_batches
 from .rollout import Rollout, rollout
 from .sampler import Transition, sde_sigma, sde_transition
-from .tasks import configure_tasks, get_task
+from .tasks import configure_run_tasks, get_task
 from .teachers import load_teacher, reference_policy, resolve_teacher
 
 STATE = "state"
@@ -124,6 +125,10 @@ class RunContext:
         self.device = device
         self.round = 0
         self.phase = "train"
+        if cfg.model.gradient_checkpointing:
+            student.set_gradient_checkpointing(True)
+        if cfg.model.prompt_cache_size:
+            student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
         self.params = [p for p in student.trainable_parameters()]
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None
@@ -233,6 +238,20 @@ class RunContext:
         g = self.cfg.opd.teacher_guidance.get(task, self.cfg.sampler.guidance)
         return self.transition(self.teacher(task), "teacher", batch, j, g)
 
+    @torch.no_grad()
+    def teacher_transitions(self, task: str, batch: Batch, steps: Sequence[int]) -> Dict[int, Transition]:
+        """``opd.batched_teacher``: teacher ``task``'s transitions at every trained state of the batch from ONE
+        batched forward of len(steps) x B rows (the states are known once the rollout is done; the teacher
+        needs no gradient), instead of one forward per step: the same means up to float rounding."""
+        g = self.cfg.opd.teacher_guidance.get(task, self.cfg.sampler.guidance)
+        teacher, ts, states = self.teacher(task), batch.rollout.timesteps, batch.rollout.states
+        x = torch.cat([states[:, j] for j in steps])
+        t = torch.cat([ts[j].expand(batch.size) for j in steps])
+        v = teacher.velocity(x, t, Condition.cat([batch.cond] * len(steps)), g)
+        self.ledger.forwards(self.phase, "teacher", "training", len(steps) * batch.size * teacher.forwards_per_velocity(g))
+        return {j: sde_transition(states[:, j], vj, ts[j], ts[j + 1], batch.noise_level, t_first=ts[1])
+                for j, vj in zip(steps, v.split(batch.size))}
+
     def sigma_dt(self, batch: Batch, j: int):
         ts = batch.rollout.timesteps
         return sde_sigma(ts[j], batch.noise_level, t_first=ts[1]), ts[j + 1] - ts[j]
@@ -257,6 +276,11 @@ class RunContext:
         if task not in self._teachers:
             self._teachers[task] = load_teacher(self.student, task, resolve_teacher(self.cfg, task), self.device)
         return self._teachers[task]
+
+    def micro_batches(self, n: int, *items):
+        """``train.micro_batch``: (weight, *items' rows) per micro-batch of a batch of ``n`` rows, for gradient
+        accumulation (``opd_bench.microbatch``); one part, the items themselves with weight 1.0, by default."""
+        return micro_batches(n, self.cfg.train.micro_batch, *items)
 
     # ---- optimisation -------------------------------------------------------------------------------------
     def _make_optimizer(self):
@@ -375,21 +399,23 @@ class Runner:
 
     # ---- evaluation ---------------------------------------------------------------------------------------
     def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
-        """Evaluate on the main process (others wait); returns the eval-history row (None off the main rank)."""
-        row = self._run_eval(ctx, label) if ctx.dist.is_main else None
+        """Evaluate, each process on its part of the prompts (gathered: every rank gets the whole result); the main
+        process writes the eval-history row. Returns the row (None off the main rank)."""
+        row = self._run_eval(ctx, label)
         ctx.dist.barrier()
-        return row
+        return row if ctx.dist.is_main else None
 
     def _run_eval(self, ctx: RunContext, label: str) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
             res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg),
                            show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
-                           keep_images=self.log_tensorboard)
+                           keep_images=self.log_tensorboard, dist=ctx.dist)
         samples = res.pop("_images", {})
         n = sum(t["n"] for t in res["tasks"].values())
-        ctx.ledger.images("eval", n)
-        ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
+        with ctx.ledger.unscaled():   # n is the gathered, global count
+            ctx.ledger.images("eval", n)
+            ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
         ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
         row = {
             "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
@@ -399,6 +425,8 @@ class Runner:
             "metrics": {k: v["metrics"] for k, v in res["tasks"].items()},
             "categories": {k: {c: x["mean"] for c, x in v.get("categories", {}).items()} for k, v in res["tasks"].items()},
         }
+        if not ctx.dist.is_main:
+            return row
         self.dir.append_jsonl("eval_history.jsonl", row)
         self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
         if self.log_tensorboard and samples:
@@ -502,6 +530,7 @@ class Runner:
         gradient, reward or weight, or a failed write (full / read-only disk), stops the run with
         :class:`RunStopped` (exit 3): the last good state stays in ``state/``, resumable."""
         validate.device_available(self.cfg.device)
+        validate.device_available(self.cfg.rewards.device, "rewards.device")
         if not Dist().is_main:
             return self._run(resume)
         with runlock.own(self.dir.path):
@@ -528,7 +557,7 @@ class Runner:
 
     def _run(self, resume: bool) -> dict:
         cfg = self.cfg
-        configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
+        configure_run_tasks(cfg)
         dist = Dist()
         main = dist.is_main
         if self.log_tensorboard and main:

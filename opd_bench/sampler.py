@@ -111,8 +111,10 @@ def sde_transition(
 def transition_logprob(x_next: torch.Tensor, tr: Transition, reduce: str = "mean") -> torch.Tensor:
     """log N(x_next; mean, std^2 I) per sample, reduced over non-batch dims by ``mean`` or ``sum``."""
     std = tr.std
-    if torch.any(std <= 0):
-        raise ValueError("the log-probability of a deterministic (ODE, noise_level = 0) transition is undefined")
+    try:   # checked on the device: no host sync in the step loop on an accelerator (a device-side assert there)
+        torch._assert_async(torch.all(std > 0))
+    except RuntimeError:
+        raise ValueError("the log-probability of a deterministic (ODE, noise_level = 0) transition is undefined") from None
     lp = -((x_next.detach() - tr.mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
     return reduce_dims(lp, reduce)
 

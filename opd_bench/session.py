@@ -4,7 +4,6 @@ the real tasks (reward weights, prompt files) and the backbone (dtype, resolutio
 diffusers folder) exactly as ``run`` does."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import List, Optional, Sequence
 
 from .config import RunConfig, load_config
@@ -19,9 +18,9 @@ def apply_config(cfg: RunConfig) -> RunConfig:
     """Make ``cfg`` the process's setting: real tasks get their local paths, and backbones loaded without
     explicit options (a raw diffusers folder: the base model) use its ``model`` section and device."""
     from .backbones import backbone_options, configure_loading
-    from .tasks import configure_tasks
+    from .tasks import configure_run_tasks
 
-    configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
+    configure_run_tasks(cfg)
     configure_loading(cfg.device, backbone_options(cfg.model))
     return cfg
 

@@ -208,7 +208,7 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
     checkpoints, the tasks' prompt sets."""
     from .backbones import resolve_checkpoint
     from .runlock import check_new_run_folder
-    from .tasks import configure_tasks, get_task
+    from .tasks import configure_run_tasks, get_task
 
     output_dir(runs_dir, "--runs-dir")
     for d in dirs:
@@ -230,10 +230,9 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
     for c in cfgs:
         method_class(c.method).check(c, list(c.tasks))
     device_available(cfg.device)
+    device_available(cfg.rewards.device, "rewards.device")
     checkpoint_ok(cfg.model.checkpoint)
-    from dataclasses import asdict
-
-    configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
+    configure_run_tasks(cfg)
     for c in cfgs:
         for t in c.tasks:
             for split in ("train", "eval"):

@@ -33,3 +33,19 @@ def test_eval_resolution_on_the_committed_geneval_evals():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "220 prompts x 3 seeds" in proc.stdout and "| paired MDE |" in proc.stdout
     assert "seeds per prompt for MDE <= 0.03:" in proc.stdout
+
+
+def test_gpu_memory_tiny(tmp_path):
+    """The memory benchmark runs the shipped recipes through the runner; on the CPU its device-independent
+    measure (peak activations held for the backward) shows what micro-batching and checkpointing save."""
+    out = tmp_path / "gpu_memory.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_memory.py"), "--tiny", "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {(r["recipe"], r["variant"]): r for r in json.loads(out.read_text())["rows"]}
+    for recipe in ("sd35m_grpo", "sd35m_opd"):
+        shipped, micro, ckpt = (rows[recipe, v]["peak_saved_activations_mib"]
+                                for v in ("as shipped", "micro_batch=2", "micro_batch=2 + checkpointing"))
+        assert 0 < ckpt < micro < shipped, (recipe, shipped, micro, ckpt)
+    assert rows["sd35m_grpo", "as shipped"]["rows_per_forward"] == 32   # 4 prompts x 8 / 2 minibatches, x2 CFG

@@ -1,11 +1,14 @@
 """Multi-process training through accelerate: 2 CPU processes (gloo) give the single-process result for the
 same global batch -- same prompts and noise per sample, global advantage statistics, averaged gradients and
-global ledger totals."""
+global ledger totals -- and the same evaluations, sharded over the processes and gathered; a 2-process run killed
+mid-way and resumed under accelerate ends where the uninterrupted one does."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from tiny_world import make_tiny_world
@@ -15,25 +18,38 @@ from safetensors.torch import load_file
 
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "accelerate")),
-                    reason="accelerate CLI not installed")
+ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+needs_accelerate = pytest.mark.skipif(shutil.which("accelerate") is None and not os.path.exists(ACCELERATE),
+                                      reason="accelerate CLI not installed")
+LAUNCH = [ACCELERATE, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+          "--dynamo_backend", "no", "-m", "opd_bench.cli"]
+
+
+def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
+    task = "aesthetic" if method == "grpo" else "geneval"  # a continuous reward, so GRPO has signal
+    args = ["run", "--method", method, "--tasks", task, "--budget", budget, "--runs-dir", str(tmp_path)]
+    for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",
+               "grpo.adv_std=global", "eval.steps=2", "eval.prompts_per_task=5", "eval.bootstrap=10",
+               "train.lr=1e-3", f"model.checkpoint={tmp_path / 'base'}", f"opd.teachers.geneval={tmp_path / 'teacher'}",
+               *extra]:
+        args += ["--set", kv]
+    return args
+
+
+def eval_scores(run):
+    return [(json.loads(l)["label"], json.loads(l)["scores"]) for l in (run / "eval_history.jsonl").read_text().splitlines()]
+
+
+@needs_accelerate
 @pytest.mark.parametrize("method", ["grpo", "opd"])
 def test_two_processes_equal_one_process(tmp_path, method):
     make_tiny_world(tmp_path)
-    task = "aesthetic" if method == "grpo" else "geneval"  # a continuous reward, so GRPO has signal
-    args = ["run", "--method", method, "--tasks", task, "--budget", "3:optimizer_steps", "--runs-dir", str(tmp_path)]
-    for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",
-               "grpo.adv_std=global", "eval.steps=2", "eval.prompts_per_task=2", "eval.bootstrap=10",
-               "train.lr=1e-3", f"model.checkpoint={tmp_path / 'base'}", f"opd.teachers.geneval={tmp_path / 'teacher'}"]:
-        args += ["--set", kv]
+    args = run_args(tmp_path, method)
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
                          capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
-    accel = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    two = subprocess.run([accel, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "opd_bench.cli", *args,
-                          "--name", "two"], env=env, capture_output=True, text=True)
+    two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
@@ -50,3 +66,41 @@ def test_two_processes_equal_one_process(tmp_path, method):
     mb = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     key = "reward" if method == "grpo" else "loss"
     assert [round(r[key], 5) for r in ma] == [round(r[key], 5) for r in mb]
+    # evaluations sharded over the 2 processes (5 prompts: 3 + 2) and gathered: the single-process numbers
+    ea, eb = eval_scores(tmp_path / "one"), eval_scores(tmp_path / "two")
+    assert [label for label, _ in ea] == [label for label, _ in eb] == ["start", "final"]
+    for (_, a), (_, b) in zip(ea, eb):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 for k in a), (a, b)
+    la = json.loads((tmp_path / "one" / "ledger.json").read_text())["spent"]["eval"]
+    lb = json.loads((tmp_path / "two" / "ledger.json").read_text())["spent"]["eval"]
+    assert la["images"] == lb["images"] == 2 * 5   # counted once, globally
+
+
+@needs_accelerate
+def test_two_processes_resume_after_a_kill(tmp_path):
+    """SIGKILL a 2-process run after its first saved rounds, resume it under accelerate: the final weights and
+    metrics are the uninterrupted 2-process run's."""
+    make_tiny_world(tmp_path)
+    args = run_args(tmp_path, "grpo", "4:optimizer_steps", ["train.checkpoint_every=1"])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    full = subprocess.run([*LAUNCH, *args, "--name", "full"], env=env, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr[-3000:]
+    p = subprocess.Popen([*LAUNCH, *args, "--name", "killed"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "killed" / "final").exists(), "killed too late to test anything"
+    r = subprocess.run([*LAUNCH, "run", "--resume", str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming" in r.stderr
+    a = load_file(str(tmp_path / "full" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    ma = [json.loads(l)["reward"] for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(l)["reward"] for l in metrics.read_text().splitlines()]
+    assert ma == pytest.approx(mb, abs=1e-6) and len(ma) == 4
+    assert eval_scores(tmp_path / "full")[-1][1] == pytest.approx(eval_scores(tmp_path / "killed")[-1][1], abs=1e-6)

@@ -2,10 +2,10 @@
 adapter-disabled base as reference, a LoRA teacher on the same transformer)."""
 import pytest
 import torch
+from tiny_world import make_tiny_sd3_world
 
 from opd_bench.backbones import load_backbone
 from opd_bench.backbones.sd3 import SD3Backbone
-from opd_bench.backbones.tiny_sd3 import build_tiny_sd3_pipeline
 from opd_bench.backbones.base import PolicyView
 from opd_bench.config import build_config
 from opd_bench.ledger import Ledger
@@ -15,13 +15,7 @@ from opd_bench.runner import RunContext
 
 @pytest.fixture(scope="module")
 def sd3(tmp_path_factory):
-    folder = build_tiny_sd3_pipeline(tmp_path_factory.mktemp("sd3m") / "tiny", seed=0)
-    teacher = SD3Backbone.from_pretrained(folder, lora_rank=4, lora_alpha=8, max_sequence_length=8)
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in teacher.trainable_parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return folder, teacher.save(tmp_path_factory.mktemp("sd3t") / "teacher")
+    return make_tiny_sd3_world(tmp_path_factory.mktemp("sd3"))
 
 
 #: Flow-GRPO's update schedule and conventions (issue 20), all at once

@@ -26,3 +26,18 @@ def make_tiny_world(d: Path, arch: dict = TINY_ARCH, noise: float = 0.05) -> Pat
             p.add_(noise * torch.randn_like(p))
     teacher.save(d / "teacher")
     return d
+
+
+def make_tiny_sd3_world(d: Path):
+    """A tiny random SD3 pipeline at ``d/tiny`` and a LoRA 'teacher' on it (r 4, random weights) at ``d/teacher``;
+    returns (pipeline folder, teacher path)."""
+    from opd_bench.backbones.sd3 import SD3Backbone
+    from opd_bench.backbones.tiny_sd3 import build_tiny_sd3_pipeline
+
+    folder = build_tiny_sd3_pipeline(Path(d) / "tiny", seed=0)
+    teacher = SD3Backbone.from_pretrained(folder, lora_rank=4, lora_alpha=8, max_sequence_length=8)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in teacher.trainable_parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return folder, teacher.save(Path(d) / "teacher")

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..prompt_cache import PromptCache
 from ..sampler import cfg_combine
 
 
@@ -60,7 +61,7 @@ class Backbone(nn.Module, ABC):
 
     def __init__(self) -> None:
         super().__init__()
-        self._prompt_cache: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._prompt_cache = PromptCache()
 
     # ---- text ---------------------------------------------------------------------------------------------
     @abstractmethod
@@ -74,16 +75,24 @@ class Backbone(nn.Module, ABC):
         if not cache:
             states, pooled = self._encode_text(prompts + [""])
             return Condition(states[:-1], pooled[:-1], states[-1:], pooled[-1:])
-        missing = sorted({p for p in prompts + [""] if p not in self._prompt_cache})
+        needed = list(dict.fromkeys(prompts + [""]))
+        missing = sorted(p for p in needed if p not in self._prompt_cache)
+        got = {p: self._prompt_cache[p] for p in needed if p not in missing}   # held here: eviction can't lose them
         if missing:
+            self._prompt_cache.note_miss(len(missing))
             with torch.no_grad():
                 states, pooled = self._encode_text(missing)
             for i, p in enumerate(missing):
-                self._prompt_cache[p] = (states[i], pooled[i])
-        states = torch.stack([self._prompt_cache[p][0] for p in prompts])
-        pooled = torch.stack([self._prompt_cache[p][1] for p in prompts])
-        us, up = self._prompt_cache[""]
+                got[p] = self._prompt_cache[p] = (states[i], pooled[i])
+        states = torch.stack([got[p][0] for p in prompts])
+        pooled = torch.stack([got[p][1] for p in prompts])
+        us, up = got[""]
         return Condition(states, pooled, us[None], up[None])
+
+    def configure_prompt_cache(self, device_entries: int = 0, cpu_entries: int = 0) -> None:
+        """Bound the prompt-encoding cache (``model.prompt_cache_size`` on the model's device, LRU, evicted
+        entries kept in a CPU tier of ``model.prompt_cache_cpu_size``; 0 = unbounded): opd_bench.prompt_cache."""
+        self._prompt_cache = PromptCache(device_entries, cpu_entries)
 
     def clear_prompt_cache(self) -> None:
         self._prompt_cache.clear()
@@ -116,6 +125,13 @@ class Backbone(nn.Module, ABC):
     def forwards_per_velocity(self, guidance: float) -> int:
         """Denoiser forward passes (per sample) one guided velocity costs: 2 with CFG, 1 without."""
         return 1 if guidance == 1.0 else 2
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """``model.gradient_checkpointing``: the denoiser (a diffusers SD3 transformer on both backbones) keeps only
+        each block's inputs and recomputes its activations in the backward (diffusers' non-reentrant
+        ``enable_gradient_checkpointing``): the same gradients for about one more forward of compute."""
+        t = self.transformer
+        t.enable_gradient_checkpointing() if enabled else t.disable_gradient_checkpointing()
 
     @abstractmethod
     def flops_per_forward(self) -> float:

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..losses import kl_to_reference, nonzero_advantage_mask, ppo_clip_loss
+from ..microbatch import accumulate, weighted
 from ..sampler import transition_logprob
 from .base import Method
 
@@ -65,32 +66,39 @@ def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow
     beta = kl_weights(ctx, batch)
     n_mb = min(cfg.minibatches, batch.size)
     terms = len(steps) * cfg.inner_epochs * n_mb
-    late = []
+    fw = ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance)
+    late, sums = [], {}   # device-side sums (no host sync in the loop), read once at the end
     for epoch in range(cfg.inner_epochs):
         for mb, idx in enumerate(minibatch_indices(ctx, batch.size, n_mb, epoch)):
             sub, adv = (batch, advantages) if idx is None else (batch.index(idx), advantages[idx])
             b = beta[idx] if torch.is_tensor(beta) and idx is not None else beta
             for j in steps:
-                tr = ctx.student_transition(sub, j, True) if cfg.detach_uncond else ctx.student_transition(sub, j)
-                pl, ratio = surrogate(ctx, sub, j, tr, adv)
-                loss = pl.mean()
-                if b is not None:
-                    sigma, dt = ctx.sigma_dt(sub, j)
-                    kl = kl_to_reference(tr.mean, ctx.reference_transition(sub, j).mean, sigma, dt, cfg.kl_denominator)
-                    loss = loss + (b * kl.mean() if isinstance(b, float) else (b * kl).mean())
-                    stats["kl"] += kl.mean().item() / terms
-                ctx.backward(loss / len(steps), sub.size, ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance))
+                step = {}
+                for w, mic, a, bm in ctx.micro_batches(sub.size, sub, adv, b):   # train.micro_batch
+                    tr = ctx.student_transition(mic, j, True) if cfg.detach_uncond else ctx.student_transition(mic, j)
+                    pl, ratio = surrogate(ctx, mic, j, tr, a)
+                    loss = pl.mean()
+                    if bm is not None:
+                        sigma, dt = ctx.sigma_dt(mic, j)
+                        kl = kl_to_reference(tr.mean, ctx.reference_transition(mic, j).mean, sigma, dt, cfg.kl_denominator)
+                        loss = loss + (bm * kl.mean() if isinstance(bm, float) else (bm * kl).mean())
+                        accumulate(step, "kl", kl.mean(), w)
+                    ctx.backward(weighted(loss, w) / len(steps), mic.size, fw)
+                    accumulate(step, "ratio", ratio.mean(), w)
+                    accumulate(step, "clipfrac", ((ratio - 1).abs() > cfg.clip_range).float().mean(), w)
+                    accumulate(step, "policy_loss", pl.mean(), w)
+                    accumulate(step, "loss", loss, w)
                 if epoch == 0 and mb == 0 and j == steps[0]:
-                    stats["ratio_first"] = ratio.mean().item()
-                clipped = ((ratio - 1).abs() > cfg.clip_range).float().mean().item()
-                stats["clipfrac"] += clipped / terms
+                    sums["ratio_first"] = step["ratio"]
+                for k in ("clipfrac", "kl", "policy_loss", "loss"):
+                    if k in step:
+                        accumulate(sums, k, step[k], 1.0 / terms)
                 if mb > 0:
-                    late.append(clipped)
-                stats["policy_loss"] += pl.mean().item() / terms
-                stats["loss"] += loss.item() / terms
+                    late.append(step["clipfrac"])
             stats["grad_norm"] = ctx.optimizer_step()
+    stats.update({k: float(v) for k, v in sums.items()})
     if late:
-        stats["clipfrac_late"] = sum(late) / len(late)
+        stats["clipfrac_late"] = float(sum(late)) / len(late)
     return stats
 
 

@@ -19,6 +19,7 @@ from typing import Dict, List
 import torch
 
 from ..losses import forward_noise, nft_loss, nft_old_decay, nft_optimality, reduce_dims
+from ..microbatch import accumulate, weighted
 from .grpo import GRPO, OBJECTIVES, GRPOObjective, minibatch_indices
 
 _OLD = "nft.old.{}"
@@ -48,34 +49,38 @@ class NFTObjective(GRPOObjective):
         steps, ts = ctx.trained_steps(), batch.rollout.timesteps
         n_mb = min(g.minibatches, batch.size)
         terms = len(steps) * g.inner_epochs * n_mb
-        stats = {"policy_loss": 0.0, "kl": 0.0, "loss": 0.0, "optimality": r_all.mean().item()}
+        stats = {"optimality": r_all.mean().item()}
+        sums: Dict[str, object] = {"policy_loss": 0.0, "kl": 0.0, "loss": 0.0}   # device-side, read at the end
         fw = ctx.student.forwards_per_velocity(n.guidance)
         for epoch in range(g.inner_epochs):
             for mb, idx in enumerate(minibatch_indices(ctx, batch.size, n_mb, epoch)):
                 sub = batch if idx is None else batch.index(idx)
-                r = r_all if idx is None else r_all[idx]
-                x0 = sub.rollout.final
+                r_sub = r_all if idx is None else r_all[idx]
+                x0_sub = sub.rollout.final
                 gen = ctx.generator("nft", epoch, mb)
                 for j in steps:
                     t = ts[j]
-                    x_t = forward_noise(x0, torch.randn(x0.shape, generator=gen).to(x0.device), t)
-                    with torch.no_grad(), ctx.swapped_weights(self.old_weights(ctx)):
-                        v_old = ctx.student.velocity(x_t, t, sub.cond, n.guidance)
-                    v = ctx.student.velocity(x_t, t, sub.cond, n.guidance)
-                    pl = nft_loss(v, v_old, x_t, x0, t, r, n.beta, g.adv_clip).mean()
-                    loss = pl
-                    ctx.ledger.forwards(ctx.phase, "student", "training", 2 * sub.size * fw)
-                    if n.kl_beta > 0:
-                        with torch.no_grad():
-                            v_ref = ctx.get_reference().velocity(x_t, t, sub.cond, n.guidance)
-                        ctx.ledger.forwards(ctx.phase, "reference", "training", sub.size * fw)
-                        kl = reduce_dims((v - v_ref) ** 2, "mean").mean()
-                        loss = loss + n.kl_beta * kl
-                        stats["kl"] += kl.item() / terms
-                    ctx.backward(loss / len(steps), sub.size, fw)
-                    stats["policy_loss"] += pl.item() / terms
-                    stats["loss"] += loss.item() / terms
+                    xt_sub = forward_noise(x0_sub, torch.randn(x0_sub.shape, generator=gen).to(x0_sub.device), t)
+                    for w, cond, x0, x_t, r in ctx.micro_batches(sub.size, sub.cond, x0_sub, xt_sub, r_sub):
+                        rows = len(cond)
+                        with torch.no_grad(), ctx.swapped_weights(self.old_weights(ctx)):
+                            v_old = ctx.student.velocity(x_t, t, cond, n.guidance)
+                        v = ctx.student.velocity(x_t, t, cond, n.guidance)
+                        pl = nft_loss(v, v_old, x_t, x0, t, r, n.beta, g.adv_clip).mean()
+                        loss = pl
+                        ctx.ledger.forwards(ctx.phase, "student", "training", 2 * rows * fw)
+                        if n.kl_beta > 0:
+                            with torch.no_grad():
+                                v_ref = ctx.get_reference().velocity(x_t, t, cond, n.guidance)
+                            ctx.ledger.forwards(ctx.phase, "reference", "training", rows * fw)
+                            kl = reduce_dims((v - v_ref) ** 2, "mean").mean()
+                            loss = loss + n.kl_beta * kl
+                            accumulate(sums, "kl", kl, w / terms)
+                        ctx.backward(weighted(loss, w) / len(steps), rows, fw)
+                        accumulate(sums, "policy_loss", pl, w / terms)
+                        accumulate(sums, "loss", loss, w / terms)
                 stats["grad_norm"] = ctx.optimizer_step()
+        stats.update({k: float(v) for k, v in sums.items()})
         d = nft_old_decay(int(ctx.ledger.spent("optimizer_steps", ctx.phase)), *n.old_decay)
         with torch.no_grad():
             for old, p in zip(self.old_weights(ctx), ctx.params):

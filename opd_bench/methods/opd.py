@@ -21,6 +21,7 @@ from typing import Dict
 
 from ..ledger import with_teacher_cost
 from ..losses import opd_step_loss, ppo_opd_advantage_scale, ppo_opd_loss
+from ..microbatch import accumulate, weighted
 from ..sampler import transition_logprob
 from ..teachers import teachers_spend
 from .base import Method
@@ -48,31 +49,40 @@ class DiffusionOPD(Method):
         for task in ctx.tasks:
             ctx.teacher(task)  # fail early (one clear line) if a teacher is missing
 
+    @staticmethod
+    def step_loss(ctx, task: str, batch, j: int, a: float, teacher=None):
+        """The per-sample loss at trained step j on (a micro-batch of) the student's rollout; ``teacher``: the
+        teacher's transition there when already computed (opd.batched_teacher)."""
+        o, s = ctx.cfg.opd, ctx.cfg.sampler
+        teacher = ctx.teacher_transition(task, batch, j) if teacher is None else teacher
+        student = ctx.student_transition(batch, j)
+        if o.objective == "closed_form":
+            # opd.sde_denominator: ||mu_S - mu_T||^2 / (2 s^2) with s = sigma sqrt|dt| (paper) or sigma (code)
+            std = (student.std if o.sde_denominator == "2sigma2dt" else ctx.sigma_dt(batch, j)[0]) if a > 0 else None
+            return opd_step_loss(student.mean, teacher.mean, std)
+        action = batch.rollout.states[:, j + 1]
+        logp = transition_logprob(action, student, s.logprob_reduce)
+        logp_t = transition_logprob(action, teacher, s.logprob_reduce)
+        k = ppo_opd_advantage_scale(action[0].numel(), s.logprob_reduce)
+        return ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage, k)[0]
+
     def task_loss(self, ctx, task: str, weight: float = 1.0) -> Dict[str, float]:
         """Task ``task``'s loss over one rollout, its gradient accumulated with ``weight`` (opd.task_reduction)."""
-        o, s = ctx.cfg.opd, ctx.cfg.sampler
+        o = ctx.cfg.opd
         a = o.noise_level if o.sampler == "sde" else 0.0
         records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
         batch = ctx.rollout(task, records, 1, a)
         steps = ctx.trained_steps()
-        total = 0.0
+        fw = ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance)
+        sums: Dict[str, object] = {}
+        teachers = ctx.teacher_transitions(task, batch, steps) if o.batched_teacher else {}
         for j in steps:
-            teacher = ctx.teacher_transition(task, batch, j)
-            student = ctx.student_transition(batch, j)
-            if o.objective == "closed_form":
-                # opd.sde_denominator: ||mu_S - mu_T||^2 / (2 s^2) with s = sigma sqrt|dt| (paper) or sigma (code)
-                std = (student.std if o.sde_denominator == "2sigma2dt" else ctx.sigma_dt(batch, j)[0]) if a > 0 else None
-                loss = opd_step_loss(student.mean, teacher.mean, std)
-            else:
-                action = batch.rollout.states[:, j + 1]
-                logp = transition_logprob(action, student, s.logprob_reduce)
-                logp_t = transition_logprob(action, teacher, s.logprob_reduce)
-                k = ppo_opd_advantage_scale(action[0].numel(), s.logprob_reduce)
-                loss, _ = ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage, k)
-            step_loss = loss.mean() / len(steps)
-            ctx.backward(step_loss if weight == 1.0 else step_loss * weight, batch.size,
-                         ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance))
-            total += loss.mean().item() / len(steps)
+            for w, mic, tr in ctx.micro_batches(batch.size, batch, teachers.get(j)):   # train.micro_batch
+                loss = self.step_loss(ctx, task, mic, j, a, tr).mean()
+                step_loss = weighted(loss, w) / len(steps)
+                ctx.backward(step_loss if weight == 1.0 else step_loss * weight, mic.size, fw)
+                accumulate(sums, "loss", loss, w / len(steps))
+        total = float(sums["loss"])
         return {f"loss/{task}": total}
 
     def train_step(self, ctx) -> Dict[str, float]:

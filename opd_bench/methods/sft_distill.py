@@ -15,6 +15,7 @@ from typing import Dict
 import torch
 
 from ..losses import flow_matching_loss, forward_noise
+from ..microbatch import accumulate, weighted
 from ..sampler import euler_step, timestep_schedule
 from .opd import DiffusionOPD
 
@@ -47,13 +48,15 @@ class SFTDistill(DiffusionOPD):
         cond = ctx.student.encode_prompts([r["prompt"] for r in records])
         x0 = self.teacher_samples(ctx, task, cond)
         steps, gen = ctx.trained_steps(), ctx.generator("sft-noise", task)
-        total = 0.0
+        sums: Dict[str, object] = {"loss": 0.0}
         for j in steps:
             t = ctx.timesteps[j]
-            noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-            v = ctx.student.velocity(forward_noise(x0, noise, t), t, cond, 1.0)
-            ctx.ledger.forwards(ctx.phase, "student", "training", len(records))
-            loss = flow_matching_loss(v, x0, noise).mean()
-            ctx.backward(loss * weight / len(steps), len(records))
-            total += loss.item() / len(steps)
+            noise_all = torch.randn(x0.shape, generator=gen).to(x0.device)
+            for w, c, x0_m, noise in ctx.micro_batches(len(records), cond, x0, noise_all):   # train.micro_batch
+                v = ctx.student.velocity(forward_noise(x0_m, noise, t), t, c, 1.0)
+                ctx.ledger.forwards(ctx.phase, "student", "training", len(c))
+                loss = flow_matching_loss(v, x0_m, noise).mean()
+                ctx.backward(weighted(loss * weight, w) / len(steps), len(c))
+                accumulate(sums, "loss", loss, w / len(steps))
+        total = float(sums["loss"])
         return {f"loss/{task}": total}

@@ -54,6 +54,14 @@ def configure_tasks(options: Dict[str, dict]) -> None:
             _instances.pop(name, None)
 
 
+def configure_run_tasks(cfg) -> None:
+    """``configure_tasks`` from a run config: each real task's local paths (``real_tasks``) and the device of the
+    reward models (``rewards.device``)."""
+    from dataclasses import asdict
+
+    configure_tasks({k: {**asdict(v), "device": cfg.rewards.device} for k, v in cfg.real_tasks.items()})
+
+
 def get_task(name: str) -> Task:
     """The (cached) task instance for ``name``."""
     parse_tasks([name])
@@ -62,4 +70,4 @@ def get_task(name: str) -> Task:
     return _instances[name]
 
 
-__all__ = ["Task", "PromptRecord", "register_task", "task_names", "parse_tasks", "get_task", "configure_tasks"]
+__all__ = ["Task", "PromptRecord", "register_task", "task_names", "parse_tasks", "get_task", "configure_tasks", "configure_run_tasks"]

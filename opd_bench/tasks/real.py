@@ -59,6 +59,11 @@ class RealTask(Task):
         raise NotImplementedError
 
     @property
+    def device(self) -> str:
+        """Where the reward model runs (``rewards.device``; CPU unless set)."""
+        return self.options.get("device") or "cpu"
+
+    @property
     def model(self):
         if self._model is None:
             self._model = self.build()
@@ -84,7 +89,7 @@ class PickScoreTask(RealTask):
         from ..rewards.pickscore import PickScore
 
         return PickScore(self.options["weights"], processor_folder=self.options.get("processor") or None,
-                         divisor=float(self.options.get("divisor") or 1.0))
+                         divisor=float(self.options.get("divisor") or 1.0), device=self.device)
 
 
 @register_task("hpsv2")
@@ -95,7 +100,7 @@ class HPSv2Task(RealTask):
         from ..rewards.hpsv2 import HPSv2
 
         return HPSv2(self.options["weights"], model_name=self.options.get("model_name") or "ViT-H-14",
-                     config_file=self.options.get("config_file") or None)
+                     config_file=self.options.get("config_file") or None, device=self.device)
 
 
 @register_task("clipscore")
@@ -105,7 +110,8 @@ class CLIPScoreTask(RealTask):
     def build(self):
         from ..rewards.clipscore import CLIPScore
 
-        return CLIPScore(self.options["weights"], processor_folder=self.options.get("processor") or None)
+        return CLIPScore(self.options["weights"], processor_folder=self.options.get("processor") or None,
+                         device=self.device)
 
 
 @register_task("laion_aesthetic")
@@ -115,7 +121,7 @@ class LAIONAestheticTask(RealTask):
     def build(self):
         from ..rewards.aesthetic import LAIONAesthetic
 
-        return LAIONAesthetic(self.options["weights"], self.options.get("head") or "")
+        return LAIONAesthetic(self.options["weights"], self.options.get("head") or "", device=self.device)
 
 
 @register_task("real_ocr")
@@ -140,4 +146,4 @@ class RealGenEvalTask(RealTask):
 
         return GenEvalDetector(self.options["weights"], color_clip=self.options.get("color_clip") or None,
                                clip_model_name=self.options.get("model_name") or "ViT-L-14",
-                               clip_config_file=self.options.get("config_file") or None)
+                               clip_config_file=self.options.get("config_file") or None, device=self.device)
