@@ -324,7 +324,7 @@ def sample_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dic
     models = [(lab, ck) for lab, ck in [("base", base_ckpt)]
               + [(f"{lab} (seed {r.seed})", r.final_checkpoint) for lab, r in runs_by_label.items()]
               + [(f"teacher {', '.join(ts)}", c) for c, ts in _by_value(teacher_ckpts).items()] if ck is not None]
-    cols = {t: select_records(get_task(t).prompts("eval"), protocol.prompts_per_task)[:n_prompts] for t in tasks}
+    cols = {t: select_records(get_task(t).prompts(protocol.split), protocol.prompts_per_task)[:n_prompts] for t in tasks}
     cols = {t: recs for t, recs in cols.items() if recs}
     if not models or not cols:
         return None

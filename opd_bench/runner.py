@@ -33,6 +33,7 @@ from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_c
 from .config import RunConfig, dump_config, to_dict
 from .errors import NonFiniteError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
+from .protocol import curve_due, curve_protocol, label as protocol_label
 from .ledger import Ledger, teacher_spend, with_teacher_cost
 from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
 from .progress import human_count, human_quantity, progress_bar, say
@@ -389,25 +390,27 @@ class Runner:
         self.stage = 0
 
     # ---- evaluation ---------------------------------------------------------------------------------------
-    def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
-        """Evaluate on the main process (others wait); returns the eval-history row (None off the main rank)."""
-        row = self._run_eval(ctx, label) if ctx.dist.is_main else None
+    def run_eval(self, ctx: RunContext, label: str, protocol: Optional[EvalProtocol] = None) -> Optional[dict]:
+        """Evaluate on the main process (others wait) under ``protocol`` (default: the run's final protocol,
+        ``eval``); returns the eval-history row (None off the main rank)."""
+        row = self._run_eval(ctx, label, protocol or EvalProtocol.from_config(self.cfg)) if ctx.dist.is_main else None
         ctx.dist.barrier()
         return row
 
-    def _run_eval(self, ctx: RunContext, label: str) -> dict:
+    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg),
+            res = evaluate(ctx.student, self.tasks, protocol,
                            show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
                            keep_images=self.log_tensorboard)
         samples = res.pop("_images", {})
-        n = sum(t["n"] for t in res["tasks"].values())
+        n = sum(t["images"] for t in res["tasks"].values())
         ctx.ledger.images("eval", n)
-        ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
+        ctx.ledger.forwards("eval", "student", "rollout", n * protocol.steps * ctx.student.forwards_per_velocity(protocol.guidance))
         ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
         row = {
             "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
+            "protocol": protocol_label(protocol), "split": protocol.split,
             "budget": ctx.ledger.summary("train"),
             "scores": {k: v["mean"] for k, v in res["tasks"].items()},
             "ci": {k: [v["ci_low"], v["ci_high"]] for k, v in res["tasks"].items()},
@@ -589,6 +592,8 @@ class Runner:
                     (self.dir.path / name).unlink(missing_ok=True)
                 atomic_write_text(self.dir.config, dump_config(cfg))
             self.run_eval(ctx, "start")
+            if cfg.eval.curve_every:
+                self.run_eval(ctx, "start curve", curve_protocol(cfg))
             self.save_state(ctx)
         stage = self.stage
         with progress_bar(self.show_progress and main) as bar:
@@ -601,6 +606,7 @@ class Runner:
                     self.run_eval(ctx, f"end of stage {stage}")
                     self.method.start_stage(ctx, new_stage)
                     stage = self.stage = new_stage
+                images_before = ctx.ledger.spent("images")
                 ctx.ledger.start_clock()
                 info = dist.mean_scalars({k: float(v) for k, v in self.method.train_step(ctx).items()})
                 validate.check_train_info(info)
@@ -615,8 +621,13 @@ class Runner:
                            + " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:3]))
                 if cfg.eval.every and ctx.round % cfg.eval.every == 0 and self.budget_left(ctx) > 0:
                     self.run_eval(ctx, f"round {ctx.round}")
+                if curve_due(images_before, ctx.ledger.spent("images"), cfg.eval.curve_every) \
+                        and self.budget_left(ctx) > 0:
+                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve_protocol(cfg))
                 if ctx.round % cfg.train.checkpoint_every == 0:
                     self.save_state(ctx)
+        if cfg.eval.curve_every:
+            self.run_eval(ctx, "final curve", curve_protocol(cfg))
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}

@@ -32,7 +32,7 @@ def task():
 
 
 def test_prompt_sets(task):
-    train, ev = task.prompts("train"), task.prompts("eval")
+    train, ev = task.prompts("train"), task.prompts("val")
     assert len(ev) >= 200 and {r["tag"] for r in ev} == set(CATEGORIES) == {r["tag"] for r in train}
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in ev}
     for r in ev:
@@ -91,7 +91,7 @@ def test_rules_accept_real_geneval_metadata():
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_ground_truth_scenes_score_99(task, size):
-    ev = task.prompts("eval")
+    ev = task.prompts("test")   # held-out compositions included
     if size == 64:
         ev = ev[::3]
     rng = np.random.default_rng(0)
@@ -127,7 +127,7 @@ def _negative(record, rng):
 
 
 def test_wrong_scenes_are_judged_wrong(task):
-    ev = task.prompts("eval")[::2]
+    ev = task.prompts("test")[::2]
     rng = np.random.default_rng(1)
     images = _images([_negative(r, rng) for r in ev])
     verdicts = judge(images, ev)

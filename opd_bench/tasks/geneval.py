@@ -45,6 +45,7 @@ class GenEvalTask(Task):
     primary_metric = "score"
     #: evaluation reports per category and averages the category means (GenEval's overall score).
     category_key = "tag"
+    separate_categories = ("heldout",)   # test's held-out compositions: their own row, not in the score
 
     def prompts(self, split: str) -> List[PromptRecord]:
         return load_records("geneval", split)

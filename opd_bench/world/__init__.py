@@ -37,11 +37,14 @@ def load_records(task: str, split: str) -> List[Dict[str, Any]]:
     from ..errors import UserError
     from ..paths import TASKS_DIR
 
-    if split not in ("train", "eval"):
-        raise UserError(f"unknown split {split!r} (train or eval)")
+    from .splits import SPLITS
+
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
     path = TASKS_DIR / task / f"{split}.jsonl"
     if not path.is_file():
-        raise UserError(f"missing prompt file {path} (run python -m opd_bench.world.make_prompts)")
+        raise UserError(f"missing prompt file {path} (run python -m opd_bench.world.make_prompts, "
+                        "then python -m opd_bench.world.splits)")
     import copy
 
     return copy.deepcopy(list(_load(str(path))))
