@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import RunInfo, budget_x, dedupe_history, normalize
+from . import RunInfo, budget_x, dedupe_history, normalize, split_rows
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
 
