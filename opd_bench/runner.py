@@ -376,6 +376,20 @@ class RunDir:
         atomic_write_text(self.path / name, "".join(json_text(r) + "\n" for r in rows))
 
 
+def optimizer_state(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
+    """The optimizer's ``state_dict`` saved in a train state (``state/``: tensors ``optim.<pid>.<name>``, scalars and
+    param groups in its config)."""
+    state: Dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in meta["optim_scalars"].items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
 class Runner:
     def __init__(self, cfg: RunConfig, run_dir: Path, method, tasks: Sequence[str], show_progress: bool = True,
                  log_tensorboard: bool = True):
@@ -483,16 +497,8 @@ class Runner:
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])
-        state = {}
         ctx.extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, pid, name = k.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
-        for k, v in meta["optim_scalars"].items():
-            pid, name = k.split(".", 1)
-            state.setdefault(int(pid), {})[name] = v
-        ctx.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        ctx.optimizer.load_state_dict(optimizer_state(tensors, meta))
         ctx.round = meta["round"]
         ctx.ema_updates = meta["ema_updates"]
         ctx.ledger = Ledger.from_dict(meta["ledger"])
