@@ -146,6 +146,14 @@ class RunContext:
         return np.random.default_rng(_seed(self.cfg.seed, self.round, "np", *purpose))
 
     # ---- prompts ------------------------------------------------------------------------------------------
+    def step_prompts(self, images_per_prompt: int) -> int:
+        """Prompts for the next step: ``train.prompts_per_step``, or fewer on the last step of an image budget
+        so that the run stops at its value (:func:`last_step_prompts`)."""
+        n = self.cfg.train.prompts_per_step
+        if self.cfg.budget.unit != "images":
+            return n
+        return last_step_prompts(n, images_per_prompt, self.cfg.budget.value - self.ledger.spent("images"))
+
     def sample_prompts(self, task: str, n: int) -> List[dict]:
         """This process's shard of ``n`` prompts drawn for the step (the same global draw on every rank)."""
         spec = get_task(task)
@@ -374,6 +382,13 @@ class RunDir:
     def truncate_jsonl(self, name: str, keep) -> None:
         rows = [r for r in self.read_jsonl(name) if keep(r)]
         atomic_write_text(self.path / name, "".join(json_text(r) + "\n" for r in rows))
+
+
+def last_step_prompts(n: int, images_per_prompt: int, images_left: float) -> int:
+    """``n`` prompts, or as many as the images left need (rounded up, at least 1): a step of ``images_per_prompt``
+    images per prompt then ends an image budget exactly when the budget is a multiple of ``images_per_prompt``,
+    and otherwise overshoots it by less than one prompt's images."""
+    return max(1, min(n, math.ceil(images_left / images_per_prompt)))
 
 
 def optimizer_state(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
