@@ -148,11 +148,11 @@ class RunContext:
     # ---- prompts ------------------------------------------------------------------------------------------
     def step_prompts(self, images_per_prompt: int) -> int:
         """Prompts for the next step: ``train.prompts_per_step``, or fewer on the last step of an image budget
-        so that the run stops at its value (:func:`last_step_prompts`)."""
+        so that the run stops at its value (:func:`last_step_prompts`). A step taken outside the budget loop
+        (analyses, a spent budget) takes the full ``train.prompts_per_step``."""
         n = self.cfg.train.prompts_per_step
-        if self.cfg.budget.unit != "images":
-            return n
-        return last_step_prompts(n, images_per_prompt, self.cfg.budget.value - self.ledger.spent("images"))
+        left = self.cfg.budget.value - self.ledger.spent("images")
+        return last_step_prompts(n, images_per_prompt, left) if self.cfg.budget.unit == "images" and left > 0 else n
 
     def sample_prompts(self, task: str, n: int) -> List[dict]:
         """This process's shard of ``n`` prompts drawn for the step (the same global draw on every rank)."""
