@@ -247,6 +247,8 @@ def eval_(
     guidance = cfg.eval.guidance if guidance is None else guidance
     if split not in (None, "val", "test"):
         raise UserError(f"--split: must be val or test (got {split!r})")
+    if protocol_name not in ("full", "quick"):
+        raise UserError(f"--protocol: must be full or quick (got {protocol_name!r})")
     protocol = replace(named(protocol_name, EvalProtocol.from_config(cfg)), steps=steps, guidance=guidance, seed=seed)
     protocol = replace(protocol, split=split or protocol.split,
                        prompts_per_task=protocol.prompts_per_task if prompts is None else prompts,
