@@ -97,7 +97,7 @@ def _task_entry(name: str, res: dict, prompts_per_task: int, split: str) -> dict
     """The baseline entry of one task from ``evaluate``'s results."""
     task = get_task(name)
     rows = res["per_prompt"]
-    metrics = [k for k in rows[0] if k not in ("prompt", "per_seed")] if rows else []
+    metrics = [k for k in rows[0] if k != "prompt"] if rows else []
     cat_key = getattr(task, "category_key", None)
     records = select_records(task.prompts(split), prompts_per_task)  # the records evaluate() used, in order
     summary = {k: v for k, v in res.items() if k != "per_prompt"}

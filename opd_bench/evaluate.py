@@ -128,10 +128,10 @@ def evaluate(
             summary = summarize_task(task, records, per_sample, protocol.bootstrap, protocol.seed)
             summary["split"], summary["seeds_per_prompt"], summary["images"] = protocol.split, n_seeds, len(flat)
             summary["per_prompt"] = [
-                {"prompt": r["prompt"], **{key: float(v[i]) for key, v in per_sample.items()},
-                 **({"per_seed": {key: [float(x) for x in v[i]] for key, v in per_seed.items()}} if n_seeds > 1 else {})}
-                for i, r in enumerate(records)
+                {"prompt": r["prompt"], **{key: float(v[i]) for key, v in per_sample.items()}} for i, r in enumerate(records)
             ]
+            if n_seeds > 1:   # every draw: per metric, one list of n_seeds scores per prompt (per_prompt's order)
+                summary["per_seed"] = {key: [[float(x) for x in row] for row in v] for key, v in per_seed.items()}
             results["tasks"][name] = summary
             results["timing"][name] = {"sample_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2),
                                        "score_ms_per_image": round(1000 * (t2 - t1) / len(flat), 2)}

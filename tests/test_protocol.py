@@ -77,14 +77,14 @@ def test_seeds_per_prompt_pair_every_model(world):
     t = res["tasks"]["brightness"]
     assert t["n"] == 3 and t["images"] == 9 and t["seeds_per_prompt"] == 3 and t["split"] == "val"
     assert res["protocol_label"] == "val, 3 prompts x 3 seeds"
-    for row in t["per_prompt"]:
-        assert row["score"] == pytest.approx(np.mean(row["per_seed"]["score"]))
+    for row, draws in zip(t["per_prompt"], t["per_seed"]["score"]):
+        assert len(draws) == 3 and row["score"] == pytest.approx(np.mean(draws))
     one = {j: evaluate(base, ["brightness"], EvalProtocol(split="val", prompts_per_task=3, steps=3, guidance=2.0,
                                                           bootstrap=50, seed=1234 + j), show_progress=False)
            for j in (0, 2)}
     for j, r in one.items():
         assert [row["score"] for row in r["tasks"]["brightness"]["per_prompt"]] == \
-            pytest.approx([row["per_seed"]["score"][j] for row in t["per_prompt"]], abs=1e-6)
+            pytest.approx([draws[j] for draws in t["per_seed"]["score"]], abs=1e-6)
     # the other model saw the very same initial noises
     shape = base.latent_shape
     assert torch.equal(prompt_noise(1235, "brightness", 1, shape), prompt_noise(1235, "brightness", 1, shape))
