@@ -94,13 +94,13 @@ def fingerprint(doc: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _task_entry(name: str, res: dict, prompts_per_task: int) -> dict:
+def _task_entry(name: str, res: dict, prompts_per_task: int, split: str) -> dict:
     """The baseline entry of one task from ``evaluate``'s results."""
     task = get_task(name)
     rows = res["per_prompt"]
     metrics = [k for k in rows[0] if k != "prompt"] if rows else []
     cat_key = getattr(task, "category_key", None)
-    records = select_records(task.prompts("eval"), prompts_per_task)  # the records evaluate() used, in order
+    records = select_records(task.prompts(split), prompts_per_task)  # the records evaluate() used, in order
     summary = {k: v for k, v in res.items() if k != "per_prompt"}
     return {
         "primary_metric": task.primary_metric,
@@ -126,7 +126,7 @@ def build_baseline(results: dict, *, checkpoint: str, digest: Optional[str], geo
         "checkpoint": {"name": checkpoint, "sha256": digest},
         "protocol": protocol,
         "margins": {"overall": float(margin), "tasks": {t: float(margin) for t in tasks}},
-        "tasks": {t: _task_entry(t, res, protocol["prompts_per_task"]) for t, res in tasks.items()},
+        "tasks": {t: _task_entry(t, res, protocol["prompts_per_task"], protocol["split"]) for t, res in tasks.items()},
         "timing": results.get("timing", {}),
     }
     doc["fingerprint"] = fingerprint(doc)
@@ -156,7 +156,7 @@ def record_baseline(checkpoint: str, baseline: Path, tasks: str = "all", prompts
     task_list = parse_tasks(tasks)
     path = resolve_checkpoint(checkpoint)
     model = load_backbone(path)
-    protocol = EvalProtocol(steps=steps, prompts_per_task=prompts)
+    protocol = EvalProtocol(steps=steps, prompts_per_task=prompts)   # the test split, one seed per prompt
     results = evaluate(model, task_list, protocol, show_progress=show_progress, label=path.name)
     label = checkpoint_label(path)
     doc = build_baseline(results, checkpoint=label, digest=digest_of(path), geometry=model_geometry(model),
@@ -258,7 +258,7 @@ def _validate_tasks(doc: dict, path: Path) -> None:
 def baseline_protocol(doc: dict) -> EvalProtocol:
     """The :class:`EvalProtocol` a baseline was recorded with."""
     p = doc["protocol"]
-    return EvalProtocol(**{k: p[k] for k in EvalProtocol().to_dict()})
+    return EvalProtocol.from_dict({k: p[k] for k in EvalProtocol().to_dict()})
 
 
 def select_tasks(doc: dict, spec: Optional[str], path: Path) -> List[str]:
@@ -281,7 +281,8 @@ def check_protocol(doc: dict, tasks: Sequence[str], geometry: dict, path: Path) 
             raise UserError(f"baseline {path} was recorded under another protocol: {key} {proto[key]} but the "
                             f"checkpoint has {geometry[key]}")
     for name in tasks:
-        now = [r["prompt"] for r in select_records(get_task(name).prompts("eval"), proto["prompts_per_task"])]
+        now = [r["prompt"] for r in select_records(get_task(name).prompts(proto.get("split", "test")),
+                                                  proto["prompts_per_task"])]
         old = proto["prompts"][name]
         if now != old:
             i = next((k for k, (a, b) in enumerate(zip(now, old)) if a != b), min(len(now), len(old)))

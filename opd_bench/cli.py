@@ -240,7 +240,14 @@ def eval_(
     tasks: str = typer.Option("all", "--tasks", "-t", help="'all' or a comma list of tasks"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for eval.json and sample grids "
                                        "(default: evals/<checkpoint name>)"),
-    prompts: int = typer.Option(0, "--prompts", min=0, max=1_000_000, help="Prompts per task (0 = every eval prompt)"),
+    protocol_name: str = typer.Option("full", "--protocol", help="Named protocol: full (every test prompt, several "
+                                      "noise seeds per prompt: docs/evaluation.md) or quick (64 prompts x 1 seed)"),
+    split: Optional[str] = typer.Option(None, "--split", help="Prompt split: test (final evaluations, the default) "
+                                        "or val (selection)"),
+    prompts: Optional[int] = typer.Option(None, "--prompts", min=0, max=1_000_000,
+                                          help="Prompts per task (0 = every prompt of the split; default: the protocol's)"),
+    seeds_per_prompt: Optional[int] = typer.Option(None, "--seeds-per-prompt", min=1, max=1000,
+                                                   help="Noise seeds per prompt for every task (default: the protocol's)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="ODE sampling steps (default: the "
                                         "config's eval.steps, 40)"),
     guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, callback=_finite, help="CFG scale "
@@ -250,27 +257,37 @@ def eval_(
     set_: List[str] = set_option(),
     device: Optional[str] = device_option(),
 ):
-    """Evaluate a checkpoint on the tasks' eval prompts (fixed per-prompt seeds, ODE) and print a per-task
-    table with 95% bootstrap CIs (GenEval per category); writes eval.json and a PNG grid per task."""
+    """Evaluate a checkpoint under a protocol (default full: the test split, several noise seeds per prompt; fixed
+    per-prompt noises, ODE) and print a per-task table with 95% bootstrap CIs (GenEval per category, its held-out
+    compositions on their own row); writes eval.json and a PNG grid per task."""
     from dataclasses import replace
 
     from .backbones import backbone_options, load_backbone, model_digest, resolve_checkpoint
     from .evaluate import EvalProtocol, evaluate, results_table
     from .progress import human_duration, print_table, say
+    from .protocol import label as protocol_label, named
     from .session import command_config, resolve_tasks
 
     cfg = command_config(config, set_, device)
     task_list = resolve_tasks(tasks, cfg)
     path = resolve_checkpoint(checkpoint)
-    out = validate.output_dir(out or Path("evals") / path.name, "--out")
-    model = load_backbone(path)
     steps = steps or cfg.eval.steps
     guidance = cfg.eval.guidance if guidance is None else guidance
-    protocol = replace(EvalProtocol.from_config(cfg), steps=steps, guidance=guidance, prompts_per_task=prompts,
-                       seed=seed)
+    if split not in (None, "val", "test"):
+        raise UserError(f"--split: must be val or test (got {split!r})")
+    if protocol_name not in ("full", "quick"):
+        raise UserError(f"--protocol: must be full or quick (got {protocol_name!r})")
+    protocol = replace(named(protocol_name, EvalProtocol.from_config(cfg)), steps=steps, guidance=guidance, seed=seed)
+    protocol = replace(protocol, split=split or protocol.split,
+                       prompts_per_task=protocol.prompts_per_task if prompts is None else prompts,
+                       seeds_per_prompt=protocol.seeds_per_prompt if seeds_per_prompt is None
+                       else {t: seeds_per_prompt for t in task_list})
+    out = validate.output_dir(out or Path("evals") / path.name, "--out")
+    model = load_backbone(path)
     res = evaluate(model, task_list, protocol, out_dir=out, label=path.name,
                    checkpoint={"name": path.name, "sha256": model_digest(path, backbone_options(cfg.model))})
-    print_table(results_table({path.name: res}, title=f"eval of {path.name} ({steps}-step ODE, CFG {guidance})"))
+    print_table(results_table({path.name: res}, title=f"eval of {path.name} ({protocol_label(protocol)} protocol, "
+                                                     f"{protocol.split} split, {steps}-step ODE, CFG {guidance})"))
     for name, t in res["timing"].items():
         say(f"eval {path.name} · {name}: sampling {human_duration(t['sample_s'])}, scoring "
             f"{human_duration(t['score_s'])} ({t['score_ms_per_image']} ms/image)")

@@ -170,7 +170,8 @@ def compare(base_paths: Sequence, candidate_paths: Sequence, tasks: Optional[Seq
     for name in names:
         task = get_task(name)
         key = getattr(task, "category_key", None)
-        cat_map = {r["prompt"]: r[key] for r in task.prompts("eval")} if key else None
+        # prompt texts are unique across splits: one map serves evaluations of val or test
+        cat_map = {r["prompt"]: r[key] for s in ("val", "test") for r in task.prompts(s)} if key else None
         res = compare_task(name, base, cand, metric=task.primary_metric, categories=cat_map, margin=margin,
                            n_boot=n_boot, seed=seed)
         out["tasks"][name] = asdict(res)

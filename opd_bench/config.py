@@ -21,6 +21,7 @@ import yaml
 from .errors import ConfigError, UserError
 from .ledger import UNITS
 from .paths import CONFIGS_DIR
+from .protocol import EvalProtocol
 
 #: ``sampler.grid``: the rollout time grids ``opd_bench.sampler.timestep_schedule`` knows
 GRIDS = ("linear", "sd3")
@@ -233,15 +234,18 @@ class BudgetConfig:
 
 
 @dataclass
-class EvalConfig:
-    steps: int = 40
-    guidance: float = 4.5
-    #: prompts per task for the periodic eval during training (0 = all eval prompts).
-    prompts_per_task: int = 64
+class EvalConfig(EvalProtocol):
+    """A run's evaluations. Its :class:`~opd_bench.protocol.EvalProtocol` fields are the protocol of the start
+    and final evaluations (default: the ``quick`` protocol, 64 test prompts per task x 1 seed; ``shift`` unset =
+    ``sampler.shift``); the ``curve_*`` fields schedule the learning-curve evaluations on ``val``."""
+
+    shift: Optional[float] = None
+    #: an extra evaluation with the final protocol every N rounds (0 = never)
     every: int = 0
-    seed: int = 1234
-    batch_size: int = 64
-    bootstrap: int = 1000
+    #: a learning-curve evaluation (``curve_prompts`` val prompts per task x 1 seed) each time the training spend
+    #: crosses a multiple of this many images (0 = never): 200 gives 9 points inside the main job's 2,000 images
+    curve_every: int = 200
+    curve_prompts: int = 8
 
 
 @dataclass
@@ -266,7 +270,10 @@ class RealTaskConfig:
     #: config_file name its architecture); empty = the HSV colour fallback (not GenEval's).
     color_clip: str = ""
     train_prompts: str = ""
+    #: the test split (final evaluations)
     eval_prompts: str = ""
+    #: the val split (selection, learning curves); empty = eval_prompts (selection then sees the test prompts)
+    val_prompts: str = ""
 
 
 @dataclass
@@ -304,7 +311,7 @@ _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
     "opd.clip_range", "nft.kl_beta", "nft.guidance", "nft.noise_level", "train.weight_decay", "train.grad_clip", "eval.guidance", "eval.prompts_per_task",
     "eval.every", "eval.bootstrap", "model.lora_rank", "model.lora_alpha", "train.micro_batch",
-    "model.prompt_cache_size", "model.prompt_cache_cpu_size",
+    "model.prompt_cache_size", "model.prompt_cache_cpu_size", "eval.curve_every", "eval.curve_prompts",
 }
 _UNIT_INTERVAL = {"sampler.timestep_fraction", "train.ema.decay"}
 #: sane maxima (a larger value is a typo that would allocate petabytes or never finish)
@@ -313,7 +320,7 @@ _MAXIMA = {
     "train.prompts_per_step": 4096, "eval.batch_size": 4096, "eval.prompts_per_task": 1_000_000,
     "eval.bootstrap": 1_000_000, "model.lora_rank": 4096, "model.resolution": 8192,
     "model.max_sequence_length": 4096, "train.checkpoint_every": 10**9, "train.log_every": 10**9,
-    "train.ema.every": 10**9, "eval.every": 10**9,
+    "train.ema.every": 10**9, "eval.every": 10**9, "eval.curve_every": 10**12, "eval.curve_prompts": 1_000_000,
 }
 
 
@@ -412,6 +419,11 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: must be >= 0 (got {v!r})")
         if key in _UNIT_INTERVAL and not 0 < v <= 1:
             raise ConfigError(f"{key}: must be in (0, 1] (got {v!r})")
+    for task, n in cfg.eval.seeds_per_prompt.items():
+        if not (isinstance(n, int) and 1 <= n <= 1000):
+            raise ConfigError(f"eval.seeds_per_prompt.{task}: must be an integer in [1, 1000] (got {n!r})")
+    if cfg.eval.shift is not None and not cfg.eval.shift > 0:
+        raise ConfigError(f"eval.shift: must be > 0 or null (= sampler.shift) (got {cfg.eval.shift!r})")
     for key in ("seed", "eval.seed"):
         if not 0 <= flat[key] <= MAX_SEED:
             raise ConfigError(f"{key}: must be in [0, {MAX_SEED}] (got {flat[key]})")

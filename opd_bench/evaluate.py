@@ -1,10 +1,10 @@
-"""Evaluation on the tasks' eval prompts with a fixed protocol (ODE, more steps than training rollouts,
-per-prompt seeds), shared by ``opd-bench eval``, the runner's periodic eval and the regression gate."""
+"""Evaluation of a model under an :class:`~opd_bench.protocol.EvalProtocol` (a split's prompts, several noise seeds
+per prompt, ODE with more steps than training rollouts, noise seeded by (prompt, seed index) only), shared by
+``opd-bench eval``, the runner's evaluations and the regression gate."""
 from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -15,33 +15,10 @@ from .backbones.base import Backbone
 from .checkpoint import atomic_write_json
 from .errors import UserError
 from .progress import progress_bar
+from .protocol import EvalProtocol, label as protocol_label
 from .rollout import rollout
 from .stats import bootstrap_ci, stratified_bootstrap_ci
 from .tasks import get_task
-
-
-@dataclass
-class EvalProtocol:
-    steps: int = 40
-    guidance: float = 4.5
-    shift: float = 1.0
-    seed: int = 1234
-    #: prompts per task (0 = every eval prompt); a subset is spread evenly over the file.
-    prompts_per_task: int = 0
-    batch_size: int = 64
-    bootstrap: int = 1000
-
-    @classmethod
-    def from_config(cls, cfg) -> "EvalProtocol":
-        """The protocol of a run config (its ``eval`` section and the sampler's shift)."""
-        e = cfg.eval
-        return cls(steps=e.steps, guidance=e.guidance, shift=cfg.sampler.shift, seed=e.seed,
-                   prompts_per_task=e.prompts_per_task, batch_size=e.batch_size, bootstrap=e.bootstrap)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("batch_size")  # does not change results
-        return d
 
 
 def select_records(records: List[dict], k: int) -> List[dict]:
@@ -54,7 +31,8 @@ def select_records(records: List[dict], k: int) -> List[dict]:
 
 def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torch.Tensor:
     """The initial noise of eval prompt ``index`` of ``task``: a function of (seed, task, index) only, so a
-    prompt's sample does not depend on batching or on which other prompts are evaluated."""
+    prompt's sample does not depend on batching, on the model or on which other prompts are evaluated (seed
+    index ``j`` of a protocol uses ``seed + j``)."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(task.encode()) * 7919 + index) % (2**63))
     return torch.randn(tuple(shape), generator=g)
 
@@ -89,8 +67,10 @@ def summarize_task(task, records: List[dict], per_sample: Dict[str, np.ndarray],
         for c, vals in sorted(cats.items()):
             lo, hi = bootstrap_ci(vals, n_boot, seed)
             out["categories"][c] = {"mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi, "n": len(vals)}
-        out["mean"] = float(np.mean([np.mean(v) for v in cats.values()]))
-        out["ci_low"], out["ci_high"] = stratified_bootstrap_ci(cats, n_boot, seed)
+        # categories reported on their own rows only (GenEval's held-out compositions) stay out of the score
+        scored = {c: v for c, v in cats.items() if c not in getattr(task, "separate_categories", ())} or cats
+        out["mean"] = float(np.mean([np.mean(v) for v in scored.values()]))
+        out["ci_low"], out["ci_high"] = stratified_bootstrap_ci(scored, n_boot, seed)
     else:
         out["mean"] = float(np.mean(score))
         out["ci_low"], out["ci_high"] = bootstrap_ci(score, n_boot, seed)
@@ -114,7 +94,7 @@ def evaluate(
     and scores its contiguous part of each task's prompts and the per-sample metrics are gathered, so every
     rank returns the single-process result (each sample's noise depends only on its prompt's index)."""
     label = label or (checkpoint or {}).get("name") or "model"
-    results = {"protocol": protocol.to_dict(), "tasks": {}, "timing": {}}
+    results = {"protocol": protocol.to_dict(), "protocol_label": protocol_label(protocol), "tasks": {}, "timing": {}}
     if checkpoint:
         results["checkpoint"] = checkpoint
     images_by_task = {}
@@ -122,41 +102,50 @@ def evaluate(
     with progress_bar(show_progress) as bar:
         for k, name in enumerate(tasks):
             task = get_task(name)
-            records = select_records(task.prompts("eval"), protocol.prompts_per_task)
+            records = select_records(task.prompts(protocol.split), protocol.prompts_per_task)
             if not records:
-                raise UserError(f"task {name}: no eval prompts")
-            head = f"eval {label} · {name} ({k + 1}/{len(tasks)})"
-            job = bar.add_task(f"{head}: sampling", total=len(records))
-            t0 = time.time()
+                raise UserError(f"task {name}: no {protocol.split} prompts")
+            n_seeds = protocol.seeds(name)
+            # sharded over processes by prompt (each rank a contiguous part); the noise of (prompt i, seed j)
+            # depends only on i and j, so every rank count gives the single-process samples
             sharded = dist is not None and dist.enabled and len(records) >= dist.world_size
             part = dist.split(len(records)) if sharded else slice(None)
-            all_records, records = records, records[part]
-            noises = torch.stack([prompt_noise(protocol.seed, name, i, model.latent_shape)
-                                  for i in range(len(all_records))[part]])
-            images = generate(model, [r["prompt"] for r in records], noises, protocol,
+            mine = records[part]
+            # prompt-major: sample (i, j) is prompt i at seed index j
+            flat = [r for r in mine for _ in range(n_seeds)]
+            head = f"eval {label} · {name} ({k + 1}/{len(tasks)}, {protocol_label(protocol)})"
+            job = bar.add_task(f"{head}: sampling", total=len(flat))
+            t0 = time.time()
+            noises = torch.stack([prompt_noise(protocol.seed + j, name, i, model.latent_shape)
+                                  for i in range(len(records))[part] for j in range(n_seeds)])
+            images = generate(model, [r["prompt"] for r in flat], noises, protocol,
                               on_batch=lambda n: bar.update(job, advance=n))
             bar.remove_task(job)
             t1 = time.time()
-            job = bar.add_task(f"{head}: scoring", total=len(records))
+            job = bar.add_task(f"{head}: scoring", total=len(flat))
             metrics = {}
-            for s in range(0, len(records), protocol.batch_size):
-                m = task.metrics(images[s : s + protocol.batch_size], records[s : s + protocol.batch_size])
+            for s in range(0, len(flat), protocol.batch_size):
+                m = task.metrics(images[s : s + protocol.batch_size], flat[s : s + protocol.batch_size])
                 for key, v in m.items():
                     metrics.setdefault(key, []).append(torch.as_tensor(v).float().cpu())
-                bar.update(job, advance=len(records[s : s + protocol.batch_size]))
+                bar.update(job, advance=len(flat[s : s + protocol.batch_size]))
             bar.remove_task(job)
             gather = dist.gather_rows if sharded else (lambda t: t)
-            per_sample = {key: gather(torch.cat(v)).numpy() for key, v in metrics.items()}
-            records = all_records
+            per_seed = {key: gather(torch.cat(v)).numpy().reshape(len(records), n_seeds) for key, v in metrics.items()}
+            per_sample = {key: v.mean(axis=1) for key, v in per_seed.items()}   # prompt means over the seeds
             t2 = time.time()
             summary = summarize_task(task, records, per_sample, protocol.bootstrap, protocol.seed)
+            summary["split"], summary["seeds_per_prompt"] = protocol.split, n_seeds
+            summary["images"] = len(records) * n_seeds   # every process's share: counted once
             summary["per_prompt"] = [
                 {"prompt": r["prompt"], **{key: float(v[i]) for key, v in per_sample.items()}} for i, r in enumerate(records)
             ]
+            if n_seeds > 1:   # every draw: per metric, one list of n_seeds scores per prompt (per_prompt's order)
+                summary["per_seed"] = {key: [[float(x) for x in row] for row in v] for key, v in per_seed.items()}
             results["tasks"][name] = summary
             results["timing"][name] = {"sample_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2),
-                                       "score_ms_per_image": round(1000 * (t2 - t1) / len(records), 2)}
-            images_by_task[name] = (images, records, per_sample[task.primary_metric])
+                                       "score_ms_per_image": round(1000 * (t2 - t1) / len(flat), 2)}
+            images_by_task[name] = (images[::n_seeds], mine, per_seed[task.primary_metric][part, 0])
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_c
 from .config import RunConfig, dump_config, to_dict
 from .errors import NonFiniteError, RunStopped, UserError
 from .evaluate import EvalProtocol, evaluate
+from .protocol import curve_due, curve_protocol, label as protocol_label
 from .ledger import Ledger
 from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
 from .progress import human_count, human_quantity, progress_bar, say
@@ -149,6 +150,14 @@ class RunContext:
         return np.random.default_rng(_seed(self.cfg.seed, self.round, "np", *purpose))
 
     # ---- prompts ------------------------------------------------------------------------------------------
+    def step_prompts(self, images_per_prompt: int) -> int:
+        """Prompts for the next step: ``train.prompts_per_step``, or fewer on the last step of an image budget
+        so that the run stops at its value (:func:`last_step_prompts`). A step taken outside the budget loop
+        (analyses, a spent budget) takes the full ``train.prompts_per_step``."""
+        n = self.cfg.train.prompts_per_step
+        left = self.cfg.budget.value - self.ledger.spent("images")
+        return last_step_prompts(n, images_per_prompt, left) if self.cfg.budget.unit == "images" and left > 0 else n
+
     def sample_prompts(self, task: str, n: int) -> List[dict]:
         """This process's shard of ``n`` prompts drawn for the step (the same global draw on every rank)."""
         spec = get_task(task)
@@ -384,6 +393,27 @@ class RunDir:
         atomic_write_text(self.path / name, "".join(json_text(r) + "\n" for r in rows))
 
 
+def last_step_prompts(n: int, images_per_prompt: int, images_left: float) -> int:
+    """``n`` prompts, or as many as the images left need (rounded up, at least 1): a step of ``images_per_prompt``
+    images per prompt then ends an image budget exactly when the budget is a multiple of ``images_per_prompt``,
+    and otherwise overshoots it by less than one prompt's images."""
+    return max(1, min(n, math.ceil(images_left / images_per_prompt)))
+
+
+def optimizer_state(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
+    """The optimizer's ``state_dict`` saved in a train state (``state/``: tensors ``optim.<pid>.<name>``, scalars and
+    param groups in its config)."""
+    state: Dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in meta["optim_scalars"].items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
 class Runner:
     def __init__(self, cfg: RunConfig, run_dir: Path, method, tasks: Sequence[str], show_progress: bool = True,
                  log_tensorboard: bool = True):
@@ -398,27 +428,29 @@ class Runner:
         self.stage = 0
 
     # ---- evaluation ---------------------------------------------------------------------------------------
-    def run_eval(self, ctx: RunContext, label: str) -> Optional[dict]:
-        """Evaluate, each process on its part of the prompts (gathered: every rank gets the whole result); the main
-        process writes the eval-history row. Returns the row (None off the main rank)."""
-        row = self._run_eval(ctx, label)
+    def run_eval(self, ctx: RunContext, label: str, protocol: Optional[EvalProtocol] = None) -> Optional[dict]:
+        """Evaluate under ``protocol`` (default: the run's final protocol, ``eval``), each process on its part of
+        the prompts (gathered: every rank gets the whole result); the main process writes the eval-history row.
+        Returns the row (None off the main rank)."""
+        row = self._run_eval(ctx, label, protocol or EvalProtocol.from_config(self.cfg))
         ctx.dist.barrier()
         return row if ctx.dist.is_main else None
 
-    def _run_eval(self, ctx: RunContext, label: str) -> dict:
+    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, EvalProtocol.from_config(self.cfg),
+            res = evaluate(ctx.student, self.tasks, protocol,
                            show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
                            keep_images=self.log_tensorboard, dist=ctx.dist)
         samples = res.pop("_images", {})
-        n = sum(t["n"] for t in res["tasks"].values())
+        n = sum(t["images"] for t in res["tasks"].values())
         with ctx.ledger.unscaled():   # n is the gathered, global count
             ctx.ledger.images("eval", n)
-            ctx.ledger.forwards("eval", "student", "rollout", n * self.cfg.eval.steps * ctx.student.forwards_per_velocity(self.cfg.eval.guidance))
+            ctx.ledger.forwards("eval", "student", "rollout", n * protocol.steps * ctx.student.forwards_per_velocity(protocol.guidance))
         ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
         row = {
             "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
+            "protocol": protocol_label(protocol), "split": protocol.split,
             "budget": ctx.ledger.summary("train"),
             "scores": {k: v["mean"] for k, v in res["tasks"].items()},
             "ci": {k: [v["ci_low"], v["ci_high"]] for k, v in res["tasks"].items()},
@@ -493,16 +525,8 @@ class Runner:
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])
-        state = {}
         ctx.extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, pid, name = k.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
-        for k, v in meta["optim_scalars"].items():
-            pid, name = k.split(".", 1)
-            state.setdefault(int(pid), {})[name] = v
-        ctx.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        ctx.optimizer.load_state_dict(optimizer_state(tensors, meta))
         ctx.round = meta["round"]
         ctx.ema_updates = meta["ema_updates"]
         ctx.ledger = Ledger.from_dict(meta["ledger"])
@@ -592,6 +616,8 @@ class Runner:
                     (self.dir.path / name).unlink(missing_ok=True)
                 atomic_write_text(self.dir.config, dump_config(cfg))
             self.run_eval(ctx, "start")
+            if cfg.eval.curve_every:
+                self.run_eval(ctx, "start curve", curve_protocol(cfg))
             self.save_state(ctx)
         stage = self.stage
         with progress_bar(self.show_progress and main) as bar:
@@ -604,6 +630,7 @@ class Runner:
                     self.run_eval(ctx, f"end of stage {stage}")
                     self.method.start_stage(ctx, new_stage)
                     stage = self.stage = new_stage
+                images_before = ctx.ledger.spent("images")
                 ctx.ledger.start_clock()
                 info = dist.mean_scalars({k: float(v) for k, v in self.method.train_step(ctx).items()})
                 validate.check_train_info(info)
@@ -618,8 +645,13 @@ class Runner:
                            + " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:3]))
                 if cfg.eval.every and ctx.round % cfg.eval.every == 0 and self.budget_left(ctx) > 0:
                     self.run_eval(ctx, f"round {ctx.round}")
+                if curve_due(images_before, ctx.ledger.spent("images"), cfg.eval.curve_every) \
+                        and self.budget_left(ctx) > 0:
+                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve_protocol(cfg))
                 if ctx.round % cfg.train.checkpoint_every == 0:
                     self.save_state(ctx)
+        if cfg.eval.curve_every:
+            self.run_eval(ctx, "final curve", curve_protocol(cfg))
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}

@@ -35,7 +35,8 @@ from .checkpoint import atomic_write_json, atomic_write_text
 from .config import load_config
 from .errors import UserError
 
-SELECTION_SPLIT = "eval"   # the protocol's val split does not exist yet
+#: every trial's final evaluation (the score the sweep selects on) reads this split, never test
+SELECTION_SPLIT = "val"
 
 
 @dataclass
@@ -102,8 +103,7 @@ def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
 def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table: List[dict], spec: SweepSpec,
                 tasks: List[str]) -> str:
     """The recipe YAML: ``extends`` the sweep's base config with the chosen values; the sweep table as comments."""
-    head = [f"# Recipe for {method}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split "
-            f"({'no val split yet: rerun when it lands' if SELECTION_SPLIT != 'val' else 'val'}).",
+    head = [f"# Recipe for {method}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split.",
             f"# Protocol: {spec.trials} trials, {spec.budget} per trial, seed {spec.seed}, tasks {', '.join(tasks)};"
             " selection = highest mean final score over the tasks.",
             "# trial | " + " | ".join(sorted(spec.grid)) + " | " + " | ".join(tasks) + " | mean"]
@@ -131,7 +131,7 @@ def _trial(run, cfg, d: Path) -> dict:
 def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[str], overrides: List[str],
               runs_dir: Path, recipes_dir: Path, run=None, recipe_name: Optional[str] = None) -> Dict[str, Any]:
     """Run ``method``'s trials (each a full run to the per-trial budget, ending with the final evaluation),
-    select the best on the eval split, write ``recipes_dir/<method>.yaml`` and ``runs_dir/sweep_<method>/
+    select the best on the val split (each trial's final evaluation reads it), write ``recipes_dir/<method>.yaml`` and ``runs_dir/sweep_<method>/
     sweep.json``. ``run(cfg, run_dir, resume) -> summary`` defaults to the one runner (train.run_one); finished
     trials are reused and interrupted ones resumed when the command is rerun. ``recipe_name`` (default: the
     method) names the recipe file and the runs folder, e.g. ``mt-nft`` for multi-reward with the NFT objective."""
@@ -142,7 +142,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     run = run or run_one
     budget = parse_budget(spec.budget)
     trials = draw_trials(spec)
-    base = overrides + [f"method={method}", f"seed={spec.seed}"]
+    base = overrides + [f"method={method}", f"seed={spec.seed}", f"eval.split={SELECTION_SPLIT}"]
     probe = load_config(config, base + [_override(k, v) for k, v in trials[0].items()])
     tasks = parse_tasks(tasks_spec, world_of(probe))
     cfgs = [load_config(config, base + [f"tasks={','.join(tasks)}"] + [_override(k, v) for k, v in t.items()])

@@ -228,8 +228,13 @@ def print_final_table(cfgs: List[RunConfig], results: Dict) -> None:
             teacher_row[t] = cached_eval(teacher_name(cfg0, t), [t], protocol, cfg0.device)[t]
         except UserError:
             pass
-    table = Table(title=f"final eval ({protocol.steps}-step ODE, CFG {protocol.guidance}, "
-                        f"{protocol.prompts_per_task or 'all'} prompts/task), mean [95% CI]")
+    from .protocol import label as protocol_label
+
+    name = protocol_label(protocol)
+    table = Table(title=f"final eval, {name} protocol ({protocol.split} split, {protocol.steps}-step ODE, CFG "
+                        f"{protocol.guidance}, {protocol.prompts_per_task or 'all'} prompts/task), mean [95% CI]"
+                        + (": QUICK, below the resolution of a comparison (opd-bench eval/report use full)"
+                           if name == "quick" else ""))
     table.add_column("task")
     table.add_column("base", justify="right")
     table.add_column("teacher", justify="right")

@@ -235,7 +235,7 @@ def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
     configure_run_tasks(cfg)
     for c in cfgs:
         for t in c.tasks:
-            for split in ("train", "eval"):
+            for split in dict.fromkeys(("train", c.eval.split, "val")):   # training, final eval, curves
                 if not get_task(t).prompts(split):
                     raise UserError(f"task {t}: the {split} prompt set is empty")
             if method_class(c.method).uses_teachers and check_teachers:

@@ -155,7 +155,7 @@ def test_lookahead_affinity_sign_on_a_toy_case():
         w.grad = None
         ((w - c) ** 2).sum().backward()
         grads[t] = w.grad.detach().clone()
-    L0, L1 = lookahead([w], list(centres), loss, grads, step_size=0.1)
+    L0, L1 = lookahead([w], list(centres), loss, {t: -0.1 * g for t, g in grads.items()})
     assert torch.equal(w.detach(), torch.zeros(2))  # restored
     Z = affinity_from_losses(L0, L1)
     idx = {t: i for i, t in enumerate(centres)}
@@ -164,6 +164,43 @@ def test_lookahead_affinity_sign_on_a_toy_case():
     assert all(Z[i, i] > 0 for i in range(3))
     S = affinity_from_losses(L0, L1, self_normalized=True)
     assert np.allclose(np.diag(S), 1) and S[idx["c"], idx["a"]] < 0
+
+
+def test_lookahead_step_is_the_runs_adamw_update_from_its_saved_state():
+    """optimizer_update = one AdamW step (the runner's optimizer: lr, betas, weight decay, grad clip) from the saved
+    state, checked against a hand-computed AdamW step; parameters and the saved state are left untouched."""
+    from opd_bench.analysis.interference import optimizer_update
+
+    torch.manual_seed(0)
+    w = [torch.randn(3, requires_grad=True), torch.randn(2, 2, requires_grad=True)]
+    lr, wd, betas, eps, clip = 0.01, 0.1, (0.9, 0.99), 1e-8, 0.5
+    make = lambda: torch.optim.AdamW(w, lr=lr, weight_decay=wd, betas=betas, eps=eps)  # noqa: E731
+    opt = make()                                        # a "run": three steps, then its state is saved
+    for _ in range(3):
+        for p in w:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    state = opt.state_dict()
+    theta = torch.cat([p.detach().reshape(-1) for p in w]).double()
+    g = torch.randn(7, dtype=torch.float64) * 3
+    delta = optimizer_update(w, g, make, state, grad_clip=clip)
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in w]).double(), theta)   # restored
+    assert all(p.grad is None for p in w) and int(state["state"][0]["step"]) == 3            # state untouched
+    # by hand: clip, decoupled weight decay, bias-corrected moments at step 4
+    gc = g * min(1.0, clip / (float(g.norm()) + 1e-6))
+    m = torch.cat([state["state"][i]["exp_avg"].reshape(-1) for i in (0, 1)]).double()
+    v = torch.cat([state["state"][i]["exp_avg_sq"].reshape(-1) for i in (0, 1)]).double()
+    m, v, t = betas[0] * m + (1 - betas[0]) * gc, betas[1] * v + (1 - betas[1]) * gc ** 2, 4
+    new = theta * (1 - lr * wd) - lr * (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
+    assert torch.allclose(delta, new - theta, atol=1e-6)
+    # no saved state: a fresh optimizer's first step, about lr * sign(g) per weight
+    first = optimizer_update(w, g, make, None)
+    assert torch.allclose(first, -lr * torch.sign(g) - lr * wd * theta, atol=1e-5)
+    # the lookahead moves the parameters by exactly that update
+    seen = []
+    lookahead(w, ["j"], lambda t: seen.append(torch.cat([p.detach().reshape(-1) for p in w]).double()) or 0.0,
+              {"j": delta})
+    assert torch.allclose(seen[1] - seen[0], delta, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------- variance

@@ -274,6 +274,11 @@ def _cases():
         ("resume-badkey-config", run("--resume", lambda e: I(e, "runs/badkey_cfg")), "nonsense_key: unknown key"),
         # ---- eval
         ("eval-no-checkpoint", ev(), "--checkpoint"),
+        ("eval-split", ev("--checkpoint", B, "--split", "eval"), "--split"),
+        ("eval-protocol", ev("--checkpoint", B, "--protocol", "nope"), "--protocol"),
+        ("eval-seeds-0", ev("--checkpoint", B, "--seeds-per-prompt", "0"), "--seeds-per-prompt"),
+        ("run-eval-split", run("--set", "eval.split=eval"), "eval.split"),
+        ("run-eval-seeds", run("--set", "eval.seeds_per_prompt.ocr=0"), "eval.seeds_per_prompt.ocr"),
         ("eval-missing", ev("--checkpoint", "/no/such/ckpt"), "checkpoint not found"),
         ("eval-released-missing", ev("--checkpoint", "nope_release"), "checkpoint not found"),
         ("eval-file", ev("--checkpoint", lambda e: I(e, "a_file")), "must be a folder"),

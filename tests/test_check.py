@@ -98,7 +98,7 @@ def test_recorded_baseline_holds_protocol_scores_and_provenance(world):
     assert (proto["steps"], proto["prompts_per_task"], proto["resolution"], proto["latent_shape"]) == (STEPS, PROMPTS, 32, [3, 32, 32])
     assert {"guidance", "shift", "seed"} <= set(proto)
     for name in TASKS.split(","):
-        expected = [r["prompt"] for r in select_records(get_task(name).prompts("eval"), PROMPTS)]
+        expected = [r["prompt"] for r in select_records(get_task(name).prompts("test"), PROMPTS)]
         assert proto["prompts"][name] == expected
         assert len(doc["tasks"][name]["per_prompt"]["score"]) == PROMPTS
         assert doc["margins"]["tasks"][name] == gate.DEFAULT_MARGIN

@@ -33,7 +33,7 @@ def base_model():
 def scores(model, task: str, n: int, threads: int) -> dict:
     """Per-prompt metrics of the baseline's first ``n`` prompts of ``task``, sampled and scored in one batch."""
     protocol = baseline_protocol(BASELINE)
-    records = select_records(get_task(task).prompts("eval"), protocol.prompts_per_task)[:n]
+    records = select_records(get_task(task).prompts(protocol.split), protocol.prompts_per_task)[:n]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -33,7 +33,7 @@ def test_score_definition():
 
 
 def test_prompt_sets(task):
-    train, ev = task.prompts("train"), task.prompts("eval")
+    train, ev = task.prompts("train"), task.prompts("val") + task.prompts("test")
     assert len(ev) >= 200 and len(train) >= 1000
     assert not {r["text"] for r in train} & {r["text"] for r in ev}
     for r in ev + train:
@@ -43,7 +43,7 @@ def test_prompt_sets(task):
 
 
 def test_ground_truth_renders_are_read(task):
-    ev = task.prompts("eval")
+    ev = task.prompts("test")
     rng = np.random.default_rng(0)
     images = _images([scene_for_record(r, rng) for r in ev])
     task.metrics(images[:2], ev[:2])                     # build the engine outside the timing
@@ -56,7 +56,7 @@ def test_ground_truth_renders_are_read(task):
 
 
 def test_wrong_text_gets_reward_below_one(task):
-    ev = task.prompts("eval")[:24]
+    ev = task.prompts("test")[:24]
     rng = np.random.default_rng(1)
     wrong = []
     for r in ev:   # a different string of the same length, sharing no character with the target

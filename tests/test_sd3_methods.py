@@ -82,7 +82,7 @@ def test_real_task_through_the_runner(sd3, hf_clip_folder, tmp_path):
 
     configure_tasks({k: asdict(v) for k, v in cfg.real_tasks.items()})
     assert "pickscore" in parse_tasks("all", "real") and "pickscore" not in parse_tasks("all")
-    assert [r["prompt"] for r in get_task("pickscore").prompts("eval")] == ["a photo of a cat", "a red car", "a blue bird"]
+    assert [r["prompt"] for r in get_task("pickscore").prompts("test")] == ["a photo of a cat", "a red car", "a blue bird"]
     student = load_backbone(folder, "cpu", backbone_options(cfg.model))
     ctx = RunContext(cfg, ["pickscore"], student, Ledger(student.flops_per_forward()))
     info = METHODS["grpo"]().train_step(ctx)
@@ -101,7 +101,7 @@ def test_real_task_missing_paths_fail_clearly(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     configure_tasks({"hpsv2": {"weights": "", "eval_prompts": str(tmp_path / "empty.txt")}})
     with pytest.raises(UserError, match="empty"):
-        get_task("hpsv2").prompts("eval")
+        get_task("hpsv2").prompts("test")
 
 
 def test_cascade_reference_on_lora_is_the_previous_stage(sd3, tmp_path):

@@ -37,11 +37,13 @@ def test_every_method_gets_the_same_trials_and_budget(tmp_path):
 
     for m in ("grpo", "nft"):
         res = run_sweep(m, "ocr", load_spec(spec_file, m), None, [], tmp_path / "runs", tmp_path / "recipes", fake_run)
-        assert res["split"] == "eval" and (tmp_path / "runs" / f"sweep_{m}" / "sweep.json").is_file()
+        assert res["split"] == "val" and (tmp_path / "runs" / f"sweep_{m}" / "sweep.json").is_file()
     assert len(seen["grpo"]) == len(seen["nft"]) == 2
+    # selection reads val: every trial's final evaluation (the score the sweep ranks) is on the val split
+    assert {c.eval.split for cs in seen.values() for c in cs} == {"val"}
     assert {(c.budget.value, c.budget.unit) for cs in seen.values() for c in cs} == {(16.0, "images")}
     chosen = load_config(str(tmp_path / "recipes" / "grpo.yaml"))
-    assert chosen.method == "grpo" and chosen.train.lr == 3e-4
+    assert chosen.method == "grpo" and chosen.train.lr == 3e-4 and chosen.eval.split == "test"
     # a named recipe (multi-reward with the NFT objective) takes the grid keys and file of its name
     res = run_sweep("multi-reward", "ocr", load_spec(spec_file, "nft"), None, ["grpo.objective=nft"],
                     tmp_path / "runs", tmp_path / "recipes", fake_run, recipe_name="nft")
@@ -68,7 +70,7 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     best = next(r for r in res["table"] if r["chosen"])
     assert best["mean"] == max(r["mean"] for r in res["table"])
     text = (tmp_path / "rec" / "grpo.yaml").read_text()
-    assert "on the eval split" in text and text.count("| brightness |") == 1 and "<- chosen" in text
+    assert "on the val split" in text and text.count("| brightness |") == 1 and "<- chosen" in text
     assert load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == best["params"]["train.lr"]
     for k in (0, 1):
         assert (tmp_path / "runs" / "sweep_grpo" / f"trial_{k}" / "summary.json").is_file()

@@ -171,15 +171,22 @@ def budget_x(row: dict, unit: str) -> float:
     return float(row.get("budget", {}).get(unit, float("nan")))
 
 
+def split_rows(history: Sequence[dict], split: str) -> List[dict]:
+    """The eval rows of one prompt split: ``val`` = the learning-curve evaluations, ``test`` = the start, final
+    and every-N-rounds evaluations (rows written before the splits existed count as test)."""
+    return [r for r in history if r.get("split", "test") == split]
+
+
 def dedupe_history(history: Sequence[dict]) -> List[dict]:
     """Eval rows with one row per (round, budget): at a stage end the runner may evaluate twice at the same
     point (``round k`` and ``end of stage k``); the later row is kept, the order preserved."""
     out: Dict[Tuple, dict] = {}
     for r in history:
-        key = (r.get("round"), json.dumps(r.get("budget", {}), sort_keys=True))
+        key = (r.get("round"), json.dumps(r.get("budget", {}), sort_keys=True), r.get("split", "test"))
         out.pop(key, None)
         out[key] = r
     return list(out.values())
 
 
-__all__ = ["RunInfo", "load_run", "label_runs", "normalize", "is_normalized", "budget_x", "dedupe_history", "task_list"]
+__all__ = ["RunInfo", "load_run", "label_runs", "normalize", "is_normalized", "budget_x", "dedupe_history", "split_rows",
+           "task_list"]

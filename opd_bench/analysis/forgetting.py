@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..methods import method_class
-from . import RunInfo, budget_x, dedupe_history, is_normalized, normalize
+from . import RunInfo, budget_x, dedupe_history, is_normalized, normalize, split_rows
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
 
@@ -98,7 +98,7 @@ def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = 
             rows.append(finals[-1])
         labels = [f"after stage {k}" for k in sorted(stages)] + (["final"] if finals else [])
     else:
-        rows = dedupe_history(history)
+        rows = dedupe_history(split_rows(history, "test"))
         labels = [r.get("label", "") for r in rows]
     R = np.array([[float(r["scores"].get(t, np.nan)) for t in tasks] for r in rows], dtype=np.float64)
     return labels, R.reshape(len(rows), len(tasks))
@@ -138,7 +138,8 @@ def curves(run: RunInfo, tasks: Optional[Sequence[str]] = None) -> dict:
     """Every task's score over the budget spent (x in the run's budget unit), plus the cascade stage
     boundaries (the budget at each ``end of stage k`` eval)."""
     tasks = list(tasks or run.tasks)
-    rows = dedupe_history(run.history)
+    # one protocol per curve: the val learning-curve rows when the run has them, else its test rows
+    rows = dedupe_history(split_rows(run.history, "val") or split_rows(run.history, "test"))
     x = [budget_x(r, run.unit) for r in rows]
     ys = {t: [float(r["scores"].get(t, np.nan)) for r in rows] for t in tasks}
     bounds = [budget_x(r, run.unit) for r in run.history if _STAGE.match(r.get("label", ""))]

@@ -3,8 +3,10 @@
 (a) Gradient conflict: per-task gradients g_i of the method's OWN loss (DiffusionOPD's closed-form loss of task
     i, or the GRPO loss of task i for multi-reward / cascade RL) on fixed fresh batches; cosine matrix C_ij,
     conflict rate (share of task pairs i < j with C_ij < 0), magnitude imbalance max ||g_i|| / min ||g_i||.
-(b) Inter-task affinity by one-step lookahead: one SGD step on task j only, then
-    Z_{j->i} = 1 - L_i(theta') / L_i(theta) on the same fixed batches.
+(b) Inter-task affinity by one-step lookahead: the run's own optimizer update on task j's gradient only (an
+    AdamW step from the run's saved optimizer state at its lr, after its gradient clip: :func:`optimizer_update`;
+    a fresh AdamW, i.e. its first step, for a checkpoint without a run), then Z_{j->i} = 1 - L_i(theta') /
+    L_i(theta) on the same fixed batches. One definition for every method.
 (c) Negative transfer vs the single-task teachers: per task, method score - teacher score (eval results).
 
 The per-task losses run the methods' own code (``DiffusionOPD.task_loss``, ``grpo_step``) on a
@@ -14,7 +16,6 @@ lookahead step on exactly the same batch.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -131,23 +132,53 @@ def affinity_from_losses(L0: Sequence[float], L1, self_normalized: bool = False)
         return np.where(np.abs(L0)[None, :] > 0, 1.0 - L1 / L0[None, :], np.nan)
 
 
+def _add_flat(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
+    with torch.no_grad():
+        off = 0
+        for p in params:
+            n = p.numel()
+            p.add_(flat[off : off + n].reshape(p.shape).to(p.dtype))
+            off += n
+
+
+def optimizer_update(params: Sequence[torch.Tensor], grad: torch.Tensor, make_optimizer: Callable[[], object],
+                     state: Optional[dict] = None, grad_clip: float = 0.0) -> torch.Tensor:
+    """theta' - theta (flattened) of one step of the optimizer ``make_optimizer()`` (over ``params``) with the
+    flattened gradient ``grad``, from the optimizer ``state`` (a ``state_dict``, copied; None = fresh) after
+    clipping the gradient's norm to ``grad_clip`` (0 = no clip), as the runner's ``optimizer_step`` does.
+    The parameters and the given state are left unchanged."""
+    import copy
+
+    saved = [p.detach().clone() for p in params]
+    opt = make_optimizer()
+    if state is not None:
+        opt.load_state_dict(copy.deepcopy(state))
+    off = 0
+    for p in params:
+        n = p.numel()
+        p.grad = grad[off : off + n].reshape(p.shape).to(p.dtype).clone()
+        off += n
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    with torch.no_grad():
+        delta = torch.cat([(p.detach() - s).reshape(-1).double() for p, s in zip(params, saved)])
+        for p, s in zip(params, saved):
+            p.copy_(s)
+            p.grad = None
+    return delta
+
+
 def lookahead(params: Sequence[torch.Tensor], tasks: Sequence, loss_fn: Callable[[object], float],
-              grads: Dict[object, torch.Tensor], step_size: float, normalize_step: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-    """(L0[i], L1[j][i]): losses at theta, and after theta' = theta - step_size * g_j (or a step of norm
-    ``step_size`` along -g_j when ``normalize_step``) for each task j; parameters are restored after each j.
-    ``grads[j]`` is task j's flattened gradient at theta; ``loss_fn(i)`` evaluates L_i at the current params."""
+              updates: Dict[object, torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
+    """(L0[i], L1[j][i]): losses at theta, and at theta' = theta + updates[j] for each task j (the flattened
+    update of a step on task j alone, e.g. :func:`optimizer_update`); parameters are restored after each j.
+    ``loss_fn(i)`` evaluates L_i at the current params."""
     L0 = np.array([loss_fn(i) for i in tasks], dtype=np.float64)
     L1 = np.zeros((len(tasks), len(tasks)))
     saved = [p.detach().clone() for p in params]
     for a, j in enumerate(tasks):
-        g = grads[j].double()
-        scale = step_size / float(g.norm()) if normalize_step and float(g.norm()) > 0 else step_size
-        with torch.no_grad():
-            off = 0
-            for p in params:
-                n = p.numel()
-                p.sub_((scale * g[off : off + n]).reshape(p.shape).to(p.dtype))
-                off += n
+        _add_flat(params, updates[j])
         L1[a] = [loss_fn(i) for i in tasks]
         with torch.no_grad():
             for p, s in zip(params, saved):
@@ -318,11 +349,12 @@ def make_context(cfg: RunConfig, tasks: Sequence[str], student, reference=None, 
     return ctx
 
 
-def interference(ctx: GradContext, objective: str, tasks: Sequence[str], step_size: Optional[float] = None,
+def interference(ctx: GradContext, objective: str, tasks: Sequence[str], optimizer_state: Optional[dict] = None,
                  round_: int = ANALYSIS_ROUND, batches: int = 8) -> dict:
     """Cosines, conflict rate, imbalance and lookahead affinity of ``objective``'s per-task losses at the
-    context's current parameters, on fixed fresh batches (round ``round_``). The lookahead step is plain SGD
-    along -g_j with the norm of a first Adam step (lr * sqrt(#params)) unless ``step_size`` is given. The
+    context's current parameters, on fixed fresh batches (round ``round_``). The lookahead step is the run's own
+    optimizer update (:func:`optimizer_update`: its AdamW at its lr and clip, from ``optimizer_state``, the run's
+    saved state; None = a fresh optimizer's first step). The
     conflict statistics with intervals (:func:`conflict_over_batches`) use ``batches`` fresh batches per task
     (rounds ``round_`` .. ``round_ + batches - 1``); ``cosine`` and ``conflict_rate`` are those of round_ alone."""
     tasks = list(tasks)
@@ -340,10 +372,9 @@ def interference(ctx: GradContext, objective: str, tasks: Sequence[str], step_si
     del stacked, batch_grads
     C = cosine_matrix([grads[t] for t in tasks])
     norms = [float(grads[t].norm()) for t in tasks]
-    n_params = sum(p.numel() for p in ctx.params)
-    eta = step_size if step_size is not None else ctx.cfg.train.lr * math.sqrt(n_params)
-    L0, L1 = lookahead(ctx.params, tasks, lambda t: task_loss_and_grad(ctx, objective, t, round_)[0], grads, eta,
-                       normalize_step=True)
+    updates = {t: optimizer_update(ctx.params, grads[t], ctx._make_optimizer, optimizer_state,
+                                   ctx.cfg.train.grad_clip) for t in tasks}
+    L0, L1 = lookahead(ctx.params, tasks, lambda t: task_loss_and_grad(ctx, objective, t, round_)[0], updates)
     ctx.zero_grad()
     self_norm = objective == "grpo"
     Z = affinity_from_losses(L0, L1, self_normalized=self_norm)
@@ -352,7 +383,9 @@ def interference(ctx: GradContext, objective: str, tasks: Sequence[str], step_si
         "objective": objective, "tasks": tasks, "cosine": C.tolist(), "grad_norms": dict(zip(tasks, norms)),
         "conflict_rate": conflict_rate(C), "magnitude_imbalance": magnitude_imbalance(norms),
         "conflict_over_batches": {k: (_clean(v) if isinstance(v, np.ndarray) else v) for k, v in conflict.items()},
-        "lookahead_step_norm": eta, "loss_before": dict(zip(tasks, L0.tolist())), "loss_after": L1.tolist(),
+        "lookahead_step": "the run's optimizer update (AdamW from its saved state)" if optimizer_state is not None
+        else "a fresh AdamW's first step (no saved optimizer state)",
+        "lookahead_step_norm": {t: float(u.norm()) for t, u in updates.items()}, "loss_before": dict(zip(tasks, L0.tolist())), "loss_after": L1.tolist(),
         "affinity": _clean(Z), "affinity_definition": (
             "Z[j][i] = (L_i(theta) - L_i(theta'_j)) / (L_i(theta) - L_i(theta'_i)) (GRPO's surrogate is 0 at theta)"
             if self_norm else "Z[j][i] = 1 - L_i(theta'_j) / L_i(theta)"),
@@ -363,8 +396,19 @@ def _clean(M) -> list:
     return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(M, dtype=np.float64)]
 
 
-def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = (), which: str = FINAL,
-                     step_size: Optional[float] = None) -> dict:
+def saved_optimizer_state(run_dir: Optional[Path]) -> Optional[dict]:
+    """The optimizer state a run saved with its last train state (``state/``; at the end of a run, the state of
+    its final step), or None when there is none."""
+    from ..checkpoint import load_checkpoint
+    from ..runner import optimizer_state
+
+    if run_dir is None or not (Path(run_dir) / STATE).is_dir():
+        return None
+    tensors, meta = load_checkpoint(Path(run_dir) / STATE, kind="train_state")
+    return optimizer_state(tensors, meta) if "param_groups" in meta else None
+
+
+def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = (), which: str = FINAL) -> dict:
     """Interference of a run's method at its ``final/`` (or ``state/``) checkpoint."""
     cfg = analysis_config(load_config(str(Path(run_path) / "config.yaml")), overrides)
     from ..tasks import parse_tasks
@@ -375,7 +419,7 @@ def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = ()
         raise UserError(f"{run_path}: no {which}/ checkpoint")
     student, reference = load_analysis_model(Path(run_path), ckpt, cfg, device)
     ctx = make_context(cfg, tasks, student, reference, device)
-    out = interference(ctx, objective_of(cfg.method), tasks, step_size)
+    out = interference(ctx, objective_of(cfg.method), tasks, saved_optimizer_state(Path(run_path)))
     out.update({"run": str(run_path), "checkpoint": str(ckpt), "method": cfg.method, "seed": cfg.seed})
     return out
 

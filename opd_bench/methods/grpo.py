@@ -137,7 +137,7 @@ def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None, objective: O
     reward; ``objective`` overrides ``grpo.objective``)."""
     g = ctx.cfg.grpo
     obj = rl_objective(ctx, objective)
-    records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
+    records = ctx.sample_prompts(task, ctx.step_prompts(g.group_size))   # fewer on an image budget's last step
     batch = obj.rollout(ctx, task, records)
     rewards = reward_fn(batch) if reward_fn else ctx.rewards(batch)
     adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)

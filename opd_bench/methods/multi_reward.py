@@ -37,7 +37,7 @@ class MultiReward(RLMethod):
     def _weighted_sum_step(self, ctx) -> Dict[str, float]:
         mr, g = ctx.cfg.multi_reward, ctx.cfg.grpo
         # prompts of every task in one batch: prompts_per_step prompts in total, spread round-robin over tasks
-        n = ctx.cfg.train.prompts_per_step
+        n = ctx.step_prompts(g.group_size)   # fewer on an image budget's last step
         counts = {t: n // len(ctx.tasks) + (1 if i < n % len(ctx.tasks) else 0) for i, t in enumerate(ctx.tasks)}
         obj = rl_objective(ctx)
         batches = [obj.rollout(ctx, t, ctx.sample_prompts(t, c)) for t, c in counts.items() if c > 0]

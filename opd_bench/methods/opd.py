@@ -17,7 +17,7 @@ gradient is the closed form's (``losses.ppo_opd_advantage_scale``).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 from ..ledger import with_teacher_cost
 from ..losses import opd_step_loss, ppo_opd_advantage_scale, ppo_opd_loss
@@ -66,11 +66,12 @@ class DiffusionOPD(Method):
         k = ppo_opd_advantage_scale(action[0].numel(), s.logprob_reduce)
         return ppo_opd_loss(logp, batch.rollout.log_probs[:, j], logp_t, o.clip_range, o.detach_advantage, k)[0]
 
-    def task_loss(self, ctx, task: str, weight: float = 1.0) -> Dict[str, float]:
-        """Task ``task``'s loss over one rollout, its gradient accumulated with ``weight`` (opd.task_reduction)."""
+    def task_loss(self, ctx, task: str, weight: float = 1.0, n: Optional[int] = None) -> Dict[str, float]:
+        """Task ``task``'s loss over one rollout of ``n`` prompts (default ``train.prompts_per_step``), its
+        gradient accumulated with ``weight`` (opd.task_reduction)."""
         o = ctx.cfg.opd
         a = o.noise_level if o.sampler == "sde" else 0.0
-        records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
+        records = ctx.sample_prompts(task, n or ctx.cfg.train.prompts_per_step)
         batch = ctx.rollout(task, records, 1, a)
         steps = ctx.trained_steps()
         fw = ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance)
@@ -89,8 +90,10 @@ class DiffusionOPD(Method):
         info: Dict[str, float] = {}
         # round-robin over the tasks; gradients accumulate: the task losses' sum, or their mean (official code)
         weight = 1.0 if ctx.cfg.opd.task_reduction == "sum" else 1.0 / len(ctx.tasks)
+        # one image per prompt and task: fewer prompts per task on an image budget's last round, decided once
+        n = ctx.step_prompts(len(ctx.tasks))
         for task in ctx.tasks:
-            info.update(self.task_loss(ctx, task, weight))
+            info.update(self.task_loss(ctx, task, weight, n))
         info["loss"] = sum(info.values()) * weight
         info["grad_norm"] = ctx.optimizer_step()
         return info

@@ -10,7 +10,7 @@ round, task losses combined by ``opd.task_reduction``):
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -43,8 +43,8 @@ class SFTDistill(DiffusionOPD):
         ctx.ledger.forwards(ctx.phase, "teacher", "rollout", len(cond) * s.steps * teacher.forwards_per_velocity(w))
         return x
 
-    def task_loss(self, ctx, task: str, weight: float = 1.0) -> Dict[str, float]:
-        records = ctx.sample_prompts(task, ctx.cfg.train.prompts_per_step)
+    def task_loss(self, ctx, task: str, weight: float = 1.0, n: Optional[int] = None) -> Dict[str, float]:
+        records = ctx.sample_prompts(task, n or ctx.cfg.train.prompts_per_step)
         cond = ctx.student.encode_prompts([r["prompt"] for r in records])
         x0 = self.teacher_samples(ctx, task, cond)
         steps, gen = ctx.trained_steps(), ctx.generator("sft-noise", task)

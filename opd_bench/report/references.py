@@ -57,7 +57,7 @@ def _categories(task: str, protocol) -> Optional[Dict[str, str]]:
 
     t = get_task(task)
     key = getattr(t, "category_key", None)
-    return {r["prompt"]: r[key] for r in t.prompts(getattr(protocol, "split", "eval"))} if key else None
+    return {r["prompt"]: r[key] for r in t.prompts(protocol.split)} if key else None
 
 
 def _entry(res: dict, task: str, source: str, protocol) -> dict:

@@ -31,7 +31,7 @@ def model_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dict
     models = [(lab, ck) for lab, ck in [("base", base_ckpt)]
               + [(f"{lab} (seed {r.seed})", r.final_checkpoint) for lab, r in runs_by_label.items()]
               + [(f"teacher {', '.join(ts)}", c) for c, ts in _by_value(teacher_ckpts).items()] if ck is not None]
-    split = getattr(protocol, "split", "eval")   # the protocol's split where it names one
+    split = protocol.split   # the protocol's split where it names one
     cols = {t: select_records(get_task(t).prompts(split), protocol.prompts_per_task)[:n_prompts] for t in tasks}
     cols = {t: recs for t, recs in cols.items() if recs}
     if not models or not cols:

@@ -41,6 +41,8 @@ class Task(ABC):
     #: record key whose values are categories (e.g. GenEval's ``tag``): evaluation then reports each category
     #: and the task score is the mean of the category means. None = a plain mean over prompts.
     category_key: Optional[str] = None
+    #: categories reported on their own rows but left out of the task score (GenEval's held-out compositions)
+    separate_categories: tuple = ()
     #: which world's ``--tasks all`` includes this task: "embedded" (the default world) or "real".
     world: str = "embedded"
     #: True when the reward can judge ANY prompt (aesthetic, preference, PickScore...): multi-reward
@@ -49,7 +51,8 @@ class Task(ABC):
 
     @abstractmethod
     def prompts(self, split: str) -> List[PromptRecord]:
-        """Prompt records for ``split`` in {"train", "eval"}; train and eval are disjoint."""
+        """Prompt records for ``split`` in {"train", "val", "test"} (:mod:`opd_bench.world.build.splits`): val and test
+        texts occur in no other set; ``val`` is read by everything that selects, ``test`` by final evaluations."""
 
     @abstractmethod
     def reward(self, images: torch.Tensor, records: Sequence[PromptRecord]) -> torch.Tensor:

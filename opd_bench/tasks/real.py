@@ -49,9 +49,11 @@ class RealTask(Task):
 
     world = "real"
 
-    def __init__(self, weights: str = "", train_prompts: str = "", eval_prompts: str = "", **extra):
+    def __init__(self, weights: str = "", train_prompts: str = "", eval_prompts: str = "", val_prompts: str = "",
+                 **extra):
         self.options = {"weights": weights, **extra}
-        self.files = {"train": train_prompts, "eval": eval_prompts}
+        # eval_prompts = the test split; val falls back to it when no val file is given
+        self.files = {"train": train_prompts, "val": val_prompts or eval_prompts, "test": eval_prompts}
         self._prompts: Dict[str, List[PromptRecord]] = {}
         self._model = None
 

@@ -34,13 +34,17 @@ def _load(path: str) -> tuple:
     return tuple(_drop_none(r) for r in load_dataset("json", data_files=path, split="train"))
 
 
+#: the prompt splits of every task: ``train`` trains, ``val`` selects, ``test`` scores final results
+SPLITS = ("train", "val", "test")
+
+
 def load_records(task: str, split: str) -> List[Dict[str, Any]]:
     """Prompt records of ``tasks/<task>/<split>.jsonl`` (loaded once, cached; a fresh list of copies)."""
     from ..errors import UserError
     from ..paths import TASKS_DIR
 
-    if split not in ("train", "eval"):
-        raise UserError(f"unknown split {split!r} (train or eval)")
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
     path = TASKS_DIR / task / f"{split}.jsonl"
     if not path.is_file():
         raise UserError(f"missing prompt file {path} (run opd-bench world prompts)")

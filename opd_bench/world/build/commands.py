@@ -56,18 +56,18 @@ def pretrain_command(
 @world_app.command("prompts")
 def prompts_command(
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the geneval and ocr sets"),
-    out: Path = typer.Option(TASKS_DIR, "--out", help="Folder of the task prompt sets (<out>/<task>/{train,eval}.jsonl)"),
+    out: Path = typer.Option(TASKS_DIR, "--out", help="Folder of the task prompt sets (<out>/<task>/{train,val,test}.jsonl)"),
     samples: Optional[Path] = typer.Option(None, "--samples", help="Also save a grid of ground-truth renders here "
                                            "(docs/img/world_samples.png)"),
 ):
-    """Write the prompt sets of the four embedded tasks (deterministic): geneval and ocr from --seed, aesthetic
-    and preference from their fixed seeds."""
-    from . import make_prompts, taste_prompts
+    """Write the prompt sets of the four embedded tasks (deterministic): the train sets (geneval and ocr from
+    --seed, aesthetic and preference from their fixed seeds), then val and test (opd_bench/world/build/splits.py)."""
+    from . import make_prompts, splits, taste_prompts
 
     validate.output_dir(out, "--out")
     args = ["--seed", str(seed), "--out", str(out)] + (["--samples", str(samples)] if samples else [])
     make_prompts.main(args)
-    for path in taste_prompts.write_prompt_sets(out):
+    for path in taste_prompts.write_prompt_sets(out) + splits.write_splits(out):
         print(path)
 
 

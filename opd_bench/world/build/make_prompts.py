@@ -1,4 +1,5 @@
-"""Write the prompt sets of the world tasks: tasks/{geneval,ocr}/{train,eval}.jsonl (deterministic).
+"""Write the train prompt sets of the world tasks: tasks/{geneval,ocr}/train.jsonl (deterministic; the former
+eval sets below became ``val``, and ``test`` was added: ``opd-bench world prompts``).
 
     python -m opd_bench.world.make_prompts [--seed 0] [--samples docs/img/world_samples.png]
 
@@ -73,7 +74,7 @@ def write_jsonl(path: Path, records: List[Record]) -> None:
 
 def sample_grid(path: Path, seed: int = 0, size: int = 32, cols: int = 8, zoom: int = 3) -> None:
     """Save a grid of ground-truth renders: one row per GenEval category (eval prompts, in CATEGORIES
-    order), then an OCR row and a row of varied ("any") scenes."""
+    order; val prompts), then an OCR row and a row of varied ("any") scenes."""
     from PIL import Image
 
     from .. import load_records
@@ -81,7 +82,7 @@ def sample_grid(path: Path, seed: int = 0, size: int = 32, cols: int = 8, zoom: 
     from ..scenes import random_scene, render
 
     rng = np.random.default_rng(seed)
-    geneval, ocr = load_records("geneval", "eval"), load_records("ocr", "eval")
+    geneval, ocr = load_records("geneval", "val"), load_records("ocr", "val")
     rows = [[r for r in geneval if r["tag"] == tag] for tag in CATEGORIES] + [ocr]
     scenes = [[scene_for_record(rs[i], rng) for i in rng.choice(len(rs), cols, replace=len(rs) < cols)]
               for rs in rows]
@@ -100,8 +101,7 @@ def main(argv=None) -> None:
     for task, (train, evals) in {"geneval": geneval_splits(args.seed), "ocr": ocr_splits(args.seed)}.items():
         assert not {r["prompt"] for r in train} & {r["prompt"] for r in evals}
         write_jsonl(args.out / task / "train.jsonl", train)
-        write_jsonl(args.out / task / "eval.jsonl", evals)
-        print(f"{task}: {len(train)} train, {len(evals)} eval prompts -> {args.out / task}")
+        print(f"{task}: {len(train)} train prompts -> {args.out / task} (val and test: opd-bench world prompts)")
     if args.samples:
         sample_grid(args.samples, args.seed)
         print(f"samples -> {args.samples}")

@@ -7,9 +7,9 @@ checks an image against::
             "text": "AB" | "",                 # a short caption that must be present (content not checked)
             "background": "dark" | ""}         # a named background, or "" for any
 
-Sets are generated deterministically from a seed; train and eval are disjoint by prompt string. The files
-live in ``tasks/<task>/{train,eval}.jsonl`` and are rebuilt by
-``python -m opd_bench.world.taste_prompts``.
+Sets are generated deterministically from a seed; train and the former eval set are disjoint by prompt string.
+``tasks/<task>/train.jsonl`` is rebuilt by ``python -m opd_bench.world.taste_prompts``; the former eval set became
+``val`` and a fresh ``test`` was added (:mod:`opd_bench.world.build.splits`, ``opd-bench world prompts``).
 """
 from __future__ import annotations
 
@@ -111,10 +111,12 @@ def split_path(task: str, split: str) -> Path:
 
 
 def write_prompt_sets(root: Path = TASKS_DIR) -> List[Path]:
-    """Write ``tasks/{aesthetic,preference}/{train,eval}.jsonl``; returns the paths written."""
+    """Write ``tasks/{aesthetic,preference}/train.jsonl`` (val and test: :mod:`.splits`); returns the paths."""
     written = []
     for task in KIND_WEIGHTS:
         for split, records in make_splits(task).items():
+            if split != "train":
+                continue
             path = root / task / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
@@ -124,14 +126,16 @@ def write_prompt_sets(root: Path = TASKS_DIR) -> List[Path]:
 
 def load_prompt_set(task: str, split: str) -> List[Dict[str, Any]]:
     """Records of ``tasks/<task>/<split>.jsonl`` via ``datasets.load_dataset("json")``."""
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"split must be one of {sorted(SPLIT_SIZES)}, got {split!r}")
+    from .splits import SPLITS  # noqa: PLC0415
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     from datasets import load_dataset  # noqa: PLC0415
 
     path = split_path(task, split)
     if not path.is_file():
         from ...errors import UserError  # noqa: PLC0415
-        raise UserError(f"prompt set missing: {path} (run python -m opd_bench.world.taste_prompts)")
+        raise UserError(f"prompt set missing: {path} (run opd-bench world prompts)")
     ds = load_dataset("json", data_files=str(path), split="train")
     return [{"prompt": r["prompt"], "spec": _clean_spec(r["spec"])} for r in ds]
 
