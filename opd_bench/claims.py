@@ -223,14 +223,19 @@ def reach_cost(curve: Sequence[Tuple[float, float]], target: float) -> float:
 
 def _cost_ratio(ev: Evidence) -> Dict[str, Optional[Measurement]]:
     """log10 of (best baseline's total cost to its final score) / (DiffusionOPD's total cost, teachers included,
-    to reach that score), per seed; > 0 means DiffusionOPD is cheaper."""
+    to reach that score), per seed; > 0 means DiffusionOPD is cheaper. The best baseline is the one with the
+    highest final test average; both sides are read on the learning curves (val), so the target is that
+    baseline's last curve point."""
     opd = ev.group("opd")
     live = {b: ev.group(b) for b in BASELINES if ev.group(b) is not None}
     if opd is None or not live:
         return {"total-cost ratio": None}
     best = max(live, key=lambda b: np.mean([live[b].avg(s, ev.tasks) for s in live[b].scores]))
     g = live[best]
-    target = float(np.mean([g.avg(s, ev.tasks) for s in g.scores]))
+    if not all(g.curves.get(s) for s in g.scores) or not all(opd.curves.get(s) for s in opd.scores):
+        return {"total-cost ratio": None}
+    # the target on the curves' own scale (the periodic val evaluations): the best baseline's last curve point
+    target = float(np.mean([g.curves[s][-1][1] for s in g.scores]))
     offset = ev.teacher_cost.get(ev.unit, 0.0)
     base_cost = float(np.mean([g.spent[s].get(ev.unit, math.nan) for s in g.spent]))
     logs = []
@@ -466,9 +471,13 @@ def cpu_hours(runs_dir: Path) -> float:
 # ------------------------------------------------------------------------------------------------ collection
 
 
-def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str], unit: str) -> GroupRuns:
-    """A group's finished runs read back: final test scores (gold first), curves, BWT, spend."""
-    from .analysis import load_run
+def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str], unit: str,
+               protocol=None) -> GroupRuns:
+    """A group's finished runs read back: final test scores (gold first) -- under ``protocol`` when given (the
+    full protocol: every test prompt at several seeds, through the eval cache, so each final checkpoint is
+    scored once), else the run's own final evaluation --, the val learning curve, BWT, spend."""
+    from .analysis import curve_rows, load_run
+    from .evalcache import cached_eval
     from .analysis.forgetting import backward_transfer, cascade_order, score_matrix
     from .methods import method_class
 
@@ -478,10 +487,14 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
         if g is not group or not (d / "summary.json").is_file():
             continue
         run = load_run(d)
-        out.scores[s], out.proxy[s] = row_scores(run.final_row, tasks)
+        row = run.final_row
+        if protocol is not None:
+            res = cached_eval(d / "final", tasks, protocol, run.cfg.device)
+            row = {"scores": {t: res[t]["mean"] for t in tasks}, "metrics": {t: res[t].get("metrics") or {} for t in tasks}}
+        out.scores[s], out.proxy[s] = row_scores(row, tasks)
         out.spent[s] = dict(run.spent("train"))
         out.curves[s] = [(float(r["budget"].get(unit, 0.0)), float(np.mean(list(row_scores(r, tasks)[0].values()))))
-                         for r in run.history if set(tasks) <= set(r.get("scores", {}))]
+                         for r in curve_rows(run.history) if set(tasks) <= set(r.get("scores", {}))]
         if method_class(group.method).trains_tasks_in_sequence:
             order = cascade_order(run)
             _, R = score_matrix(run.history, order, cascade=True)
@@ -491,7 +504,8 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
 
 
 def collect(camp: Campaign, runs_dir: Path, teachers: Dict[str, str], base: Tuple[dict, dict],
-            teacher: Tuple[dict, dict], extra: Optional[Dict[str, Dict[int, float]]] = None) -> Evidence:
+            teacher: Tuple[dict, dict], extra: Optional[Dict[str, Dict[int, float]]] = None,
+            protocol=None) -> Evidence:
     """The evidence of a campaign from its run folders; ``base``/``teacher``: (gold-first, proxy) full test evals
     (:func:`reference_scores`); ``teachers``: {task: checkpoint} whose recorded spend is DiffusionOPD's offset."""
     from .session import resolve_tasks
@@ -499,7 +513,7 @@ def collect(camp: Campaign, runs_dir: Path, teachers: Dict[str, str], base: Tupl
 
     unit = camp.budget.split(":", 1)[1]
     tasks = resolve_tasks(camp.tasks, load_config(camp.config, []))
-    groups = {g.label: group_runs(camp, runs_dir, g, tasks, unit) for g in camp.groups}
+    groups = {g.label: group_runs(camp, runs_dir, g, tasks, unit, protocol) for g in camp.groups}
     return Evidence(list(tasks), groups, base[0], teacher[0], teacher_cost(teachers), unit, dict(extra or {}),
                     base[1], teacher[1])
 

@@ -199,6 +199,9 @@ def claims(
                                          help="Mini-batches K of the gradient-variance measurement"),
     variance_batch_size: int = typer.Option(8, "--variance-batch-size", min=1, max=1024,
                                             help="Samples per mini-batch of the gradient-variance measurement"),
+    protocol_name: str = typer.Option("full", "--protocol", help="Final scores of every model: full (every test "
+                                      "prompt at several seeds, docs/evaluation.md) or run (each run's own final "
+                                      "evaluation, the base and teachers under the same protocol)"),
     status_only: bool = typer.Option(False, "--status", help="Only print which runs are done, partial, missing"),
 ):
     """The DiffusionOPD paper's claims re-tested: each confirmed, refuted or below resolution (opd_bench/claims.py)."""
@@ -207,6 +210,8 @@ def claims(
     from .progress import console
     from .teachers import teacher_name
 
+    if protocol_name not in ("full", "run"):
+        raise UserError(f"--protocol: {protocol_name!r} is not one of full, run")
     camp = cl.load_campaign(spec)
     validate.output_dir(out, "--out")
     st = cl.status(camp, runs_dir)
@@ -221,12 +226,16 @@ def claims(
     cfg = cl.run_config(camp, opd_group, camp.first_seed)
     tasks = list(cfg.tasks)
     protocol = EvalProtocol.from_config(cfg)
+    if protocol_name == "full":
+        from .protocol import named
+
+        protocol = named("full", protocol)
     teachers = {t: teacher_name(cfg, t) for t in tasks}
     base = cl.reference_scores({t: cfg.model.checkpoint for t in tasks}, protocol)
     teacher = cl.reference_scores(teachers, protocol)
     extra = cl.analyses(camp, runs_dir, variance_batches, variance_batch_size) if analyses else {}
-    ev = cl.collect(camp, runs_dir, teachers, base, teacher, extra)
-    command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run"
+    ev = cl.collect(camp, runs_dir, teachers, base, teacher, extra, protocol if protocol_name == "full" else None)
+    command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run --protocol {protocol_name}"
     doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir), command)
     for row in cl.summary_table(doc):
         console.print(f"{row[1]:<18} {row[0]}", markup=False, highlight=False)

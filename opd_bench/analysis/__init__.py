@@ -177,6 +177,12 @@ def split_rows(history: Sequence[dict], split: str) -> List[dict]:
     return [r for r in history if r.get("split", "test") == split]
 
 
+def curve_rows(history: Sequence[dict]) -> List[dict]:
+    """The rows of a run's learning curve, all under one protocol: its periodic ``val`` evaluations when it has
+    them (issue 19: at least 8 per default run), else its ``test`` rows (start, every-N-rounds, final)."""
+    return dedupe_history(split_rows(history, "val") or split_rows(history, "test"))
+
+
 def dedupe_history(history: Sequence[dict]) -> List[dict]:
     """Eval rows with one row per (round, budget): at a stage end the runner may evaluate twice at the same
     point (``round k`` and ``end of stage k``); the later row is kept, the order preserved."""
@@ -188,5 +194,5 @@ def dedupe_history(history: Sequence[dict]) -> List[dict]:
     return list(out.values())
 
 
-__all__ = ["RunInfo", "load_run", "label_runs", "normalize", "is_normalized", "budget_x", "dedupe_history", "split_rows",
+__all__ = ["RunInfo", "load_run", "label_runs", "normalize", "is_normalized", "budget_x", "dedupe_history", "split_rows", "curve_rows",
            "task_list"]

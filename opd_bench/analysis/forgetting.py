@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..methods import method_class
-from . import RunInfo, budget_x, dedupe_history, is_normalized, normalize, split_rows
+from . import RunInfo, budget_x, curve_rows, is_normalized, normalize
 
 _STAGE = re.compile(r"^end of stage (\d+)$")
 
@@ -85,7 +85,8 @@ def cascade_order(run: RunInfo) -> List[str]:
 
 def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
     """(row labels, R) from an eval history. Cascade: one row per completed stage (``end of stage k`` in stage
-    order, then ``final`` for the last stage). Otherwise every eval in order (duplicates at one point merged)."""
+    order, then ``final`` for the last stage). Otherwise the learning curve's evals in order (:func:`curve_rows`:
+    the periodic val evaluations when the run has them; duplicates at one point merged)."""
     if cascade:
         stages: Dict[int, dict] = {}
         for r in history:
@@ -98,7 +99,7 @@ def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = 
             rows.append(finals[-1])
         labels = [f"after stage {k}" for k in sorted(stages)] + (["final"] if finals else [])
     else:
-        rows = dedupe_history(split_rows(history, "test"))
+        rows = curve_rows(history)
         labels = [r.get("label", "") for r in rows]
     R = np.array([[float(r["scores"].get(t, np.nan)) for t in tasks] for r in rows], dtype=np.float64)
     return labels, R.reshape(len(rows), len(tasks))
@@ -138,8 +139,7 @@ def curves(run: RunInfo, tasks: Optional[Sequence[str]] = None) -> dict:
     """Every task's score over the budget spent (x in the run's budget unit), plus the cascade stage
     boundaries (the budget at each ``end of stage k`` eval)."""
     tasks = list(tasks or run.tasks)
-    # one protocol per curve: the val learning-curve rows when the run has them, else its test rows
-    rows = dedupe_history(split_rows(run.history, "val") or split_rows(run.history, "test"))
+    rows = curve_rows(run.history)   # one protocol per curve
     x = [budget_x(r, run.unit) for r in rows]
     ys = {t: [float(r["scores"].get(t, np.nan)) for r in rows] for t in tasks}
     bounds = [budget_x(r, run.unit) for r in run.history if _STAGE.match(r.get("label", ""))]

@@ -7,12 +7,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from . import RunInfo, budget_x, dedupe_history
+from . import RunInfo, budget_x, curve_rows
 
 
 def proxy_gold_series(history: Sequence[dict], unit: str) -> Dict[str, dict]:
     """Per task with both metrics: x (budget spent in ``unit``), proxy and gold, one point per eval."""
-    rows = dedupe_history(history)
+    rows = curve_rows(history)   # one protocol: the val learning-curve evals when the run has them
     tasks = sorted({t for r in rows for t, m in r.get("metrics", {}).items() if "score" in m and "gold" in m})
     out = {}
     for t in tasks:

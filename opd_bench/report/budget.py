@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..analysis import RunInfo, dedupe_history
+from ..analysis import RunInfo, curve_rows
 from .document import Doc, num
 
 #: the ledger units both views show
@@ -73,7 +73,7 @@ def curve_points(runs: Sequence[RunInfo], offset: Mapping[str, float], score_of,
     xs: List[List[float]] = []
     ys: List[List[float]] = []
     for r in runs:
-        rows = dedupe_history(r.history)
+        rows = curve_rows(r.history)   # one protocol per curve (val learning-curve evals when present)
         xs.append([float(row.get("budget", {}).get(unit, math.nan)) + offset.get(unit, 0.0) for row in rows])
         ys.append([score_of(row) for row in rows])
     n = min((len(x) for x in xs), default=0)
