@@ -36,6 +36,31 @@ def cache_key(checkpoint, protocol: EvalProtocol, options: Optional[dict] = None
     return hashlib.sha256((digest + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
 
 
+def lookup(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, options: Optional[dict] = None) -> Dict[str, dict]:
+    """The cached per-task results of ``checkpoint`` under ``protocol`` (either tier); tasks without one are absent."""
+    from .backbones import resolve_checkpoint
+
+    key = cache_key(resolve_checkpoint(checkpoint), protocol, options)
+    out = {}
+    for t in tasks:
+        hit = next((f for f in (eval_cache_dir() / f"{key}_{t}.json", SHIPPED_EVALS / f"{key}_{t}.json")
+                    if f.is_file()), None)
+        if hit is not None:
+            out[t] = json.loads(hit.read_text())
+    return out
+
+
+def store(checkpoint, protocol: EvalProtocol, results: Dict[str, dict], options: Optional[dict] = None) -> None:
+    """Cache per-task results of ``checkpoint`` under ``protocol`` in the local tier."""
+    from .backbones import resolve_checkpoint
+
+    key = cache_key(resolve_checkpoint(checkpoint), protocol, options)
+    cache = eval_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    for t, res in results.items():
+        atomic_write_json(cache / f"{key}_{t}.json", res)
+
+
 def evaluate_cached(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, device="cpu",
                     options: Optional[dict] = None, show_progress: bool = True,
                     label: Optional[str] = None) -> Tuple[Dict[str, dict], List[str]]:
@@ -44,22 +69,13 @@ def evaluate_cached(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, de
     from .backbones import load_backbone, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
-    key = cache_key(path, protocol, options)
-    cache = eval_cache_dir()
-    out, todo = {}, []
-    for t in tasks:
-        hit = next((f for f in (cache / f"{key}_{t}.json", SHIPPED_EVALS / f"{key}_{t}.json") if f.is_file()), None)
-        if hit is not None:
-            out[t] = json.loads(hit.read_text())
-        else:
-            todo.append(t)
+    out = lookup(path, tasks, protocol, options)
+    todo = [t for t in tasks if t not in out]
     if todo:
         res = evaluate(load_backbone(path, device, options), todo, protocol, show_progress=show_progress,
                        label=label or path.name)
-        cache.mkdir(parents=True, exist_ok=True)
-        for t in todo:
-            out[t] = res["tasks"][t]
-            atomic_write_json(cache / f"{key}_{t}.json", out[t])
+        store(path, protocol, {t: res["tasks"][t] for t in todo}, options)
+        out.update({t: res["tasks"][t] for t in todo})
     return out, todo
 
 

@@ -38,6 +38,14 @@ def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torc
 
 
 @torch.no_grad()
+def first_images(model: Backbone, task: str, protocol: EvalProtocol, n: int) -> torch.Tensor:
+    """The first ``n`` images :func:`evaluate` draws for ``task`` under ``protocol`` (its first prompts at seed
+    index 0, the same noises), without scoring anything: a sample grid for an evaluation served from the cache."""
+    records = select_records(get_task(task).prompts(protocol.split), protocol.prompts_per_task)[:n]
+    noises = torch.stack([prompt_noise(protocol.seed, task, i, model.latent_shape) for i in range(len(records))])
+    return generate(model, [r["prompt"] for r in records], noises, protocol)
+
+
 def generate(model: Backbone, prompts: List[str], noises: torch.Tensor, protocol: EvalProtocol,
              on_batch=None) -> torch.Tensor:
     """ODE samples (images in [0, 1]) for prompts from the given initial noises, in batches

@@ -436,14 +436,41 @@ class Runner:
         ctx.dist.barrier()
         return row if ctx.dist.is_main else None
 
+    def _start_from_cache(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> Optional[dict]:
+        """A start evaluation is the evaluation of the run's starting checkpoint, which never changes: served from
+        the eval cache (the released checkpoints ship theirs) when present, else computed and cached by the
+        caller. Only before any training, for full-weight backbones on one process. Its sample grid (first
+        images, the same noises) is drawn without scoring. None when it must be computed."""
+        if not label.startswith("start") or ctx.round or ctx.dist.world_size > 1 or ctx.student.has_lora_reference:
+            return None
+        from . import evalcache
+        from .evaluate import first_images
+        from .trackers import GRID_SAMPLES
+
+        hit = evalcache.lookup(self.cfg.model.checkpoint, self.tasks, protocol)
+        if len(hit) < len(self.tasks):
+            return None
+        samples = {}
+        if self.log_tensorboard:
+            with ctx.eval_weights():
+                samples = {t: (first_images(ctx.student, t, protocol, GRID_SAMPLES), None, None) for t in self.tasks}
+        return {"tasks": hit, "_images": samples, "cached": True}
+
     def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> dict:
         t0 = time.perf_counter()
-        with ctx.eval_weights():
-            res = evaluate(ctx.student, self.tasks, protocol,
-                           show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
-                           keep_images=self.log_tensorboard, dist=ctx.dist)
+        res = self._start_from_cache(ctx, label, protocol)
+        if res is None:
+            with ctx.eval_weights():
+                res = evaluate(ctx.student, self.tasks, protocol,
+                               show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
+                               keep_images=self.log_tensorboard, dist=ctx.dist)
+            if label.startswith("start") and not ctx.round and ctx.dist.world_size == 1 \
+                    and not ctx.student.has_lora_reference:
+                from . import evalcache
+
+                evalcache.store(self.cfg.model.checkpoint, protocol, res["tasks"])
         samples = res.pop("_images", {})
-        n = sum(t["images"] for t in res["tasks"].values())
+        n = 0 if res.pop("cached", False) else sum(t["images"] for t in res["tasks"].values())
         with ctx.ledger.unscaled():   # n is the gathered, global count
             ctx.ledger.images("eval", n)
             ctx.ledger.forwards("eval", "student", "rollout", n * protocol.steps * ctx.student.forwards_per_velocity(protocol.guidance))

@@ -43,3 +43,44 @@ def test_shipped_evaluations_match_the_released_checkpoints():
         protocol = EvalProtocol(**entry["protocol"])
         assert stem == f"{evalcache.cache_key(entry['checkpoint'], protocol)}_{entry['task']}", (
             f"{stem}: {entry['checkpoint']} changed since its evaluation was shipped; run scripts/ship_evals.py")
+
+
+def test_a_start_evaluation_is_served_from_the_cache_and_changes_nothing_else(tmp_path, monkeypatch):
+    """The start evaluation scores the starting checkpoint: the first run computes and caches it, a second run
+    reads it (no images evaluated) and draws the same sample grid; both runs' start rows and final weights are
+    identical, so serving it from the cache does not touch training."""
+    import torch
+    from safetensors.torch import load_file
+    from tiny_world import make_tiny_world
+
+    from opd_bench.config import build_config
+    from opd_bench.evaluate import first_images, evaluate
+    from opd_bench.methods import METHODS
+    from opd_bench.runner import Runner
+
+    world = make_tiny_world(tmp_path / "world")
+    monkeypatch.setenv("OPD_BENCH_EVAL_CACHE", str(tmp_path / "cache"))
+    over = ["method=grpo", "tasks=brightness", f"model.checkpoint={world / 'base'}", "sampler.steps=2",
+            "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2", "eval.steps=2",
+            "eval.prompts_per_task=3", "eval.bootstrap=20", "eval.guidance=2.0", "budget.value=8",
+            "eval.curve_every=0"]
+    rows, weights, ledgers = [], [], []
+    for name in ("first", "second"):
+        d = tmp_path / name
+        Runner(build_config({}, over), d, METHODS["grpo"](), ["brightness"], show_progress=False,
+               log_tensorboard=False).run()
+        rows.append(json.loads((d / "eval_history.jsonl").read_text().splitlines()[0]))
+        weights.append(load_file(str(d / "final" / "model.safetensors")))
+        ledgers.append(json.loads((d / "ledger.json").read_text())["spent"]["eval"]["images"])
+    assert rows[0]["label"] == "start" and rows[0]["scores"] == rows[1]["scores"] and rows[0]["ci"] == rows[1]["ci"]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert ledgers[0] - ledgers[1] == 3   # the second run evaluated no start images
+    # the grid drawn for a cached start eval is the evaluation's own first images (batch size aside: float
+    # rounding of a batch of 2 vs 3 differs in the last bits)
+    from opd_bench.backbones import load_backbone
+
+    model = load_backbone(world / "base")
+    protocol = EvalProtocol(steps=2, prompts_per_task=3, bootstrap=20, guidance=2.0, split="test")
+    full = evaluate(model, ["brightness"], protocol, show_progress=False, keep_images=True)
+    assert torch.allclose(first_images(model, "brightness", protocol, 2), full["_images"]["brightness"][0][:2],
+                          atol=1e-5)
