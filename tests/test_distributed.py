@@ -21,8 +21,10 @@ from safetensors.torch import load_file
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
 needs_accelerate = pytest.mark.skipif(shutil.which("accelerate") is None and not os.path.exists(ACCELERATE),
                                       reason="accelerate CLI not installed")
-LAUNCH = [ACCELERATE, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-          "--dynamo_backend", "no", "-m", "opd_bench.cli"]
+# torchrun starts the 2 processes (accelerate's PartialState joins them over gloo). NOT `accelerate launch --cpu
+# --num_processes 2`: on a machine without MPI that starts ONE process (measured 2026-12-01: WORLD_SIZE unset), so
+# a "2-process" test through it would compare a single process with itself.
+LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "opd_bench.cli"]
 
 
 def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
@@ -31,7 +33,7 @@ def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
     for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",
                "grpo.adv_std=global", "eval.steps=2", "eval.prompts_per_task=5", "eval.bootstrap=10",
                "train.lr=1e-3", f"model.checkpoint={tmp_path / 'base'}", f"opd.teachers.geneval={tmp_path / 'teacher'}",
-               *extra]:
+               "eval.curve_every=0", *extra]:
         args += ["--set", kv]
     return args
 
@@ -45,7 +47,8 @@ def eval_scores(run):
 def test_two_processes_equal_one_process(tmp_path, method):
     make_tiny_world(tmp_path)
     args = run_args(tmp_path, method)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    # a fresh eval cache: the one-process run computes its start evaluation (a cached one would spend no images)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
     one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
                          capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
