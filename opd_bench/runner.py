@@ -38,7 +38,7 @@ from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
 from .microbatch import micro_batches
-from .rollout import Rollout, rollout
+from .rollout import Batch, Rollout, rollout  # noqa: F401  (Batch: re-exported)
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import configure_run_tasks, get_task
 from .teachers import load_teacher, reference_policy, resolve_teacher
@@ -67,50 +67,6 @@ def balanced_indices(labels: Sequence[str], n: int, rng: np.random.Generator) ->
             pool = members[c]
             out[where] = np.asarray(pool)[rng.choice(len(pool), size=len(where), replace=len(pool) < len(where))]
     return out
-
-
-@dataclass
-class Batch:
-    """A rollout of some prompts of one task, each repeated ``group`` times (GRPO groups)."""
-
-    task: str
-    records: List[dict]           # one per sample (prompts repeated ``group`` times)
-    group_ids: torch.Tensor       # [B] prompt index of each sample
-    cond: Condition
-    rollout: Rollout
-    noise_level: float
-
-    @property
-    def size(self) -> int:
-        return len(self.records)
-
-    def index(self, idx: torch.Tensor) -> "Batch":
-        """The samples ``idx`` of the batch (a minibatch), group ids kept."""
-        i = idx.tolist()
-        return Batch(self.task, [self.records[k] for k in i], self.group_ids[idx], self.cond.index(idx),
-                     self.rollout.index(idx), self.noise_level)
-
-    @staticmethod
-    def cat(batches: Sequence["Batch"]) -> "Batch":
-        """One batch from several rollouts with the same schedule (group ids kept distinct)."""
-        b0 = batches[0]
-        gids, offset = [], 0
-        for b in batches:
-            gids.append(b.group_ids + offset)
-            offset += int(b.group_ids.max()) + 1
-        lps = [b.rollout.log_probs for b in batches]
-        means = [b.rollout.means for b in batches]
-        ro = Rollout(
-            images=torch.cat([b.rollout.images for b in batches]),
-            states=torch.cat([b.rollout.states for b in batches]),
-            timesteps=b0.rollout.timesteps,
-            log_probs=None if lps[0] is None else torch.cat(lps),
-            noise_level=b0.noise_level,
-            means=None if means[0] is None else torch.cat(means),
-        )
-        task = b0.task if all(b.task == b0.task for b in batches) else "mixed"
-        return Batch(task, [r for b in batches for r in b.records], torch.cat(gids),
-                     Condition.cat([b.cond for b in batches]), ro, b0.noise_level)
 
 
 class RunContext:

@@ -16,7 +16,7 @@ import torch
 
 from ..losses import grpo_advantages
 from ..tasks import get_task
-from ..runner import Batch
+from ..rollout import Batch
 from .grpo import RLMethod, grpo_step, rl_objective
 
 

@@ -14,13 +14,13 @@ import torch
 
 from ..paths import RELEASED_DIR
 from ..world import load_records
-from ..world.reward_models import RewardModel, tensor_to_uint8
+from ..world.reward_models import LearnedRewardNet, tensor_to_uint8
 from .base import PromptRecord, Task
 
-_MODELS: Dict[Path, RewardModel] = {}
+_MODELS: Dict[Path, LearnedRewardNet] = {}
 
 
-def load_released(path: Path, cls) -> RewardModel:
+def load_released(path: Path, cls) -> LearnedRewardNet:
     """The reward model at ``path`` (manifest verified on first load, then cached per path)."""
     path = Path(path).resolve()
     if path not in _MODELS:
@@ -31,7 +31,7 @@ def load_released(path: Path, cls) -> RewardModel:
 class LearnedRewardTask(Task):
     """A task whose reward is a learned model; subclasses set ``model_class`` and ``gold_fn``."""
 
-    model_class: type = RewardModel
+    model_class: type = LearnedRewardNet
     #: gold scorer: (HxWx3 uint8 image, record) -> float
     gold_fn: Callable[[np.ndarray, Mapping], float]
 
@@ -40,7 +40,7 @@ class LearnedRewardTask(Task):
         self._prompts: Dict[str, List[PromptRecord]] = {}
 
     @property
-    def model(self) -> RewardModel:
+    def model(self) -> LearnedRewardNet:
         return load_released(self.checkpoint, self.model_class)
 
     def prompts(self, split: str) -> List[PromptRecord]:

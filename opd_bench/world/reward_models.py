@@ -123,7 +123,7 @@ class CompactTokenizer:
 
 
 # ------------------------------------------------------------------------------------------ the models
-class RewardModel(nn.Module):
+class LearnedRewardNet(nn.Module):
     """Shared plumbing: config, calibration, batched no-grad scoring and checkpoint I/O."""
 
     kind: str = "reward"
@@ -163,7 +163,7 @@ class RewardModel(nn.Module):
         return save_checkpoint(path, self.state_dict(), config, kind=self.kind)
 
     @classmethod
-    def from_checkpoint(cls, path) -> "RewardModel":
+    def from_checkpoint(cls, path) -> "LearnedRewardNet":
         """Load a checkpoint saved by :meth:`save` (manifest verified; raises CheckpointError)."""
         tensors, config = load_checkpoint(path, kind=cls.kind)
         try:
@@ -179,7 +179,7 @@ class RewardModel(nn.Module):
         return {}
 
 
-class AestheticModel(RewardModel):
+class AestheticModel(LearnedRewardNet):
     """CLIP ViT image embedding -> MLP -> predicted gold aesthetic score (prompt-independent)."""
 
     kind = "reward_aesthetic"
@@ -194,7 +194,7 @@ class AestheticModel(RewardModel):
         return self.head(self.visual(preprocess(images, self.config["image_size"]))).squeeze(-1)
 
 
-class PreferenceModel(RewardModel):
+class PreferenceModel(LearnedRewardNet):
     """Tiny CLIP; reward = logit_scale * cos(image embedding, prompt embedding)."""
 
     kind = "reward_preference"

@@ -72,7 +72,7 @@ def write_jsonl(path: Path, records: List[Record]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def sample_grid(path: Path, seed: int = 0, size: int = 32, cols: int = 8, zoom: int = 3) -> None:
+def render_truth_grid(path: Path, seed: int = 0, size: int = 32, cols: int = 8, zoom: int = 3) -> None:
     """Save a grid of ground-truth renders: one row per GenEval category (eval prompts, in CATEGORIES
     order; val prompts), then an OCR row and a row of varied ("any") scenes."""
     from PIL import Image
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
         write_jsonl(args.out / task / "train.jsonl", train)
         print(f"{task}: {len(train)} train prompts -> {args.out / task} (val and test: opd-bench world prompts)")
     if args.samples:
-        sample_grid(args.samples, args.seed)
+        render_truth_grid(args.samples, args.seed)
         print(f"samples -> {args.samples}")
 
 
