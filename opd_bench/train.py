@@ -28,7 +28,6 @@ from .progress import console, human_spend, print_table, progress_bar, say
 from .runlock import check_resumable, holds_run, interrupt_message, mark_active, mark_done
 from .runner import FINAL, Runner
 from .session import apply_config, resolve_tasks, world_of
-from .validate import preflight_run
 from .tasks import parse_tasks
 from .teachers import released_teacher, teacher_name
 
@@ -94,6 +93,47 @@ def train_teachers(cfg: RunConfig, tasks: List[str], runs_dir: Path, overrides: 
         Runner(tcfg, d, method_class(tcfg.method)(), [t]).run(resume=holds_run(d))
         out[t] = str(d / FINAL)
     return out
+
+
+def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
+    """Everything ``opd-bench run`` can check before it creates anything or prints a progress line: the run
+    folders (writable, not taken), the device, the model and (unless they are to be trained first) teacher
+    checkpoints, the tasks' prompt sets."""
+    from . import validate
+    from .backbones import resolve_checkpoint
+    from .runlock import check_new_run_folder
+    from .tasks import configure_run_tasks, get_task
+
+    validate.output_dir(runs_dir, "--runs-dir")
+    for d in dirs:
+        if Path(d).exists() and not Path(d).is_dir():
+            raise UserError(f"run folder {d} exists and is not a folder; pick another --name")
+        check_new_run_folder(d)
+        validate.output_dir(d, "run folder")
+    from .methods import method_class
+    from .teachers import resolve_teacher
+
+    from .checkpoint import MANIFEST, verify_checkpoint
+
+    def checkpoint_ok(name) -> None:  # found, and its files match its manifest (raw diffusers folders have none)
+        path = resolve_checkpoint(name)
+        if (path / MANIFEST).is_file():
+            verify_checkpoint(path)
+
+    cfg = cfgs[0]
+    for c in cfgs:
+        method_class(c.method).check(c, list(c.tasks))
+    validate.device_available(cfg.device)
+    validate.device_available(cfg.rewards.device, "rewards.device")
+    checkpoint_ok(cfg.model.checkpoint)
+    configure_run_tasks(cfg)
+    for c in cfgs:
+        for t in c.tasks:
+            for split in dict.fromkeys(("train", c.eval.split, "val")):   # training, final eval, curves
+                if not get_task(t).prompts(split):
+                    raise UserError(f"task {t}: the {split} prompt set is empty")
+            if method_class(c.method).uses_teachers and check_teachers:
+                checkpoint_ok(resolve_teacher(c, t))
 
 
 def run_many(methods, tasks_spec, seeds, config, overrides, name, runs_dir, retrain_teachers=False,

@@ -202,46 +202,6 @@ def run_overrides(overrides: Iterable[str]) -> None:
             raise UserError(f"--set {key}=...: {key} is set by {_RUN_OPTION_KEYS[key]} (use that option instead)")
 
 
-def preflight_run(cfgs, dirs, runs_dir, check_teachers: bool = True) -> None:
-    """Everything ``opd-bench run`` can check before it creates anything or prints a progress line: the run
-    folders (writable, not taken), the device, the model and (unless they are to be trained first) teacher
-    checkpoints, the tasks' prompt sets."""
-    from .backbones import resolve_checkpoint
-    from .runlock import check_new_run_folder
-    from .tasks import configure_run_tasks, get_task
-
-    output_dir(runs_dir, "--runs-dir")
-    for d in dirs:
-        if Path(d).exists() and not Path(d).is_dir():
-            raise UserError(f"run folder {d} exists and is not a folder; pick another --name")
-        check_new_run_folder(d)
-        output_dir(d, "run folder")
-    from .methods import method_class
-    from .teachers import resolve_teacher
-
-    from .checkpoint import MANIFEST, verify_checkpoint
-
-    def checkpoint_ok(name) -> None:  # found, and its files match its manifest (raw diffusers folders have none)
-        path = resolve_checkpoint(name)
-        if (path / MANIFEST).is_file():
-            verify_checkpoint(path)
-
-    cfg = cfgs[0]
-    for c in cfgs:
-        method_class(c.method).check(c, list(c.tasks))
-    device_available(cfg.device)
-    device_available(cfg.rewards.device, "rewards.device")
-    checkpoint_ok(cfg.model.checkpoint)
-    configure_run_tasks(cfg)
-    for c in cfgs:
-        for t in c.tasks:
-            for split in dict.fromkeys(("train", c.eval.split, "val")):   # training, final eval, curves
-                if not get_task(t).prompts(split):
-                    raise UserError(f"task {t}: the {split} prompt set is empty")
-            if method_class(c.method).uses_teachers and check_teachers:
-                checkpoint_ok(resolve_teacher(c, t))
-
-
 def eval_doc(data, path) -> dict:
     """The shape of an ``eval.json`` (``opd-bench eval``): {"protocol": {...}, "tasks": {task: {"per_prompt":
     [{"prompt": str, metric: number, ...}]}}}; anything else is one UserError naming the file and the field."""
