@@ -49,3 +49,12 @@ def test_gpu_memory_tiny(tmp_path):
                                 for v in ("as shipped", "micro_batch=2", "micro_batch=2 + checkpointing"))
         assert 0 < ckpt < micro < shipped, (recipe, shipped, micro, ckpt)
     assert rows["sd35m_grpo", "as shipped"]["rows_per_forward"] == 32   # 4 prompts x 8 / 2 minibatches, x2 CFG
+
+
+def test_eval_time_projects_the_protocols_cost():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_time.py"), "--images", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("images/s") == 4 and "one model's full evaluation:" in proc.stdout
+    assert "(target 5 min: ratio" in proc.stdout and "(target 3 h: ratio" in proc.stdout

@@ -10,7 +10,7 @@ import torch
 
 from opd_bench.tasks import get_task
 from opd_bench.tasks.geneval import judge, per_category
-from opd_bench.scoring.geneval_rules import judge, relative_position
+from opd_bench.scoring.geneval_rules import judge_detections, relative_position
 from opd_bench.world.prompts import CATEGORIES, scene_for_record
 from opd_bench.world.scenes import COLORS, render
 
@@ -57,21 +57,21 @@ def test_relative_position():
 def test_rules_negative_and_partial_credit():
     counting = {"include": [{"class": "circle", "count": 2}], "exclude": [{"class": "circle", "count": 3}]}
     two = [_det("circle", (0, 0, 5, 5)), _det("circle", (10, 0, 15, 5))]
-    assert judge(two, counting).correct and judge(two, counting).credit == 1.0
-    three = judge(two + [_det("circle", (20, 0, 25, 5))], counting)
+    assert judge_detections(two, counting).correct and judge_detections(two, counting).credit == 1.0
+    three = judge_detections(two + [_det("circle", (20, 0, 25, 5))], counting)
     assert not three.correct and three.credit == 0.5
-    one = judge(two[:1], counting)
+    one = judge_detections(two[:1], counting)
     assert not one.correct and 0 < one.credit < 1
     color = {"include": [{"class": "square", "count": 1, "color": "blue"}]}
-    assert not judge([_det("square", (0, 0, 5, 5), "red")], color).correct
+    assert not judge_detections([_det("square", (0, 0, 5, 5), "red")], color).correct
     # GenEval checks the top-ranked detection: a large red square hides a small blue one
-    assert not judge([_det("square", (0, 0, 9, 9), "red"), _det("square", (20, 0, 24, 4), "blue")], color).correct
+    assert not judge_detections([_det("square", (0, 0, 9, 9), "red"), _det("square", (20, 0, 24, 4), "blue")], color).correct
     pos = {"include": [{"class": "square", "count": 1}, {"class": "circle", "count": 1, "position": ["right of", 0]}]}
     sq, ci = _det("square", (0, 0, 5, 5)), _det("circle", (20, 0, 25, 5))
-    assert judge([sq, ci], pos).correct
-    v = judge([_det("square", (20, 0, 25, 5)), _det("circle", (0, 0, 5, 5))], pos)
+    assert judge_detections([sq, ci], pos).correct
+    v = judge_detections([_det("square", (20, 0, 25, 5)), _det("circle", (0, 0, 5, 5))], pos)
     assert not v.correct and v.credit == pytest.approx(2 / 3)
-    assert not judge([ci], pos).correct                   # missing target
+    assert not judge_detections([ci], pos).correct                   # missing target
 
 
 def test_rules_accept_real_geneval_metadata():
@@ -84,7 +84,7 @@ def test_rules_accept_real_geneval_metadata():
             for _ in range(req["count"]):
                 dets.append(_det(req["class"], (x, 0, x + 10, 10), req.get("color", "red")))
                 x += 30
-        v = judge(dets, r)
+        v = judge_detections(dets, r)
         if r["tag"] != "position":     # our left-to-right layout may contradict the relation
             assert v.correct, (r, v.reasons)
 

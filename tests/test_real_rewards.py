@@ -17,7 +17,7 @@ from opd_bench.rewards.geneval_metadata import load_geneval_metadata
 from opd_bench.rewards.hpsv2 import HPSv2
 from opd_bench.rewards.ocr import OCRReward, target_text
 from opd_bench.rewards.pickscore import PickScore
-from opd_bench.scoring.geneval_rules import judge
+from opd_bench.scoring.geneval_rules import judge_detections
 from opd_bench.world.parser import Detection
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -225,7 +225,7 @@ def test_geneval_metadata_loader():
     boxes = {"left of": ((60, 40, 90, 70), (0, 40, 30, 70)), "right of": ((0, 40, 30, 70), (60, 40, 90, 70)),
              "above": ((40, 60, 70, 90), (40, 0, 70, 30)), "below": ((40, 0, 70, 30), (40, 60, 70, 90))}[rel]
     dets = [Detection(a, "red", 0, 0, 0.1, boxes[0]), Detection(b, "red", 0, 0, 0.1, boxes[1])]
-    assert judge(dets, pos).correct
+    assert judge_detections(dets, pos).correct
     flow = SHARED_DATA / "flow_grpo" / "geneval" / "test_metadata.jsonl"
     if flow.is_file():
         assert len(load_geneval_metadata(flow)) == 2212

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from ..scoring.geneval_rules import Verdict, judge
+from ..scoring.geneval_rules import Verdict, judge_detections
 from ..world import to_uint8
 from ..world.parser import Detection
 from .common import Record, RewardModel, require_path, to_pil
@@ -257,7 +257,7 @@ class GenEvalDetector(RewardModel):
         dets = []
         for i in range(0, len(images), self.batch_size):
             dets += self.detect(images[i:i + self.batch_size], records[i:i + self.batch_size])
-        return [judge(d, r) for d, r in zip(dets, records)]
+        return [judge_detections(d, r) for d, r in zip(dets, records)]
 
     def score_batch(self, images: torch.Tensor, records: Sequence[Record]) -> torch.Tensor:
         return torch.tensor([v.credit for v in self.judge(images, records)], dtype=torch.float32)

@@ -15,7 +15,7 @@ Logic follows GenEval's ``evaluate_images.py``:
   then "right of" needs the shrunk x offset > 0.5 x the unshrunk distance (so roughly within 60 degrees
   of the axis and clear of the other box by 10% of their sizes).
 
-:func:`judge` also returns partial credit for training rewards: each include entry scores
+:func:`judge_detections` also returns partial credit for training rewards: each include entry scores
 presence ``min(found, count) / count``, colour (if asked) the fraction of its top-``count`` with the right
 colour, position (if asked) 1 if the relation holds against the target's detections (0 if either is
 missing); each exclude entry scores 1 if satisfied. The credit is the mean of these terms; it is 1 exactly
@@ -78,7 +78,7 @@ def by_class(detections: Sequence[DetectionLike]) -> dict[str, list]:
     return groups
 
 
-def judge(detections: Sequence[DetectionLike], metadata: Mapping[str, Any]) -> Verdict:
+def judge_detections(detections: Sequence[DetectionLike], metadata: Mapping[str, Any]) -> Verdict:
     """Judge one image's detections against one GenEval metadata record."""
     objects = by_class(detections)
     correct, terms, reasons = True, [], []

@@ -2,7 +2,7 @@
 
 Prompts: ``tasks/geneval/{train,eval}.jsonl`` in GenEval's metadata format (classes = shapes), written by
 ``opd-bench world prompts``. Each image is parsed into detections
-(:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.scoring.geneval_rules.judge`.
+(:func:`opd_bench.world.parser.parse`) and judged by :func:`opd_bench.scoring.geneval_rules.judge_detections`.
 
 - ``metrics``: ``score`` = GenEval's binary per-prompt correctness (0/1); ``credit`` = the partial credit
   below. Per-category accuracy: :func:`per_category` on the records' ``tag``.
@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..scoring.geneval_rules import Verdict, judge
+from ..scoring.geneval_rules import Verdict, judge_detections
 from ..world import load_records, to_uint8
 from ..world.parser import parse
 from .base import PromptRecord, Task, register_task
@@ -26,7 +26,7 @@ def judge(images: torch.Tensor, records: Sequence[PromptRecord]) -> List[Verdict
     """GenEval verdicts for a batch of float images [B, 3, H, W] in [0, 1]."""
     if len(images) != len(records):
         raise ValueError(f"{len(images)} images for {len(records)} records")
-    return [judge(parse(img), rec) for img, rec in zip(to_uint8(images), records)]
+    return [judge_detections(parse(img), rec) for img, rec in zip(to_uint8(images), records)]
 
 
 def per_category(scores: Sequence[float], records: Sequence[PromptRecord]) -> Dict[str, float]:
