@@ -419,19 +419,21 @@ class Runner:
         self.stage = 0
 
     # ---- evaluation ---------------------------------------------------------------------------------------
-    def run_eval(self, ctx: RunContext, label: str, protocol: Optional[EvalProtocol] = None) -> Optional[dict]:
-        """Evaluate on the main process (others wait) under ``protocol`` (default: the run's final protocol,
-        ``eval``); returns the eval-history row (None off the main rank)."""
-        row = self._run_eval(ctx, label, protocol or EvalProtocol.from_config(self.cfg)) if ctx.dist.is_main else None
+    def run_eval(self, ctx: RunContext, label: str, curve: bool = False) -> Optional[dict]:
+        """Evaluate on the main process (others wait) under the run's protocol (``eval``), or the learning-curve
+        protocol (``curve``: val subset; TensorBoard ``curve/<task>``, no sample grids); returns the eval-history
+        row (None off the main rank)."""
+        protocol = curve_protocol(self.cfg) if curve else EvalProtocol.from_config(self.cfg)
+        row = self._run_eval(ctx, label, protocol, curve) if ctx.dist.is_main else None
         ctx.dist.barrier()
         return row
 
-    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> dict:
+    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol, curve: bool) -> dict:
         t0 = time.perf_counter()
         with ctx.eval_weights():
             res = evaluate(ctx.student, self.tasks, protocol,
                            show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
-                           keep_images=self.log_tensorboard)
+                           keep_images=self.log_tensorboard and not curve)
         samples = res.pop("_images", {})
         n = sum(t["images"] for t in res["tasks"].values())
         ctx.ledger.images("eval", n)
@@ -447,7 +449,7 @@ class Runner:
             "categories": {k: {c: x["mean"] for c, x in v.get("categories", {}).items()} for k, v in res["tasks"].items()},
         }
         self.dir.append_jsonl("eval_history.jsonl", row)
-        self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
+        self._tb_scalars({f"{'curve' if curve else 'eval'}/{k}": v for k, v in row["scores"].items()}, ctx)
         if self.log_tensorboard and samples:
             from .trackers import sample_grid
 
@@ -614,7 +616,7 @@ class Runner:
                 atomic_write_text(self.dir.config, dump_config(cfg))
             self.run_eval(ctx, "start")
             if cfg.eval.curve_every:
-                self.run_eval(ctx, "start curve", curve_protocol(cfg))
+                self.run_eval(ctx, "start curve", curve=True)
             self.save_state(ctx)
         stage = self.stage
         with progress_bar(self.show_progress and main) as bar:
@@ -644,11 +646,11 @@ class Runner:
                     self.run_eval(ctx, f"round {ctx.round}")
                 if curve_due(images_before, ctx.ledger.spent("images"), cfg.eval.curve_every) \
                         and self.budget_left(ctx) > 0:
-                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve_protocol(cfg))
+                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve=True)
                 if ctx.round % cfg.train.checkpoint_every == 0:
                     self.save_state(ctx)
         if cfg.eval.curve_every:
-            self.run_eval(ctx, "final curve", curve_protocol(cfg))
+            self.run_eval(ctx, "final curve", curve=True)
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}
