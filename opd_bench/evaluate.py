@@ -121,7 +121,10 @@ def evaluate(
             mine = records[part]
             # prompt-major: sample (i, j) is prompt i at seed index j
             flat = [r for r in mine for _ in range(n_seeds)]
-            head = f"eval {label} · {name} ({k + 1}/{len(tasks)}, {protocol_label(protocol)})"
+            named = protocol_label(protocol)
+            head = (f"eval {label} · {name} ({k + 1}/{len(tasks)}, "
+                    + (f"{named} protocol: " if named in ("quick", "full") else "")
+                    + f"{len(records)} {protocol.split} prompts x {n_seeds} seed{'s' if n_seeds > 1 else ''})")
             job = bar.add_task(f"{head}: sampling", total=len(flat))
             t0 = time.time()
             noises = torch.stack([prompt_noise(protocol.seed + j, name, i, model.latent_shape)

@@ -384,15 +384,18 @@ class Runner:
         self.stage = 0
 
     # ---- evaluation ---------------------------------------------------------------------------------------
-    def run_eval(self, ctx: RunContext, label: str, protocol: Optional[EvalProtocol] = None) -> Optional[dict]:
-        """Evaluate under ``protocol`` (default: the run's final protocol, ``eval``), each process on its part of
-        the prompts (gathered: every rank gets the whole result); the main process writes the eval-history row.
-        Returns the row (None off the main rank)."""
-        row = self._run_eval(ctx, label, protocol or EvalProtocol.from_config(self.cfg))
+    def run_eval(self, ctx: RunContext, label: str, curve: bool = False) -> Optional[dict]:
+        """Evaluate under the run's protocol (``eval``), or the learning-curve protocol (``curve``: val subset;
+        TensorBoard ``curve/<task>``, no sample grids), each process on its part of the prompts (gathered: every
+        rank gets the whole result); the main process writes the eval-history row. Returns the row (None off
+        the main rank)."""
+        protocol = curve_protocol(self.cfg) if curve else EvalProtocol.from_config(self.cfg)
+        row = self._run_eval(ctx, label, protocol, curve)
         ctx.dist.barrier()
         return row if ctx.dist.is_main else None
 
-    def _start_from_cache(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> Optional[dict]:
+    def _start_from_cache(self, ctx: RunContext, label: str, protocol: EvalProtocol,
+                          curve: bool = False) -> Optional[dict]:
         """A start evaluation is the evaluation of the run's starting checkpoint, which never changes: served from
         the eval cache (the released checkpoints ship theirs) when present, else computed and cached by the
         caller. Only before any training, for full-weight backbones on one process. Its sample grid (first
@@ -407,19 +410,19 @@ class Runner:
         if len(hit) < len(self.tasks):
             return None
         samples = {}
-        if self.log_tensorboard:
+        if self.log_tensorboard and not curve:
             with ctx.eval_weights():
                 samples = {t: (first_images(ctx.student, t, protocol, GRID_SAMPLES), None, None) for t in self.tasks}
         return {"tasks": hit, "_images": samples, "cached": True}
 
-    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol) -> dict:
+    def _run_eval(self, ctx: RunContext, label: str, protocol: EvalProtocol, curve: bool) -> dict:
         t0 = time.perf_counter()
-        res = self._start_from_cache(ctx, label, protocol)
+        res = self._start_from_cache(ctx, label, protocol, curve)
         if res is None:
             with ctx.eval_weights():
                 res = evaluate(ctx.student, self.tasks, protocol,
                                show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
-                               keep_images=self.log_tensorboard, dist=ctx.dist)
+                               keep_images=self.log_tensorboard and not curve, dist=ctx.dist)
             if label.startswith("start") and not ctx.round and ctx.dist.world_size == 1 \
                     and not ctx.student.has_lora_reference:
                 from . import evalcache
@@ -443,7 +446,7 @@ class Runner:
         if not ctx.dist.is_main:
             return row
         self.dir.append_jsonl("eval_history.jsonl", row)
-        self._tb_scalars({f"eval/{k}": v for k, v in row["scores"].items()}, ctx)
+        self._tb_scalars({f"{'curve' if curve else 'eval'}/{k}": v for k, v in row["scores"].items()}, ctx)
         if self.log_tensorboard and samples:
             from .trackers import sample_grid
 
@@ -600,7 +603,7 @@ class Runner:
                 atomic_write_text(self.dir.config, dump_config(cfg))
             self.run_eval(ctx, "start")
             if cfg.eval.curve_every:
-                self.run_eval(ctx, "start curve", curve_protocol(cfg))
+                self.run_eval(ctx, "start curve", curve=True)
             self.save_state(ctx)
         stage = self.stage
         with progress_bar(self.show_progress and main) as bar:
@@ -630,11 +633,11 @@ class Runner:
                     self.run_eval(ctx, f"round {ctx.round}")
                 if curve_due(images_before, ctx.ledger.spent("images"), cfg.eval.curve_every) \
                         and self.budget_left(ctx) > 0:
-                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve_protocol(cfg))
+                    self.run_eval(ctx, f"curve {human_count(ctx.ledger.spent('images'))} images", curve=True)
                 if ctx.round % cfg.train.checkpoint_every == 0:
                     self.save_state(ctx)
         if cfg.eval.curve_every:
-            self.run_eval(ctx, "final curve", curve_protocol(cfg))
+            self.run_eval(ctx, "final curve", curve=True)
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}

@@ -60,11 +60,14 @@ def test_embedded_run_logs_scalars_and_grids_at_every_eval_without_changing_weig
         Runner(build_config({}, over), d, METHODS["grpo"](), ["brightness"], show_progress=False,
                log_tensorboard=log).run()
         runs[log] = d
-    evals = len((runs[True] / "eval_history.jsonl").read_text().splitlines())
+    rows = [json.loads(x) for x in (runs[True] / "eval_history.jsonl").read_text().splitlines()]
+    evals = sum(r["split"] == "test" for r in rows)
     acc = tb_events(runs[True])
     images = acc.Images("samples/brightness")
     assert evals >= 3 and len(images) == evals                       # start, every round, final
     assert len(acc.Scalars("eval/brightness")) == evals and acc.Scalars("train/reward")
+    # the learning-curve evals (val) have their own tag and no grids
+    assert len(acc.Scalars("curve/brightness")) == sum(r["split"] == "val" for r in rows) >= 2
     assert not (runs[False] / "tb").exists()
     a, b = (load_file(str(runs[x] / "final" / "model.safetensors")) for x in (True, False))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)     # logging draws no randomness

@@ -65,7 +65,7 @@ def ocr_by_length(model, prompts: int = 80) -> str:
 
     from opd_bench.evaluate import evaluate
 
-    r = evaluate(model, ["ocr"], EvalProtocol(prompts_per_task=prompts, bootstrap=10), show_progress=False)
+    r = evaluate(model, ["ocr"], EvalProtocol(split="val", prompts_per_task=prompts, bootstrap=10), show_progress=False)
     rows = r["tasks"]["ocr"]["per_prompt"]
     by = {}
     for p in rows:

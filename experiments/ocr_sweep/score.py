@@ -12,7 +12,7 @@ from opd_bench.tasks import get_task
 
 def score(task_name, arr):
     task = get_task(task_name)
-    recs = task.prompts("eval")
+    recs = task.prompts("val")  # selection experiments read val (the former eval set)
     imgs = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
     per = {}
     for s in range(0, len(recs), 64):

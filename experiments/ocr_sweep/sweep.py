@@ -28,7 +28,7 @@ TASKS = ("ocr", "geneval", "aesthetic", "preference")
 
 
 def load_prompts(task):
-    with open(f"tasks/{task}/eval.jsonl") as f:
+    with open(f"tasks/{task}/val.jsonl") as f:
         return [json.loads(line)["prompt"] for line in f if line.strip()]
 
 
