@@ -64,6 +64,8 @@ def test_forgetting_and_bwt_on_a_hand_made_matrix():
     assert np.allclose(forgetting(R2, first), [0.5 - 0.6, 0.4 - 0.3])
     assert np.allclose(forgetting(R2), [0.9 - 0.6, 0.4 - 0.3])            # the old definition blamed the base
     assert np.isnan(forgetting(R2[[0, 2]], first_trained_rows(["start", "final"], 2, False))).all()
+    # on the val learning curve the start row is "start curve": it never counts either
+    assert first_trained_rows(["start curve", "curve 200 images", "final curve"], 2, cascade=False) == [1, 1]
 
 
 def test_normalisation_uses_teacher_where_known_else_raw():

@@ -47,10 +47,11 @@ def forgetting(R, first_trained: Optional[Sequence[int]] = None) -> np.ndarray:
 
 def first_trained_rows(labels: Sequence[str], n_tasks: int, cascade: bool) -> List[int]:
     """Per task, the first row of :func:`score_matrix` at which it had been trained: for cascade the row after
-    its own stage (row i for the task of stage i); for joint methods the first row after ``start``."""
+    its own stage (row i for the task of stage i); for joint methods the first row after the start evaluation
+    (``start``, or ``start curve`` on the learning curve)."""
     if cascade:
         return list(range(n_tasks))
-    first = next((k for k, lab in enumerate(labels) if lab != "start"), len(labels))
+    first = next((k for k, lab in enumerate(labels) if lab not in ("start", "start curve")), len(labels))
     return [first] * n_tasks
 
 
