@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import yaml
 
 from .errors import UserError
 from .stats import BELOW_RESOLUTION, BETTER, WORSE, holm, mde_paired, paired_t, t_interval, verdict_of
@@ -286,7 +285,8 @@ def _closed_form_vs_ppo(ev: Evidence) -> Dict[str, Optional[Measurement]]:
 def _variance_ratio(ev: Evidence) -> Dict[str, Optional[Measurement]]:
     vals = ev.extra.get("log10_variance_ratio", {})
     return {"log10 V(closed)/V(ppo)": one_sample(list(vals.values()), 0.0, "log10 variance ratio",
-                                                 "debiased relative gradient variance, same samples, per seed")
+                                                 "debiased relative gradient variance (plug-in where the PPO "
+                                                 "signal is unresolved: conservative), same samples, per seed")
             if len(vals) >= 2 else None}
 
 
@@ -377,17 +377,11 @@ class Campaign:
 
 
 def load_campaign(path: Path) -> Campaign:
+    from .config import read_spec_file
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--spec: campaign file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"--spec: {path}: invalid YAML: {str(e).splitlines()[0]}") from None
-    unknown = sorted(set(doc) - {"tasks", "budget", "first_seed", "seeds", "config", "set", "groups"})
-    if unknown:
-        raise UserError(f"--spec: {path}: unknown key {unknown[0]!r} (valid: tasks, budget, first_seed, seeds, "
-                        "config, set, groups)")
+    doc = read_spec_file(path, "--spec", "campaign file",
+                         ("tasks", "budget", "first_seed", "seeds", "config", "set", "groups"))
     groups = []
     for label, g in (doc.get("groups") or {}).items():
         if not isinstance(g, dict) or "method" not in g:
@@ -546,6 +540,17 @@ def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     return res
 
 
+def variance_ratio(task_result: dict) -> Optional[float]:
+    """V(closed form) / V(PPO-style) on one task: the debiased relative variances where both are resolved; where
+    one is not (its mean gradient's estimated signal <= 0: V infinite), the plug-in V of both, which cannot
+    exceed K - 1 and so understates the noisier estimator's variance -- conservative against the claim."""
+    a, b = (task_result[e] for e in VARIANCE_PAIR)
+    ok = lambda x: isinstance(x, float) and math.isfinite(x) and x > 0
+    if ok(a["V_debiased"]) and ok(b["V_debiased"]):
+        return a["V_debiased"] / b["V_debiased"]
+    return a["V"] / b["V"] if ok(a["V"]) and ok(b["V"]) else None
+
+
 def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dict[str, Dict[int, float]]:
     """Per-seed analysis numbers the claims need, each computed once per finished run and cached in its folder:
     the resolved gradient-conflict rate of the joint groups (share of task pairs whose cosine interval over 8
@@ -574,10 +579,9 @@ def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dic
                 ctx = itf.make_context(cfg, tasks, student, reference, cfg.device)
                 return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
             res = _cached(d / "claims_variance.json", study)
-            vs = [(res["results"][t][VARIANCE_PAIR[0]]["V_debiased"], res["results"][t][VARIANCE_PAIR[1]]["V_debiased"])
-                  for t in res["tasks"]]
-            ratios = [a / b for a, b in vs if isinstance(a, float) and isinstance(b, float) and a > 0 and b > 0]
-            if ratios:   # a task whose signal is not resolved (V infinite) is left out
+            ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
+            ratios = [r for r in ratios if r is not None]
+            if ratios:
                 extra.setdefault("log10_variance_ratio", {})[s] = float(np.mean(np.log10(ratios)))
     return extra
 

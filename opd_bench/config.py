@@ -14,7 +14,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, get_args, get_origin
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, get_args, get_origin
 
 import yaml
 
@@ -625,6 +625,24 @@ def parse_budget(spec: Optional[str]) -> Optional[BudgetConfig]:
 
     check_budget(v, unit)
     return BudgetConfig(v, unit)
+
+
+def read_spec_file(path, option: str, what: str, valid: Sequence[str]) -> Dict[str, Any]:
+    """A user's YAML spec file (a sweep's grid, a claims campaign) as a mapping: a missing file, invalid YAML, a
+    non-mapping or an unknown top-level key is one line naming ``option`` (exit 2)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{option}: {what} not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{option}: {path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{option}: {path}: top level must be a mapping")
+    unknown = sorted(set(doc) - set(valid))
+    if unknown:
+        raise UserError(f"{option}: {path}: unknown key {unknown[0]!r} (valid: {', '.join(valid)})")
+    return doc
 
 
 def dump_config(cfg: RunConfig) -> str:

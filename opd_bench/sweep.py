@@ -50,16 +50,10 @@ class SweepSpec:
 def load_spec(path: Path, method: str) -> SweepSpec:
     """The sweep file's protocol and ``method``'s grid (the shared grid updated by ``methods.<method>``; ``method``
     is the recipe's name, e.g. ``mt-nft`` for multi-reward with the NFT objective)."""
+    from .config import read_spec_file
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--grid: sweep file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"--grid: {path}: invalid YAML: {str(e).splitlines()[0]}") from None
-    unknown = sorted(set(doc) - {"trials", "budget", "seed", "grid", "methods"})
-    if unknown:
-        raise UserError(f"--grid: {path}: unknown key {unknown[0]!r} (valid: trials, budget, seed, grid, methods)")
+    doc = read_spec_file(path, "--grid", "sweep file", ("trials", "budget", "seed", "grid", "methods"))
     grid = dict(doc.get("grid") or {})
     grid.update((doc.get("methods") or {}).get(method) or {})
     if not isinstance(doc.get("trials"), int) or doc["trials"] < 1:

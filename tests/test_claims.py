@@ -184,25 +184,13 @@ def test_bad_campaign_file_is_one_line_exit_2(tmp_path, capsys, body, words):
 from opd_bench.tasks import register_task, registry  # noqa: E402
 from opd_bench.tasks.base import Task  # noqa: E402
 
-if "clm_glow" not in registry():
+from test_report import Glow  # noqa: E402  (the report tests' proxy/gold task, registered as rpt_glow)
 
-    @register_task("clm_glow")
-    class ClaimsGlow(Task):
-        """Test-only task: proxy = brightness, gold = closeness of the brightness to 0.6."""
-
-        def prompts(self, split):
-            return [{"prompt": f"a glowing image number {i}"} for i in range(8 if split == "train" else 4)]
-
-        def reward(self, images, records):
-            return images.mean(dim=(1, 2, 3))
-
-        def metrics(self, images, records):
-            b = self.reward(images, records)
-            return {"score": b, "gold": 1 - (b - 0.6).abs()}
+if "clm_dim" not in registry():
 
     @register_task("clm_dim")
-    class ClaimsDim(ClaimsGlow):
-        """Test-only task pulling the other way: a dim image."""
+    class ClaimsDim(Glow):
+        """Test-only task pulling the other way from rpt_glow: a dim image (proxy), gold as rpt_glow's."""
 
         def prompts(self, split):
             return [{"prompt": f"a dim image number {i}"} for i in range(8 if split == "train" else 4)]
@@ -224,10 +212,10 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     sets = {"model.checkpoint": str(tmp_path / "base"), "sampler.steps": 2, "sampler.guidance": 2.0,
             "train.prompts_per_step": 2, "grpo.group_size": 2, "eval.steps": 2, "eval.prompts_per_task": 4,
             "eval.bootstrap": 50, "eval.guidance": 2.0, "eval.every": 2, "train.checkpoint_every": 1,
-            "train.lr": 3e-3, "grpo.beta": 0, "opd.teachers.clm_glow": str(tmp_path / "teacher"),
+            "train.lr": 3e-3, "grpo.beta": 0, "opd.teachers.rpt_glow": str(tmp_path / "teacher"),
             "opd.teachers.clm_dim": str(tmp_path / "teacher")}
     spec = tmp_path / "claims.yaml"
-    spec.write_text(yaml.safe_dump({"tasks": "clm_glow,clm_dim", "budget": "8:images", "seeds": 2, "set": sets,
+    spec.write_text(yaml.safe_dump({"tasks": "rpt_glow,clm_dim", "budget": "8:images", "seeds": 2, "set": sets,
                                     "groups": {"opd": {"method": "opd"}, "multi-reward": {"method": "multi-reward"},
                                                "cascade": {"method": "cascade"}}}, sort_keys=False))
     args = ["claims", "--spec", str(spec), "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
@@ -239,7 +227,7 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     m = rows[("beats-multitask-and-cascade", "vs multi-reward: average")]["measurement"]
     summaries = {g: [json.loads((tmp_path / "runs" / g / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
                  for g in ("opd", "multi-reward")}
-    gold = lambda s: np.mean([s["final"]["metrics"]["clm_glow"]["gold"], s["final"]["metrics"]["clm_dim"]["gold"]])
+    gold = lambda s: np.mean([s["final"]["metrics"]["rpt_glow"]["gold"], s["final"]["metrics"]["clm_dim"]["gold"]])
     assert m["estimate"] == pytest.approx(np.mean([gold(a) - gold(b) for a, b in zip(summaries["opd"],
                                                                                       summaries["multi-reward"])]))
     assert rows[("cascade-forgets", "cascade")]["measurement"]["n"] == 2
@@ -254,3 +242,11 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("summary.json")} == mtimes
     again = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert [r["verdict"] for r in again["claims"]] == [r["verdict"] for r in doc["claims"]]
+
+
+def test_variance_ratio_falls_back_to_the_plug_in_estimate_when_a_signal_is_unresolved():
+    both = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": 8.0}}
+    assert cl.variance_ratio(both) == pytest.approx(0.25)
+    unresolved = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": "inf"}}
+    assert cl.variance_ratio(unresolved) == pytest.approx(0.5)   # plug-in of both: 1.5 / 3.0
+    assert cl.variance_ratio({"opd_sde": {"V": 0.0, "V_debiased": "inf"}, "opd_ppo": {"V": 3.0, "V_debiased": 1.0}}) is None
