@@ -140,29 +140,33 @@ def test_final_table_matches_summaries_and_ledgers(runs, report):
 
 
 def test_forgetting_matches_a_hand_computation(runs, report):
+    from opd_bench.analysis import curve_rows
+
     data = json.loads((report / "report.json").read_text())
     base = {t: data["base"][t]["mean"] for t in data["base"]}
-    teach = {t: data["teachers"][t]["mean"] for t in data["teachers"]}
+    # only the tasks the headline's plan normalises (teacher gain above its MDE) are normalised; the rest raw
+    teach = {t: data["teachers"][t]["mean"] for t in data["teachers"] if data["normalisation"][t]["normalised"]}
     by_label = {f["label"]: f for f in data["forgetting"]}
     # cascade: checkpoints = end of stage 0, final; tasks in stage order
     hist = _hist(runs / "runs" / "exp" / "cascade_s0")
     rows = [h for h in hist if h["label"] == "end of stage 0"] + [h for h in hist if h["label"] == "final"]
     assert len(rows) == 2
     R = np.array([[normalize(h["scores"][t], base.get(t), teach.get(t)) for t in TASKS] for h in rows])
+    raw = np.array([[h["scores"][t] for t in TASKS] for h in rows])
     f = by_label["cascade"]
     # F counts only checkpoints after the task was first trained: the stage-0 task from its stage's end; the
     # last stage's task has no earlier checkpoint (None)
     assert f["forgetting"][TASKS[0]] == pytest.approx(R[0, 0] - R[1, 0])
     assert f["forgetting"][TASKS[1]] is None
-    assert f["bwt"] == pytest.approx(R[1, 0] - R[0, 0])
-    # opd: every eval point of the run
-    hist = _hist(runs / "runs" / "exp" / "opd_s0")
-    pts = {}
-    for h in hist:
-        pts[(h["round"], json.dumps(h["budget"], sort_keys=True))] = h
-    R = np.array([[normalize(h["scores"][t], base.get(t), teach.get(t)) for t in TASKS] for h in pts.values()])
-    labels = [h["label"] for h in pts.values()]
-    first = labels.index(next(lab for lab in labels if lab != "start"))   # checkpoints after start only
+    assert f["bwt_raw"] == pytest.approx(raw[1, 0] - raw[0, 0])
+    # the normalised BWT averages the normalised tasks only: never raw and normalised scores together
+    assert f["bwt_tasks"] == [t for t in TASKS[:1] if t in teach]
+    assert f["bwt"] == (pytest.approx(R[1, 0] - R[0, 0]) if TASKS[0] in teach else None)
+    # opd: every point of its learning curve (the val curve evals), after the start
+    rows = curve_rows(_hist(runs / "runs" / "exp" / "opd_s0"))
+    R = np.array([[normalize(h["scores"][t], base.get(t), teach.get(t)) for t in TASKS] for h in rows])
+    labels = [h["label"] for h in rows]
+    first = labels.index(next(lab for lab in labels if lab not in ("start", "start curve")))
     for i, t in enumerate(TASKS):
         expect = R[first:-1, i].max() - R[-1, i] if first < len(labels) - 1 else None
         assert by_label["opd"]["forgetting"][t] == (pytest.approx(expect) if expect is not None else None)

@@ -80,7 +80,7 @@ def _fresh_ocr(exclude_texts: set, exclude: set) -> List[dict]:
     """Texts no OCR set has, each in a random template; a prompt another task has (e.g. 'the text "9D"' is a
     preference train prompt) is skipped."""
     from .make_prompts import _texts
-    from .prompts import OCR_TEMPLATES, ocr_record
+    from ..prompts import OCR_TEMPLATES, ocr_record
 
     rng = np.random.default_rng(TEST_SEEDS["ocr"])
     records = [ocr_record(t, int(rng.integers(len(OCR_TEMPLATES))))
@@ -89,7 +89,7 @@ def _fresh_ocr(exclude_texts: set, exclude: set) -> List[dict]:
 
 
 def _render(meta: dict, template: str) -> dict:
-    from .prompts import GENEVAL_TEMPLATES, geneval_prompt
+    from ..prompts import GENEVAL_TEMPLATES, geneval_prompt
 
     relation = any(r.get("position") for r in meta["include"])   # held-out relations read like "position"
     desc = geneval_prompt({**meta, "tag": "position" if relation else meta["tag"]}, len(GENEVAL_TEMPLATES) - 1)
@@ -98,8 +98,8 @@ def _render(meta: dict, template: str) -> dict:
 
 def heldout_metadata() -> Dict[str, List[dict]]:
     """Every GenEval composition of the two held-out kinds (metadata no train or val record has)."""
-    from .prompts import RELATIONS
-    from .scenes import COLORS, SHAPES
+    from ..prompts import RELATIONS
+    from ..scenes import COLORS, SHAPES
 
     one = lambda cls, **kw: {"class": cls, "count": 1, **kw}  # noqa: E731
     return {
@@ -114,7 +114,7 @@ def heldout_metadata() -> Dict[str, List[dict]]:
 def _fresh_geneval(train: List[dict]) -> List[dict]:
     """In-distribution: every small-category composition in both test wordings, the rest color_attr compositions
     of train in a random test wording; then the held-out compositions in GenEval's wording ("a photo of")."""
-    from .prompts import CATEGORIES, GENEVAL_TEMPLATES, geneval_metadata
+    from ..prompts import CATEGORIES, GENEVAL_TEMPLATES, geneval_metadata
 
     rng = np.random.default_rng(TEST_SEEDS["geneval"])
     strip = lambda r: {k: v for k, v in r.items() if k != "prompt"}  # noqa: E731
