@@ -171,7 +171,7 @@ def sweep(
                                               "mt-nft for --method multi-reward --set grpo.objective=nft"),
 ):
     """Equal tuning: run the declared grid's trials for each method (same number of trials, same per-trial
-    budget), select on the eval split, write the chosen recipe with the sweep table to configs/recipes/."""
+    budget), select on the val split, write the chosen recipe with the sweep table to configs/recipes/."""
     from .plan import RECIPES_DIR
     from .sweep import load_spec, run_sweep
 
