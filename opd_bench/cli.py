@@ -352,6 +352,9 @@ def report(
     interference: bool = typer.Option(True, "--interference/--no-interference",
                                       help="Compute gradient conflict and lookahead affinity at the final checkpoints"),
     samples: int = typer.Option(3, "--samples", min=0, max=64, help="Eval prompts per task in the sample grid (0 = none)"),
+    protocol_name: str = typer.Option("full", "--protocol", help="Final scores: full (every run's final checkpoint, "
+                                      "the base and the teachers re-scored on every test prompt at several seeds, "
+                                      "through the eval cache) or run (the runs' own final evaluations)"),
     config: Optional[str] = config_option("-c"),
     set_: List[str] = set_option(),
     device: Optional[str] = device_option(),
@@ -361,6 +364,8 @@ def report(
     from .report import build_report
     from .session import command_config
 
+    if protocol_name not in ("full", "run"):
+        raise UserError(f"--protocol: {protocol_name!r} is not one of full, run")
     if config or set_ or device:   # each run folder's own config applies otherwise (real tasks, base model)
         command_config(config, set_, device)
     for v in variance:
@@ -374,7 +379,8 @@ def report(
     validate.output_dir(out, "--out")
     with progress_bar(True) as bar:
         page = build_report(runs or None, out=out, name=name, variance=variance, interference=interference,
-                            samples=samples, progress=step_reporter(bar, "report", unit="steps"))
+                            samples=samples, progress=step_reporter(bar, "report", unit="steps"),
+                            protocol=protocol_name)
     console.print(f"wrote {page}, {page.with_suffix('.md')} and {page.with_name('report.json')} (PNG files beside "
                   "them)", markup=False, highlight=False)
 

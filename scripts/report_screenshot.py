@@ -96,7 +96,7 @@ def tiny_report(work: Path) -> Path:
                 "train.lr=3e-3"] + [f"opd.teachers.{t}={work / 'teacher'}" for t in tasks]
         Runner(build_config({}, over), work / "runs" / "tiny" / f"{method}_s0", METHODS[method](), tasks,
                show_progress=False, log_tensorboard=False).run()
-    return build_report([work / "runs" / "tiny"], out=work / "report", samples=3)
+    return build_report([work / "runs" / "tiny"], out=work / "report", samples=3, protocol="run")
 
 
 def main(argv=None) -> int:

@@ -75,7 +75,8 @@ def test_round_trip_on_the_tiny_pipeline(lab, capsys):
     _ok(capsys, "eval", "--checkpoint", "models/tiny-sd3", "--out", "evals/base", *c)     # the raw base folder
     out = _ok(capsys, "compare", "-b", "evals/base", "-c", "evals/student", "--config", "lab.yaml", "--tasks", "all")
     assert "pickscore" in out
-    out = _ok(capsys, "report", "runs/cmp", "--out", "reports/cmp", "--no-interference", "--samples", "1")
+    out = _ok(capsys, "report", "runs/cmp", "--out", "reports/cmp", "--no-interference", "--samples", "1",
+                   "--protocol", "run")
     md = (lab / "reports/cmp/report.md").read_text()
     assert "pickscore" in md
     _ok(capsys, "check", "--record", "--checkpoint", student, "--baseline", "base.json", "--prompts", "2",

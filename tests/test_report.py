@@ -65,7 +65,7 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(runs):
     out = runs / "reports" / "exp"
-    code = main(["report", str(runs / "runs" / "exp"), "--out", str(out), "--samples", "1"])
+    code = main(["report", str(runs / "runs" / "exp"), "--out", str(out), "--samples", "1", "--protocol", "run"])
     assert code == 0
     return out
 
@@ -216,7 +216,7 @@ def test_variance_cli_feeds_the_report(runs, capsys):
         assert len(res[e]["per_step"]) >= 1
     assert (run / "variance" / "variance_overall.png").is_file()
     out = runs / "reports" / "with_variance"
-    assert main(["report", str(run), "--out", str(out), "--no-interference", "--samples", "0"]) == 0
+    assert main(["report", str(run), "--out", str(out), "--no-interference", "--samples", "0", "--protocol", "run"]) == 0
     md = (out / "report.md").read_text()
     assert "variance0_overall.png" in md and (out / "variance0_per_step.png").is_file()
     assert "opd-bench analyze variance --checkpoint" not in md
@@ -444,3 +444,32 @@ def test_budget_totals_add_the_released_teachers_recorded_ledgers(tmp_path):
     md = doc.render_md()
     assert "| opd | teachers (recorded) | 95,360 |" in md and "| opd | total incl. teachers | 97,360 |" in md
     assert "97,360 images" in budget.spend_cell(b["opd"], "total")
+
+
+def test_rescoring_under_a_named_protocol_replaces_final_and_start_scores(runs):
+    """`report --protocol full` re-scores every run's final checkpoint and its base through the eval cache; here
+    with the (cheaper) quick protocol on the tiny runs: the final and start rows become that protocol's
+    evaluations, and the run's eval section becomes the protocol so references are scored the same way."""
+    from opd_bench.analysis import load_run
+    from opd_bench.evalcache import cached_eval
+    from opd_bench.evaluate import EvalProtocol
+    from opd_bench.protocol import named
+    from opd_bench.report.runs import rescore
+
+    run = load_run(runs / "runs" / "exp" / "opd_s0")
+    before = dict(run.final_row["scores"])
+    protocol = named("quick", EvalProtocol.from_config(run.cfg))
+    rescore([run], "quick")
+    assert EvalProtocol.from_config(run.cfg) == protocol
+    expect = cached_eval(run.final_checkpoint, run.tasks, protocol)
+    assert run.final_row["scores"] == {t: expect[t]["mean"] for t in run.tasks}
+    assert run.final_row["protocol"] == "quick" and expect["geneval"]["n"] == 64   # the run's own eval scored 4
+    assert set(before) == set(run.final_row["scores"])
+    base = cached_eval(run.cfg.model.checkpoint, run.tasks, protocol)
+    assert run.start_row["scores"] == {t: base[t]["mean"] for t in run.tasks} and run.start_row["round"] == 0
+
+
+def test_an_unknown_report_protocol_is_one_line(runs, capsys):
+    assert main(["report", str(runs / "runs" / "exp"), "--protocol", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--protocol" in err[0]

@@ -15,7 +15,7 @@ from . import samples as samples_section
 from . import variance as variance_section
 from .document import SECTIONS, Doc, jsonable
 from .references import headline_value
-from .runs import config_differences, default_name, default_out, expand_runs, group_runs
+from .runs import config_differences, default_name, default_out, expand_runs, group_runs, rescore
 
 
 def _overview(doc: Doc, runs, diffs: dict) -> None:
@@ -56,12 +56,17 @@ def normalised_score_of(plan: dict, base: dict, teachers: dict):
 def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = None, name: Optional[str] = None,
                  variance: Sequence[Path] = (), interference: bool = True, samples: int = 3,
                  teacher_scores: Optional[Dict[str, float]] = None, runs_root: Path = Path("runs"),
-                 progress=None) -> Path:
-    """Render the report; returns the HTML path. ``progress(msg)`` is called before each slow step."""
+                 progress=None, protocol: str = "full") -> Path:
+    """Render the report; returns the HTML path. ``progress(msg)`` is called before each slow step.
+    ``protocol``: ``run`` scores each model as its runs did (their final evaluations, the base as their start
+    evaluation); ``full`` re-scores every run's final checkpoint, the base and the teachers under the full
+    protocol (every test prompt at several noise seeds; through the eval cache: each model once)."""
     say = progress or (lambda msg: None)
     run_paths = expand_runs(paths, runs_root)
     runs = [load_run(p) for p in run_paths]
     label_runs(runs)
+    if protocol != "run":
+        rescore(runs, protocol, say)
     name = name or default_name(run_paths)
     out = Path(out) if out is not None else default_out(name, runs_root)
     out.mkdir(parents=True, exist_ok=True)

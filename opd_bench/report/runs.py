@@ -93,3 +93,37 @@ def find_variance_files(runs: Sequence[RunInfo]) -> List[Path]:
                 out.append(cand)
                 break
     return out
+
+
+def eval_row(res: Dict[str, dict], label: str, protocol) -> dict:
+    """An eval-history row (the runner's shape) from per-task evaluation results."""
+    from ..protocol import label as protocol_label
+
+    return {"label": label, "protocol": protocol_label(protocol), "split": protocol.split,
+            "scores": {t: v["mean"] for t, v in res.items()},
+            "ci": {t: [v["ci_low"], v["ci_high"]] for t, v in res.items()},
+            "metrics": {t: v.get("metrics") or {} for t, v in res.items()},
+            "categories": {t: {c: x["mean"] for c, x in v.get("categories", {}).items()} for t, v in res.items()}}
+
+
+def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
+    """Score every run's start (its base model) and final checkpoint under the named protocol (``full``: every
+    test prompt at several noise seeds) through the eval cache, in memory: each run's config's ``eval`` section
+    becomes that protocol, so the base's and teachers' references are scored the same way, and its ``start`` and
+    ``final`` rows are replaced. A run without a final checkpoint keeps its own rows."""
+    from ..evalcache import cached_eval
+    from ..evaluate import EvalProtocol
+    from ..protocol import named
+
+    for r in runs:
+        if r.final_checkpoint is None or r.summary is None:
+            continue
+        protocol = named(name, EvalProtocol.from_config(r.cfg))
+        for f in ("split", "prompts_per_task", "seeds_per_prompt"):
+            setattr(r.cfg.eval, f, getattr(protocol, f))
+        say(f"{name} protocol: {r.label or r.path.name} s{r.seed}")
+        final = eval_row(cached_eval(r.final_checkpoint, r.tasks, protocol, r.cfg.device), "final", protocol)
+        start = eval_row(cached_eval(r.cfg.model.checkpoint, r.tasks, protocol, r.cfg.device), "start", protocol)
+        r.summary["final"] = {**r.summary["final"], **final}
+        r.history = [dict(start, round=h["round"], budget=h["budget"], stage=h.get("stage", 0))
+                     if h.get("label") == "start" else h for h in r.history]
