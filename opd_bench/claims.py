@@ -444,6 +444,14 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None) -> List[Path]:
     run = run or run_one
     cfgs = [(g, s, run_config(camp, g, s)) for g, s in camp.runs()]   # every config validated before any trains
     dirs = []
+    from .config import same_settings
+
+    for g, s, cfg in cfgs:
+        d = run_dir(runs_dir, g, s)
+        if (d / "config.yaml").is_file() and not same_settings((d / "config.yaml").read_text(), cfg):
+            raise UserError(f"campaign run folder {d} holds another config than its group now gives (a recipe or the "
+                            "campaign file changed since it started): move it away to retrain it, or restore the "
+                            "settings")
     for g, s, cfg in cfgs:
         d = run_dir(runs_dir, g, s)
         dirs.append(d)

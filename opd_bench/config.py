@@ -645,5 +645,24 @@ def read_spec_file(path, option: str, what: str, valid: Sequence[str]) -> Dict[s
     return doc
 
 
+def same_settings(saved: str, cfg: RunConfig) -> bool:
+    """Whether a run folder's saved ``config.yaml`` text holds ``cfg``'s settings. A field the saved file lacks was
+    added since it was written; new fields default to the behaviour before them (the project's rule), so a run
+    started by older code still continues (a sweep or a campaign spans sessions). Every field the file has must
+    equal ``cfg``'s."""
+    def leaves(d, obj, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            sub = getattr(obj, k, None)
+            if isinstance(v, dict) and dataclasses.is_dataclass(sub):
+                out.update(leaves(v, sub, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+    old = leaves(yaml.safe_load(saved), cfg)
+    new = leaves(yaml.safe_load(dump_config(cfg)), cfg)
+    return all(k in new and new[k] == v for k, v in old.items())
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

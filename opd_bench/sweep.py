@@ -113,9 +113,9 @@ def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table:
 def _trial(run, cfg, d: Path) -> dict:
     """One trial: a finished trial is read back, an interrupted one resumed (a sweep is many hours: rerunning
     the command continues it); a folder holding another config is refused rather than overwritten."""
-    from .config import dump_config
+    from .config import same_settings
 
-    if (d / "config.yaml").is_file() and (d / "config.yaml").read_text() != dump_config(cfg):
+    if (d / "config.yaml").is_file() and not same_settings((d / "config.yaml").read_text(), cfg):
         raise UserError(f"sweep trial folder {d} holds a different config: pick another --runs-dir")
     if (d / "summary.json").is_file():
         return json.loads((d / "summary.json").read_text())

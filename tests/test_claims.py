@@ -250,3 +250,21 @@ def test_variance_ratio_falls_back_to_the_plug_in_estimate_when_a_signal_is_unre
     unresolved = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": "inf"}}
     assert cl.variance_ratio(unresolved) == pytest.approx(0.5)   # plug-in of both: 1.5 / 3.0
     assert cl.variance_ratio({"opd_sde": {"V": 0.0, "V_debiased": "inf"}, "opd_ppo": {"V": 3.0, "V_debiased": 1.0}}) is None
+
+
+def test_a_campaign_run_started_with_other_settings_is_refused(tmp_path):
+    from opd_bench.config import dump_config
+    from opd_bench.errors import UserError
+
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 1)])
+    d = cl.run_dir(tmp_path, small.groups[0], 0)
+    d.mkdir(parents=True)
+    other = cl.run_config(cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 1, {"train.lr": 3e-4})]),
+                          cl.Group("opd", "opd", 1, {"train.lr": 3e-4}), 0)
+    (d / "config.yaml").write_text(dump_config(other))
+    with pytest.raises(UserError, match="holds another config"):
+        cl.run_campaign(small, tmp_path, run=lambda *a, **k: pytest.fail("must not train"))
+    (d / "config.yaml").write_text(dump_config(cl.run_config(small, small.groups[0], 0)))
+    calls = []
+    cl.run_campaign(small, tmp_path, run=lambda cfg, dd, resume: calls.append(resume))
+    assert calls == [False]

@@ -97,3 +97,19 @@ def test_sweep_bad_input_is_one_line_exit_2(tmp_path, capsys, doc, msg):
     err = capsys.readouterr().err
     assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "rec").exists()
+
+
+def test_a_run_saved_before_a_new_field_still_matches_its_config():
+    """A sweep or campaign spans sessions: a trial saved by code that lacked a field (new fields default to the
+    old behaviour) still continues; any field it does hold must match."""
+    import yaml
+
+    from opd_bench.config import dump_config, load_config, same_settings
+
+    cfg = load_config(None, ["method=grpo", "tasks=ocr"])
+    saved = yaml.safe_load(dump_config(cfg))
+    del saved["train"]["micro_batch"], saved["eval"]["curve_every"]          # written before those fields existed
+    assert same_settings(yaml.safe_dump(saved), cfg)
+    saved["train"]["lr"] = 3e-4
+    assert not same_settings(yaml.safe_dump(saved), cfg)
+    assert not same_settings(dump_config(load_config(None, ["method=grpo", "tasks=ocr", "grpo.beta=0.5"])), cfg)
