@@ -132,17 +132,12 @@ class Evidence:
         return g if g is not None and len(g.scores) >= 2 else None
 
 
-def headline_score(task: str, scores: Dict[str, float], metrics: Dict[str, dict]) -> float:
-    """Gold first: the hidden gold scorer's mean where the task has one (a ``gold`` metric: the embedded world's
-    aesthetic and preference, trained on learned proxies), else the task's score."""
-    gold = (metrics.get(task) or {}).get("gold")
-    return float(gold) if gold is not None else float(scores[task])
-
-
 def row_scores(row: dict, tasks: Sequence[str]) -> Tuple[Dict[str, float], Dict[str, float]]:
-    """(headline, proxy) scores of one eval-history row."""
-    metrics = row.get("metrics") or {}
-    return ({t: headline_score(t, row["scores"], metrics) for t in tasks if t in row["scores"]},
+    """(headline, proxy) scores of one eval-history row: gold first, as the report's headline
+    (:func:`opd_bench.report.references.headline_value`), and the task's primary (training) score."""
+    from .report.references import headline_value
+
+    return ({t: headline_value(row, t) for t in tasks if t in row["scores"]},
             {t: float(row["scores"][t]) for t in tasks if t in row["scores"]})
 
 
@@ -461,12 +456,13 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None) -> List[Path]:
 
 
 def cpu_hours(runs_dir: Path) -> float:
-    """Wall seconds recorded by every run's ledger (all phases) times the threads it ran with, in hours."""
+    """Wall seconds recorded by every run's ledger (all phases) times the threads and processes it ran with
+    (recorded in its ledger; a ledger written before they were recorded counts one), in hours."""
     total = 0.0
     for led in Path(runs_dir).glob("*/s*/ledger.json"):
         d = json.loads(led.read_text())
         secs = sum(float(p.get("seconds", 0.0)) for p in (d.get("spent") or {}).values())
-        total += secs * float(d.get("threads", 1) or 1)
+        total += secs * int(d.get("threads", 1)) * int(d.get("processes", 1))
     return total / 3600.0
 
 
@@ -480,6 +476,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
     scored once), else the run's own final evaluation --, the val learning curve, BWT, spend."""
     from .analysis import curve_rows, load_run
     from .evalcache import cached_eval
+    from .evaluate import eval_row
     from .analysis.forgetting import backward_transfer, cascade_order, score_matrix
     from .methods import method_class
 
@@ -491,8 +488,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
         run = load_run(d)
         row = run.final_row
         if protocol is not None:
-            res = cached_eval(d / "final", tasks, protocol, run.cfg.device)
-            row = {"scores": {t: res[t]["mean"] for t in tasks}, "metrics": {t: res[t].get("metrics") or {} for t in tasks}}
+            row = eval_row(cached_eval(d / "final", tasks, protocol, run.cfg.device), "final", protocol)
         out.scores[s], out.proxy[s] = row_scores(row, tasks)
         out.spent[s] = dict(run.spent("train"))
         out.curves[s] = [(float(r["budget"].get(unit, 0.0)), float(np.mean(list(row_scores(r, tasks)[0].values()))))
@@ -524,12 +520,12 @@ def reference_scores(checkpoints: Dict[str, str], protocol) -> Tuple[Dict[str, f
     """(gold-first, proxy) test scores of fixed checkpoints ({task: checkpoint}), from the eval cache (computed
     once per checkpoint and protocol)."""
     from .evalcache import cached_eval
+    from .evaluate import eval_row
 
     head, proxy = {}, {}
     for t, ck in checkpoints.items():
-        res = cached_eval(ck, [t], protocol)[t]
-        head[t] = headline_score(t, {t: res["mean"]}, {t: res.get("metrics") or {}})
-        proxy[t] = float(res["mean"])
+        h, p = row_scores(eval_row(cached_eval(ck, [t], protocol), "reference", protocol), [t])
+        head[t], proxy[t] = h[t], p[t]
     return head, proxy
 
 
@@ -567,7 +563,6 @@ def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dic
     tasks) at the opd group's final checkpoints."""
     from .analysis import interference as itf
     from .analysis import variance as var
-    from .config import load_config
 
     extra: Dict[str, Dict[int, float]] = {}
     for g, s in camp.runs():
@@ -579,12 +574,7 @@ def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dic
             extra.setdefault(f"conflict/{g.label}", {})[s] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
         if g.label == "opd":
             def study():
-                cfg = itf.analysis_config(load_config(str(d / "config.yaml")))
-                from .tasks import parse_tasks
-
-                tasks = parse_tasks(cfg.tasks)
-                student, reference = itf.load_analysis_model(d, d / "final", cfg, cfg.device)
-                ctx = itf.make_context(cfg, tasks, student, reference, cfg.device)
+                _, tasks, ctx = itf.run_analysis_context(d)
                 return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
             res = _cached(d / "claims_variance.json", study)
             ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]

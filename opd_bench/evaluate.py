@@ -38,6 +38,15 @@ def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torc
 
 
 @torch.no_grad()
+def eval_row(results: Dict[str, dict], label: str, protocol: EvalProtocol) -> dict:
+    """An eval-history row's scores (the runner's ``eval_history.jsonl`` shape) from per-task results."""
+    return {"label": label, "protocol": protocol_label(protocol), "split": protocol.split,
+            "scores": {t: v["mean"] for t, v in results.items()},
+            "ci": {t: [v["ci_low"], v["ci_high"]] for t, v in results.items()},
+            "metrics": {t: v.get("metrics") or {} for t, v in results.items()},
+            "categories": {t: {c: x["mean"] for c, x in v.get("categories", {}).items()} for t, v in results.items()}}
+
+
 def first_images(model: Backbone, task: str, protocol: EvalProtocol, n: int) -> torch.Tensor:
     """The first ``n`` images :func:`evaluate` draws for ``task`` under ``protocol`` (its first prompts at seed
     index 0, the same noises), without scoring anything: a sample grid for an evaluation served from the cache."""

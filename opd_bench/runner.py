@@ -30,8 +30,8 @@ from .checkpoint import (atomic_write_json, atomic_write_text, json_text, load_c
                          recover_interrupted_save, save_checkpoint)
 from .config import RunConfig, dump_config, to_dict
 from .errors import NonFiniteError, RunStopped, UserError
-from .evaluate import EvalProtocol, evaluate
-from .protocol import curve_due, curve_protocol, label as protocol_label
+from .evaluate import EvalProtocol, eval_row, evaluate
+from .protocol import curve_due, curve_protocol
 from .ledger import Ledger
 from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_run_dir)
 from .progress import human_count, human_quantity, progress_bar, say
@@ -394,13 +394,20 @@ class Runner:
         ctx.dist.barrier()
         return row if ctx.dist.is_main else None
 
+    @staticmethod
+    def _start_cacheable(ctx: RunContext, label: str) -> bool:
+        """A start evaluation scores the unchanged starting checkpoint (before any training, a full-weight
+        backbone, one process): its result is the checkpoint's, so it is read from and written to the eval cache."""
+        return label.startswith("start") and not ctx.round and ctx.dist.world_size == 1 \
+            and not ctx.student.has_lora_reference
+
     def _start_from_cache(self, ctx: RunContext, label: str, protocol: EvalProtocol,
                           curve: bool = False) -> Optional[dict]:
         """A start evaluation is the evaluation of the run's starting checkpoint, which never changes: served from
         the eval cache (the released checkpoints ship theirs) when present, else computed and cached by the
         caller. Only before any training, for full-weight backbones on one process. Its sample grid (first
         images, the same noises) is drawn without scoring. None when it must be computed."""
-        if not label.startswith("start") or ctx.round or ctx.dist.world_size > 1 or ctx.student.has_lora_reference:
+        if not self._start_cacheable(ctx, label):
             return None
         from . import evalcache
         from .evaluate import first_images
@@ -423,8 +430,7 @@ class Runner:
                 res = evaluate(ctx.student, self.tasks, protocol,
                                show_progress=self.show_progress, label=f"{self.cfg.method} s{self.cfg.seed} ({label})",
                                keep_images=self.log_tensorboard and not curve, dist=ctx.dist)
-            if label.startswith("start") and not ctx.round and ctx.dist.world_size == 1 \
-                    and not ctx.student.has_lora_reference:
+            if self._start_cacheable(ctx, label):
                 from . import evalcache
 
                 evalcache.store(self.cfg.model.checkpoint, protocol, res["tasks"])
@@ -434,15 +440,8 @@ class Runner:
             ctx.ledger.images("eval", n)
             ctx.ledger.forwards("eval", "student", "rollout", n * protocol.steps * ctx.student.forwards_per_velocity(protocol.guidance))
         ctx.ledger.add("eval", "seconds", time.perf_counter() - t0)
-        row = {
-            "round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
-            "protocol": protocol_label(protocol), "split": protocol.split,
-            "budget": ctx.ledger.summary("train"),
-            "scores": {k: v["mean"] for k, v in res["tasks"].items()},
-            "ci": {k: [v["ci_low"], v["ci_high"]] for k, v in res["tasks"].items()},
-            "metrics": {k: v["metrics"] for k, v in res["tasks"].items()},
-            "categories": {k: {c: x["mean"] for c, x in v.get("categories", {}).items()} for k, v in res["tasks"].items()},
-        }
+        row = {"round": ctx.round, "label": label, "stage": self.method.stage(ctx)[0],
+               "budget": ctx.ledger.summary("train"), **eval_row(res["tasks"], label, protocol)}
         if not ctx.dist.is_main:
             return row
         self.dir.append_jsonl("eval_history.jsonl", row)
@@ -524,6 +523,8 @@ class Runner:
             "spent": {p: ctx.ledger.summary(p) for p in ("teacher", "train", "eval")},
             "counters": ctx.ledger.to_dict(),
             "rounds": ctx.round,
+            # what the wall seconds ran on: CPU hours = seconds x threads x processes (claims states them)
+            "threads": torch.get_num_threads(), "processes": ctx.dist.world_size,
         }
         report.update(self.method.ledger_extras(self, report["spent"]["train"]))
         return report

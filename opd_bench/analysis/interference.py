@@ -408,8 +408,9 @@ def saved_optimizer_state(run_dir: Optional[Path]) -> Optional[dict]:
     return optimizer_state(tensors, meta) if "param_groups" in meta else None
 
 
-def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = (), which: str = FINAL) -> dict:
-    """Interference of a run's method at its ``final/`` (or ``state/``) checkpoint."""
+def run_analysis_context(run_path: Path, device=None, overrides: Sequence[str] = (), which: str = FINAL):
+    """(config, tasks, gradient context) at a run's ``final/`` (or ``state/``) checkpoint, on ``device`` (default:
+    the run's own), for the analyses."""
     cfg = analysis_config(load_config(str(Path(run_path) / "config.yaml")), overrides)
     from ..tasks import parse_tasks
 
@@ -417,10 +418,17 @@ def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = ()
     ckpt = Path(run_path) / which
     if not ckpt.is_dir():
         raise UserError(f"{run_path}: no {which}/ checkpoint")
+    device = device or cfg.device
     student, reference = load_analysis_model(Path(run_path), ckpt, cfg, device)
-    ctx = make_context(cfg, tasks, student, reference, device)
+    return cfg, tasks, make_context(cfg, tasks, student, reference, device)
+
+
+def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = (), which: str = FINAL) -> dict:
+    """Interference of a run's method at its ``final/`` (or ``state/``) checkpoint."""
+    cfg, tasks, ctx = run_analysis_context(run_path, device, overrides, which)
     out = interference(ctx, objective_of(cfg.method), tasks, saved_optimizer_state(Path(run_path)))
-    out.update({"run": str(run_path), "checkpoint": str(ckpt), "method": cfg.method, "seed": cfg.seed})
+    out.update({"run": str(run_path), "checkpoint": str(Path(run_path) / which), "method": cfg.method,
+                "seed": cfg.seed})
     return out
 
 

@@ -95,24 +95,13 @@ def find_variance_files(runs: Sequence[RunInfo]) -> List[Path]:
     return out
 
 
-def eval_row(res: Dict[str, dict], label: str, protocol) -> dict:
-    """An eval-history row (the runner's shape) from per-task evaluation results."""
-    from ..protocol import label as protocol_label
-
-    return {"label": label, "protocol": protocol_label(protocol), "split": protocol.split,
-            "scores": {t: v["mean"] for t, v in res.items()},
-            "ci": {t: [v["ci_low"], v["ci_high"]] for t, v in res.items()},
-            "metrics": {t: v.get("metrics") or {} for t, v in res.items()},
-            "categories": {t: {c: x["mean"] for c, x in v.get("categories", {}).items()} for t, v in res.items()}}
-
-
 def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
     """Score every run's start (its base model) and final checkpoint under the named protocol (``full``: every
     test prompt at several noise seeds) through the eval cache, in memory: each run's config's ``eval`` section
     becomes that protocol, so the base's and teachers' references are scored the same way, and its ``start`` and
     ``final`` rows are replaced. A run without a final checkpoint keeps its own rows."""
     from ..evalcache import cached_eval
-    from ..evaluate import EvalProtocol
+    from ..evaluate import EvalProtocol, eval_row
     from ..protocol import named
 
     for r in runs:
