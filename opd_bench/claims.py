@@ -632,8 +632,10 @@ def proxy_view(ev: Evidence) -> Evidence:
                     ev.teacher_cost, ev.unit, ev.extra, ev.base_proxy, ev.teacher_proxy)
 
 
-def verdict_flips(ev: Evidence) -> List[dict]:
-    gold, proxy = evaluate_claims(ev), evaluate_claims(proxy_view(ev))
+def verdict_flips(ev: Evidence, gold: Optional[List[dict]] = None) -> List[dict]:
+    """The sub-claims whose verdict changes when aesthetic and preference are scored with the learned proxy;
+    ``gold``: the gold-first rows already evaluated (:func:`evaluate_claims`)."""
+    gold, proxy = gold or evaluate_claims(ev), evaluate_claims(proxy_view(ev))
     return [{"claim": a["claim"], "part": a["part"], "gold": a["verdict"], "proxy": b["verdict"]}
             for a, b in zip(gold, proxy) if a["verdict"] != b["verdict"]]
 
@@ -643,7 +645,7 @@ def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: 
     from .checkpoint import atomic_write_json, atomic_write_text
 
     rows = evaluate_claims(ev)
-    flips = verdict_flips(ev)
+    flips = verdict_flips(ev, rows)
     doc = {"claims": rows, "verdict_rule": verdict.__doc__.strip() + " Confirmed only when the interval excludes "
            "the null on the claimed side (and a family's Holm-adjusted p < 0.05); refuted when it excludes it on the "
            "other side; else below resolution.",

@@ -413,7 +413,7 @@ class Runner:
         from .evaluate import first_images
         from .trackers import GRID_SAMPLES
 
-        hit = evalcache.lookup(self.cfg.model.checkpoint, self.tasks, protocol)
+        hit = evalcache.lookup(self.cfg.model.checkpoint, self.tasks, protocol, backbone_options(self.cfg.model))
         if len(hit) < len(self.tasks):
             return None
         samples = {}
@@ -433,7 +433,7 @@ class Runner:
             if self._start_cacheable(ctx, label):
                 from . import evalcache
 
-                evalcache.store(self.cfg.model.checkpoint, protocol, res["tasks"])
+                evalcache.store(self.cfg.model.checkpoint, protocol, res["tasks"], backbone_options(self.cfg.model))
         samples = res.pop("_images", {})
         n = 0 if res.pop("cached", False) else sum(t["images"] for t in res["tasks"].values())
         with ctx.ledger.unscaled():   # n is the gathered, global count
