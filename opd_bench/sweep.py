@@ -14,11 +14,16 @@ A sweep file (YAML) declares the protocol and the grid; ``methods`` adds or repl
       train.ema.enabled: [false, true]
     methods:
       nft: {nft.beta: [0.1, 1.0]}
+    reference:                 # per method: its documented recipe, run as one more trial (trial_ref)
+      grpo: {grpo.beta: 0.04, grpo.group_noise: shared, train.ema.enabled: true}
+      opd: {}                  # {} = the shipped default
 
 When the grid has more points than ``trials``, the trials are a seeded draw without replacement; a grid with
-fewer points than ``trials`` is an error (methods would not get equal tuning). Selection: the highest mean over
-tasks of the final evaluation. The protocol's ``val`` split does not exist yet, so the ``eval`` split is used
-(and the recipe says so); rerun the sweeps when ``val`` lands.
+fewer points than ``trials`` is an error (methods would not get equal tuning). When the file has a ``reference``
+section, every method swept with it must have an entry (equal trial count: ``trials`` drawn + 1 reference); the
+reference trial (folder ``trial_ref``, after the drawn ``trial_0..``, which keep their index and settings) is
+trained, evaluated on val and selected like any other, so the chosen recipe is never worse on val than the
+documented one. Selection: the highest mean over tasks of the final evaluation on the ``val`` split.
 """
 from __future__ import annotations
 
@@ -45,6 +50,12 @@ class SweepSpec:
     budget: str
     seed: int = 0
     grid: Dict[str, List[Any]] = field(default_factory=dict)
+    #: the method's documented recipe (dotted key -> value) run as one extra trial; None = no reference trial
+    reference: Optional[Dict[str, Any]] = None
+
+
+#: the reference trial's label in tables and its folder ``trial_<REFERENCE>``
+REFERENCE = "ref"
 
 
 def load_spec(path: Path, method: str) -> SweepSpec:
@@ -53,7 +64,7 @@ def load_spec(path: Path, method: str) -> SweepSpec:
     from .config import read_spec_file
 
     path = Path(path)
-    doc = read_spec_file(path, "--grid", "sweep file", ("trials", "budget", "seed", "grid", "methods"))
+    doc = read_spec_file(path, "--grid", "sweep file", ("trials", "budget", "seed", "grid", "methods", "reference"))
     grid = dict(doc.get("grid") or {})
     grid.update((doc.get("methods") or {}).get(method) or {})
     if not isinstance(doc.get("trials"), int) or doc["trials"] < 1:
@@ -63,7 +74,16 @@ def load_spec(path: Path, method: str) -> SweepSpec:
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
             raise UserError(f"--grid: {path}: grid.{k} must be a non-empty list of values")
-    return SweepSpec(doc["trials"], doc["budget"], int(doc.get("seed", 0)), grid)
+    reference = None
+    if "reference" in doc:
+        refs = doc["reference"]
+        if not isinstance(refs, dict) or method not in refs:
+            raise UserError(f"--grid: {path}: reference.{method} is missing: give every method its documented "
+                            "recipe ({} for the shipped default) so that every method gets the same trials")
+        reference = refs[method] or {}
+        if not isinstance(reference, dict):
+            raise UserError(f"--grid: {path}: reference.{method} must be a mapping of config keys to values")
+    return SweepSpec(doc["trials"], doc["budget"], int(doc.get("seed", 0)), grid, reference)
 
 
 def draw_trials(spec: SweepSpec) -> List[Dict[str, Any]]:
@@ -97,17 +117,33 @@ def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
 def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table: List[dict], spec: SweepSpec,
                 tasks: List[str]) -> str:
     """The recipe YAML: ``extends`` the sweep's base config with the chosen values; the sweep table as comments."""
+    keys = table_keys(spec)
+    ref = "" if spec.reference is None else f" + 1 reference trial ({REFERENCE}: the documented recipe)"
     head = [f"# Recipe for {method}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split.",
-            f"# Protocol: {spec.trials} trials, {spec.budget} per trial, seed {spec.seed}, tasks {', '.join(tasks)};"
-            " selection = highest mean final score over the tasks.",
-            "# trial | " + " | ".join(sorted(spec.grid)) + " | " + " | ".join(tasks) + " | mean"]
+            f"# Protocol: {spec.trials} trials{ref}, {spec.budget} per trial, seed {spec.seed}, tasks "
+            f"{', '.join(tasks)}; selection = highest mean final score over the tasks.",
+            "# trial | " + " | ".join(keys) + " | " + " | ".join(tasks) + " | mean"]
     for row in table:
-        mark = "  <- chosen" if row["chosen"] else ""
-        head.append(f"# {row['trial']} | " + " | ".join(str(row["params"][k]) for k in sorted(spec.grid)) + " | "
+        mark = ("  <- chosen" if row["chosen"] else "") + ("  (reference)" if row["trial"] == REFERENCE else "")
+        head.append(f"# {row['trial']} | " + " | ".join(str(row["params"][k]) for k in keys) + " | "
                     + " | ".join(f"{row['scores'].get(t, float('nan')):.4f}" for t in tasks)
                     + f" | {row['mean']:.4f}{mark}")
     body = {"extends": base if base else "default.yaml", "method": method, **_nest(chosen)}
     return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
+
+
+def table_keys(spec: SweepSpec) -> List[str]:
+    """The sweep table's parameter columns: the grid's keys and the reference's."""
+    return sorted(set(spec.grid) | set(spec.reference or {}))
+
+
+def trial_params(spec: SweepSpec, cfg) -> Dict[str, Any]:
+    """A trial's row: its value of every table column, read from its resolved config (so the reference's shipped
+    defaults, and a drawn trial's value of a key only the reference sets, show the values they stand for)."""
+    from .config import to_flat_dict
+
+    flat = to_flat_dict(cfg)
+    return {k: flat[k] for k in table_keys(spec)}
 
 
 def _trial(run, cfg, d: Path) -> dict:
@@ -135,22 +171,23 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
 
     run = run or run_one
     budget = parse_budget(spec.budget)
-    trials = draw_trials(spec)
+    trials = draw_trials(spec)   # trial k keeps its index and settings: the reference is only ever added after
     base = overrides + [f"method={method}", f"seed={spec.seed}", f"eval.split={SELECTION_SPLIT}"]
     probe = load_config(config, base + [_override(k, v) for k, v in trials[0].items()])
     tasks = parse_tasks(tasks_spec, world_of(probe))
+    points = list(enumerate(trials)) + ([(REFERENCE, spec.reference)] if spec.reference is not None else [])
     cfgs = [load_config(config, base + [f"tasks={','.join(tasks)}"] + [_override(k, v) for k, v in t.items()])
-            for t in trials]   # every trial's config is validated before any trains
+            for _, t in points]   # every trial's config is validated before any trains
     for cfg in cfgs:
         cfg.budget = replace(budget)   # the same per-trial budget for every trial and method
     label = recipe_name or method
     out = Path(runs_dir) / f"sweep_{label}"
     table = []
-    for k, (t, cfg) in enumerate(zip(trials, cfgs)):
+    for (k, _), cfg in zip(points, cfgs):
         cfg.name = f"sweep_{label}_trial{k}"
         summary = _trial(run, cfg, out / f"trial_{k}")
         scores = dict(summary["final"]["scores"])
-        table.append({"trial": k, "params": t, "scores": scores,
+        table.append({"trial": k, "params": trial_params(spec, cfg), "scores": scores,
                       "mean": float(np.mean([scores[x] for x in tasks]))})
     best = max(range(len(table)), key=lambda i: table[i]["mean"])
     for i, row in enumerate(table):
@@ -160,7 +197,8 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     path = recipes_dir / f"{label}.yaml"
     atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks))
     result = {"method": method, "tasks": tasks, "split": SELECTION_SPLIT, "trials": spec.trials,
-              "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "table": table, "recipe": str(path)}
+              "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "reference": spec.reference,
+              "table": table, "recipe": str(path)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", result)
     return result

@@ -1,11 +1,13 @@
 """``opd-bench sweep`` (issue 20): equal tuning -- the same number of trials and per-trial budget for every
 method, selection on the eval split, the chosen recipe written with its sweep table. Tiny grid, tiny budget."""
+import json
+
 import pytest
 import yaml
 from tiny_world import make_tiny_world
 
 from opd_bench.cli import main
-from opd_bench.config import load_config
+from opd_bench.config import load_config, to_flat_dict
 from opd_bench.errors import UserError
 from opd_bench.sweep import SweepSpec, draw_trials, load_spec, run_sweep
 
@@ -59,6 +61,74 @@ def test_the_declared_equal_tuning_protocol_gives_every_recipe_the_same_trials_a
     specs = [load_spec(path, n) for n in names]
     assert {(s.trials, s.budget) for s in specs} == {(8, "2000:images")}   # the comparison's student budget
     assert all(len(draw_trials(s)) == 8 for s in specs)
+    # 8 drawn + 1 reference trial for every recipe, and the reference is a ninth setting, not a drawn one again
+    assert all(s.reference is not None for s in specs)
+    for name, s in zip(names, specs):
+        over = ["grpo.objective=nft"] if "nft" in name else []
+        ref = to_flat_dict(load_config(None, over + [f"{k}={v}" for k, v in s.reference.items()]))
+        assert all(any(ref[k] != v for k, v in t.items()) for t in draw_trials(s)), name
+    # the RL baselines' reference is the teachers' documented recipe (configs/teacher_ocr.yaml, teacher.yaml)
+    ocr = load_config("teacher_ocr")
+    for s in (specs[1], specs[2], specs[5]):
+        assert (s.reference["grpo.group_noise"], s.reference["grpo.beta"], s.reference["train.ema.enabled"],
+                s.reference["train.lr"]) == (ocr.grpo.group_noise, ocr.grpo.beta, ocr.train.ema.enabled, ocr.train.lr)
+    assert specs[0].reference == specs[3].reference == {}                  # opd, sft-distill: the shipped default
+    # GRPO-Guard's clip range is tuned, in trials where the clip can act (a batch's 2nd optimizer step on)
+    guard = specs[5]
+    assert len(guard.grid["grpo.clip_range"]) >= 3 and guard.grid["grpo.minibatches"] == [2]
+
+
+def test_the_started_sweeps_keep_their_trials():
+    """A campaign in progress reads its trial folders back by index: trial_k of opd, multi-reward, cascade and
+    sft-distill must keep the settings it was started with (adding the reference trial must not redraw them)."""
+    from opd_bench.paths import CONFIGS_DIR
+
+    path = CONFIGS_DIR / "sweeps" / "equal_tuning.yaml"
+    lrs = [3e-5, 3e-5, 3e-4, 3e-5, 1e-4, 3e-4, 1e-4, 3e-4]
+    assert [(t["opd.sampler"], t["train.ema.enabled"], t["train.lr"], t["train.prompts_per_step"])
+            for t in draw_trials(load_spec(path, "opd"))] == list(zip(
+                ["ode"] * 6 + ["sde"] * 2, [False] * 3 + [True] * 3 + [False, True], lrs, [4, 16, 16, 4, 16, 16, 4, 16]))
+    assert [(t["opd.task_reduction"], t["train.prompts_per_step"], t["train.lr"])
+            for t in draw_trials(load_spec(path, "sft-distill"))] == list(zip(
+                ["sum"] * 6 + ["mean"] * 2, [4, 16, 16, 4, 16, 16, 4, 16], lrs))
+    for m in ("multi-reward", "cascade"):
+        assert [(t["grpo.beta"], t["grpo.group_noise"], t["train.ema.enabled"], t["train.lr"])
+                for t in draw_trials(load_spec(path, m))] == [
+            (0.004, "independent", False, 3e-5), (0.004, "independent", False, 1e-4),
+            (0.004, "independent", True, 3e-4), (0.004, "shared", False, 3e-5), (0.004, "shared", True, 3e-5),
+            (0.004, "shared", True, 3e-4), (0.04, "independent", False, 3e-4), (0.04, "shared", True, 3e-4)]
+
+
+def test_the_reference_trial_is_selected_on_val_like_any_trial(tmp_path):
+    """The documented recipe runs as one more trial at the same budget, evaluated on val: it wins when it is best
+    (so the chosen recipe is never worse on val than it), and the table marks it."""
+    seen = []
+
+    def fake_run(cfg, run_dir, resume=False):   # scores favour a higher lr
+        seen.append((run_dir.name, cfg))
+        return {"final": {"scores": {"ocr": cfg.train.lr * 1000}}}
+
+    for ref_lr, wins in ((1e-3, True), (3e-5, False)):
+        seen.clear()
+        spec = write_spec(tmp_path / "s.yaml", trials=2, budget="16:images", seed=0, grid={"train.lr": [1e-4, 3e-4]},
+                          reference={"grpo": {"train.lr": ref_lr, "grpo.beta": 0.04}})
+        rec = tmp_path / f"rec{ref_lr}"
+        res = run_sweep("grpo", "ocr", load_spec(spec, "grpo"), None, [], tmp_path / f"runs{ref_lr}", rec, fake_run)
+        assert [d for d, _ in seen] == ["trial_0", "trial_1", "trial_ref"]
+        ref_cfg = seen[-1][1]
+        assert ref_cfg.eval.split == "val" and (ref_cfg.budget.value, ref_cfg.budget.unit) == (16.0, "images")
+        assert ref_cfg.train.lr == ref_lr and ref_cfg.grpo.beta == 0.04
+        assert [r["trial"] for r in res["table"]] == [0, 1, "ref"]
+        # every row shows every column (a drawn trial's value of a key only the reference sets: its default)
+        assert res["table"][0]["params"] == {"grpo.beta": 0.004, "train.lr": 1e-4}
+        chosen = next(r for r in res["table"] if r["chosen"])
+        assert (chosen["trial"] == "ref") == wins
+        assert chosen["mean"] >= res["table"][-1]["mean"]
+        text = (rec / "grpo.yaml").read_text()
+        assert "+ 1 reference trial" in text and "# ref | 0.04 | " in text and "(reference)" in text
+        assert load_config(str(rec / "grpo.yaml")).train.lr == (ref_lr if wins else 3e-4)
+    with pytest.raises(UserError, match="reference.nft is missing"):
+        load_spec(spec, "nft")
 
 
 def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
@@ -81,6 +151,20 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     with pytest.raises(UserError, match="holds a different config"):
         run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over + ["grpo.beta=0.5"], tmp_path / "runs",
                   tmp_path / "rec")
+    # the sweep file gains a reference trial: resuming the folder trains only trial_ref (trial_0, trial_1 read back)
+    from opd_bench.train import run_one
+
+    ran = []
+    write_spec(spec, trials=2, budget="4:images", seed=0, grid={"train.lr": [1e-4, 1e-3]},
+               reference={"grpo": {"train.lr": 3e-4}})
+    res = run_sweep("grpo", "brightness", load_spec(spec, "grpo"), None, over, tmp_path / "runs", tmp_path / "rec",
+                    run=lambda cfg, d, resume=False: ran.append(d.name) or run_one(cfg, d, resume=resume))
+    assert ran == ["trial_ref"] and res["table"][:2] == again["table"]
+    ref = tmp_path / "runs" / "sweep_grpo" / "trial_ref"
+    saved = yaml.safe_load((ref / "config.yaml").read_text())
+    assert saved["eval"]["split"] == "val" and saved["train"]["lr"] == 3e-4 and (ref / "summary.json").is_file()
+    assert res["table"][2]["trial"] == "ref" and res["table"][2]["scores"]["brightness"] == \
+        pytest.approx(json.loads((ref / "summary.json").read_text())["final"]["scores"]["brightness"])
 
 
 @pytest.mark.parametrize("doc,msg", [
