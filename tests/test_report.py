@@ -449,7 +449,7 @@ def test_budget_totals_add_the_released_teachers_recorded_ledgers(tmp_path):
 def test_rescoring_under_a_named_protocol_replaces_final_and_start_scores(runs):
     """`report --protocol full` re-scores every run's final checkpoint and its base through the eval cache; here
     with the (cheaper) quick protocol on the tiny runs: the final and start rows become that protocol's
-    evaluations, and the run's eval section becomes the protocol so references are scored the same way."""
+    evaluations; the run's config stays what it ran (report.json's run_configs record it as is)."""
     from opd_bench.analysis import load_run
     from opd_bench.evalcache import cached_eval
     from opd_bench.evaluate import EvalProtocol
@@ -458,15 +458,43 @@ def test_rescoring_under_a_named_protocol_replaces_final_and_start_scores(runs):
 
     run = load_run(runs / "runs" / "exp" / "opd_s0")
     before = dict(run.final_row["scores"])
-    protocol = named("quick", EvalProtocol.from_config(run.cfg))
+    own = EvalProtocol.from_config(run.cfg)
+    protocol = named("quick", own)
     rescore([run], "quick")
-    assert EvalProtocol.from_config(run.cfg) == protocol
+    assert EvalProtocol.from_config(run.cfg) == own != protocol             # the config is not rewritten
     expect = cached_eval(run.final_checkpoint, run.tasks, protocol)
     assert run.final_row["scores"] == {t: expect[t]["mean"] for t in run.tasks}
     assert run.final_row["protocol"] == "quick" and expect["geneval"]["n"] == 64   # the run's own eval scored 4
     assert set(before) == set(run.final_row["scores"])
     base = cached_eval(run.cfg.model.checkpoint, run.tasks, protocol)
     assert run.start_row["scores"] == {t: base[t]["mean"] for t in run.tasks} and run.start_row["round"] == 0
+
+
+def test_a_rescored_report_records_each_runs_own_config_and_the_protocol_apart(runs, tmp_path):
+    """Under a named protocol the report.json's run_configs are what the runs did (their own eval section), its
+    ``protocol`` field is what every model was scored under, and the base's and teachers' references were scored
+    under that protocol (passed to them, not read from a rewritten run config)."""
+    import yaml
+
+    from opd_bench.analysis import load_run
+    from opd_bench.evalcache import cached_eval
+    from opd_bench.evaluate import EvalProtocol
+    from opd_bench.protocol import named
+    from opd_bench.report.build import build_report
+
+    build_report([runs / "runs" / "exp"], out=tmp_path, interference=False, samples=0, protocol="quick")
+    data = json.loads((tmp_path / "report.json").read_text())
+    for path, cfg in data["run_configs"].items():
+        assert cfg == yaml.safe_load((Path(path) / "config.yaml").read_text())
+        assert cfg["eval"]["prompts_per_task"] == 4                        # the run's own quick eval, as it ran
+    run = load_run(runs / "runs" / "exp" / "opd_s0")
+    quick = named("quick", EvalProtocol.from_config(run.cfg))
+    assert data["protocol"] == {"name": "quick", "settings": json.loads(json.dumps(quick.to_dict()))}
+    base = cached_eval(run.cfg.model.checkpoint, ["geneval"], quick)["geneval"]
+    teacher = cached_eval(data["teachers"]["geneval"]["source"], ["geneval"], quick)["geneval"]
+    assert base["n"] == 64 and len(data["base"]["geneval"]["per_prompt"]) == 64        # not the runs' own 4
+    assert data["base"]["geneval"]["mean"] == pytest.approx(base["mean"])
+    assert data["teachers"]["geneval"]["mean"] == pytest.approx(teacher["mean"])
 
 
 def test_an_unknown_report_protocol_is_one_line(runs, capsys):

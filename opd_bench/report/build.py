@@ -15,7 +15,7 @@ from . import samples as samples_section
 from . import variance as variance_section
 from .document import SECTIONS, Doc, jsonable
 from .references import headline_value
-from .runs import config_differences, default_name, default_out, expand_runs, group_runs, rescore
+from .runs import config_differences, default_name, default_out, expand_runs, group_runs, protocol_record, rescore
 
 
 def _overview(doc: Doc, runs, diffs: dict) -> None:
@@ -28,7 +28,8 @@ def _overview(doc: Doc, runs, diffs: dict) -> None:
             cols = [str(r.path) for r in runs]
             doc.table(["setting"] + [f"{r.label} s{r.seed}" for r in runs],
                       [[k] + [str(diffs[k][c]) for c in cols] for k in diffs])
-        doc.p("Every run's full resolved config is in report.json (run_configs) and its own config.yaml; "
+        doc.p("Every run's full resolved config is in report.json (run_configs) and its own config.yaml (the "
+              "protocol the report scored every model under is report.json's protocol); "
               + ("the table lists the settings that differ between runs (besides name and seed)." if diffs else
                  "the runs differ only in name and seed."), note=True)
 
@@ -78,7 +79,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     # ---- compute ------------------------------------------------------------------------------------------
     diffs = config_differences(runs)
     say("reference scores (base, teachers)")
-    base, teachers = references.compute(runs, teacher_scores)
+    base, teachers = references.compute(runs, teacher_scores, protocol=protocol)
     bm, tm = references.means(base), references.means(teachers)
     budgets = budget.compute(groups)
     head = headline.compute(groups, base, teachers, budgets)
@@ -92,7 +93,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
     stat = statistics.compute(head)
     if samples > 0:
         say("sample grid")
-    grid = samples_section.compute(groups, teachers, tasks, samples, out)
+    grid = samples_section.compute(groups, teachers, tasks, samples, out, protocol)
 
     # ---- render -------------------------------------------------------------------------------------------
     doc = Doc(out, f"opd-bench report: {name}")
@@ -111,6 +112,7 @@ def build_report(paths: Optional[Sequence[Path]] = None, out: Optional[Path] = N
 
     data = {"name": name, "runs": [str(r.path) for r in runs],
             "run_configs": {str(r.path): to_dict(r.cfg) for r in runs}, "config_differences": diffs,
+            "protocol": protocol_record(runs, protocol),
             "base": base, "teachers": teachers, "normalisation": head["plan"], "final_table": head["rows"],
             "comparisons": head["pairs"], "budget": budgets, "budget_curves": curves,
             "forgetting": forg["forgetting"], "interference": inter["results"],

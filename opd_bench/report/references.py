@@ -74,16 +74,18 @@ def _entry(res: dict, task: str, source: str, protocol) -> dict:
 
 
 def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] = None,
-            evaluate: bool = True) -> Tuple[Dict[str, dict], Dict[str, dict]]:
+            evaluate: bool = True, protocol: str = "run") -> Tuple[Dict[str, dict], Dict[str, dict]]:
     """(base, teachers): {task: {"mean", "ci", "source", "headline", "headline_metric", "per_prompt", "strata"}}.
 
     ``mean`` / ``ci``: the primary score (the curves and forgetting read it). ``headline``: the gold score where
     the task has one, else the primary. The base's numbers are each run's ``start`` eval (the base model under
     the run's own eval protocol); its per-prompt scores come from evaluating the run's base checkpoint through
     the eval cache (identical to the start eval: deterministic). Teachers are given (a number: no per-prompt
-    scores), or evaluated with the run's protocol through the eval cache when the checkpoints exist."""
+    scores), or evaluated with the run's protocol through the eval cache when the checkpoints exist.
+    ``protocol``: the named protocol the report scores under (``run``: each run's own; ``full``: the runs were
+    re-scored under it by ``runs.rescore``, and the references are scored the same way)."""
     from ..evalcache import cached_eval
-    from ..evaluate import EvalProtocol
+    from .runs import scoring_protocol
 
     base: Dict[str, dict] = {}
     teachers: Dict[str, dict] = {}
@@ -103,16 +105,16 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
     if not evaluate:
         return base, teachers
     for r in runs:
-        protocol = EvalProtocol.from_config(r.cfg)
+        scoring = scoring_protocol(r, protocol)
         todo = [t for t in r.tasks if t in base and base[t]["per_prompt"] is None]
         if todo:
             try:
-                res = cached_eval(r.cfg.model.checkpoint, todo, protocol, r.cfg.device)
+                res = cached_eval(r.cfg.model.checkpoint, todo, scoring, r.cfg.device)
             except UserError:
                 res = {}
             for t in todo:
                 if t in res:
-                    e = _entry(res[t], t, str(r.cfg.model.checkpoint), protocol)
+                    e = _entry(res[t], t, str(r.cfg.model.checkpoint), scoring)
                     base[t]["per_prompt"], base[t]["strata"] = e["per_prompt"], e["strata"]
         by_ckpt: Dict[str, List[str]] = {}  # one load per teacher checkpoint, whatever its number of tasks
         for t in r.tasks:
@@ -120,11 +122,11 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
                 by_ckpt.setdefault(teacher_name(r.cfg, t), []).append(t)
         for name, ts in by_ckpt.items():
             try:
-                res = cached_eval(name, ts, protocol, r.cfg.device)
+                res = cached_eval(name, ts, scoring, r.cfg.device)
             except UserError:
                 continue
             for t in ts:
-                teachers[t] = _entry(res[t], t, name, protocol)
+                teachers[t] = _entry(res[t], t, name, scoring)
     return base, teachers
 
 

@@ -95,21 +95,43 @@ def find_variance_files(runs: Sequence[RunInfo]) -> List[Path]:
     return out
 
 
-def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
-    """Score every run's start (its base model) and final checkpoint under the named protocol (``full``: every
-    test prompt at several noise seeds) through the eval cache, in memory: each run's config's ``eval`` section
-    becomes that protocol, so the base's and teachers' references are scored the same way, and its ``start`` and
-    ``final`` rows are replaced. A run without a final checkpoint keeps its own rows."""
-    from ..evalcache import cached_eval
-    from ..evaluate import EvalProtocol, eval_row
+def scoring_protocol(run: RunInfo, name: str):
+    """The evaluation protocol the report scores ``run``'s models (its base, its final checkpoint, its teachers)
+    under: ``run`` = the run's own (its config's ``eval`` section), else the named protocol (``full``: every test
+    prompt at several noise seeds) with the run's sampling settings -- for a run it can re-score (finished, with
+    a final checkpoint; any other keeps its own rows, so its references stay under its own protocol). Pure: the
+    run's config is left as it ran."""
+    from ..evaluate import EvalProtocol
     from ..protocol import named
 
+    own = EvalProtocol.from_config(run.cfg)
+    return named(name, own) if name != "run" and _rescorable(run) else own
+
+
+def _rescorable(run: RunInfo) -> bool:
+    """Whether the report can re-score the run (a finished run with a final checkpoint); others keep their own."""
+    return run.final_checkpoint is not None and run.summary is not None
+
+
+def protocol_record(runs: Sequence[RunInfo], name: str) -> Dict[str, object]:
+    """report.json's ``protocol``: what the report scored every model under (beside each run's own config)."""
+    settings = {str(r.path): scoring_protocol(r, name).to_dict() for r in runs}
+    same = len({repr(v) for v in settings.values()}) <= 1
+    return {"name": name, "settings": next(iter(settings.values()), None) if same else settings}
+
+
+def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
+    """Score every run's start (its base model) and final checkpoint under the named protocol
+    (:func:`scoring_protocol`) through the eval cache, in memory: its ``start`` and ``final`` rows are replaced;
+    its config is not touched (report.json's run_configs stay what the run did; the references are scored under
+    the same protocol because the report passes it to them). A run without a final checkpoint keeps its rows."""
+    from ..evalcache import cached_eval
+    from ..evaluate import eval_row
+
     for r in runs:
-        if r.final_checkpoint is None or r.summary is None:
+        if not _rescorable(r):
             continue
-        protocol = named(name, EvalProtocol.from_config(r.cfg))
-        for f in ("split", "prompts_per_task", "seeds_per_prompt"):
-            setattr(r.cfg.eval, f, getattr(protocol, f))
+        protocol = scoring_protocol(r, name)
         say(f"{name} protocol: {r.label or r.path.name} s{r.seed}")
         final = eval_row(cached_eval(r.final_checkpoint, r.tasks, protocol, r.cfg.device), "final", protocol)
         start = eval_row(cached_eval(r.cfg.model.checkpoint, r.tasks, protocol, r.cfg.device), "start", protocol)

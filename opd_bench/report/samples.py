@@ -12,11 +12,11 @@ from .document import Doc
 
 
 def model_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dict[str, str], tasks: Sequence[str],
-                cfg, n_prompts: int, out_dir: Path) -> Optional[dict]:
+                cfg, n_prompts: int, out_dir: Path, protocol=None) -> Optional[dict]:
     """One PNG per task, ``samples_<task>.png``: rows = models (base, each method's final checkpoint, teachers),
     columns = the task's first ``n_prompts`` eval prompts; every model is sampled from the same per-prompt noise
-    (``prompt_noise``) with the runs' eval protocol, so the cells of a column differ only by the model. Split per
-    task so that each figure fits the page with legible labels."""
+    (``prompt_noise``) with ``protocol`` (default: the runs' eval protocol), so the cells of a column differ only
+    by the model. Split per task so that each figure fits the page with legible labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def model_grid(runs_by_label: Dict[str, RunInfo], base_ckpt, teacher_ckpts: Dict
     from ..evaluate import EvalProtocol, generate, prompt_noise, select_records
     from ..tasks import get_task
 
-    protocol = EvalProtocol.from_config(cfg)
+    protocol = protocol or EvalProtocol.from_config(cfg)
     models = [(lab, ck) for lab, ck in [("base", base_ckpt)]
               + [(f"{lab} (seed {r.seed})", r.final_checkpoint) for lab, r in runs_by_label.items()]
               + [(f"teacher {', '.join(ts)}", c) for c, ts in _by_value(teacher_ckpts).items()] if ck is not None]
@@ -81,14 +81,17 @@ def _by_value(d: Dict[str, str]) -> Dict[str, List[str]]:
 
 
 def compute(groups: Mapping[str, Sequence[RunInfo]], teachers: Mapping[str, dict], tasks: Sequence[str],
-            n: int, out: Path) -> Optional[dict]:
-    """Draw the grids (``n`` prompts per task; 0 = none); the teachers are those evaluated from checkpoints."""
+            n: int, out: Path, protocol: str = "run") -> Optional[dict]:
+    """Draw the grids (``n`` prompts per task; 0 = none); the teachers are those evaluated from checkpoints;
+    prompts and sampling from the report's scoring ``protocol`` (``runs.scoring_protocol``)."""
+    from .runs import scoring_protocol
+
     if n <= 0:
         return None
     first = {lab: rs[0] for lab, rs in groups.items() if rs[0].final_checkpoint is not None}
     tck = {t: teachers[t]["source"] for t in tasks if t in teachers and teachers[t]["source"] != "given"}
     r0 = next(iter(groups.values()))[0]
-    return model_grid(first, r0.cfg.model.checkpoint, tck, tasks, r0.cfg, n, out)
+    return model_grid(first, r0.cfg.model.checkpoint, tck, tasks, r0.cfg, n, out, scoring_protocol(r0, protocol))
 
 
 def render(doc: Doc, grid: Optional[dict], out: Path) -> None:
