@@ -470,10 +470,11 @@ def cpu_hours(runs_dir: Path) -> float:
 
 
 def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str], unit: str,
-               protocol=None) -> GroupRuns:
+               protocol=None, view=None) -> GroupRuns:
     """A group's finished runs read back: final test scores (gold first) -- under ``protocol`` when given (the
     full protocol: every test prompt at several seeds, through the eval cache, so each final checkpoint is
-    scored once), else the run's own final evaluation --, the val learning curve, BWT, spend."""
+    scored once; ``view(results) -> results`` reads them another way, e.g. :func:`seed_half`), else the run's own
+    final evaluation --, the val learning curve, BWT, spend."""
     from .analysis import curve_rows, load_run
     from .evalcache import cached_eval
     from .evaluate import eval_row
@@ -488,7 +489,8 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
         run = load_run(d)
         row = run.final_row
         if protocol is not None:
-            row = eval_row(cached_eval(d / "final", tasks, protocol, run.cfg.device), "final", protocol)
+            res = cached_eval(d / "final", tasks, protocol, run.cfg.device)
+            row = eval_row(view(res) if view else res, "final", protocol)
         out.scores[s], out.proxy[s] = row_scores(row, tasks)
         out.spent[s] = dict(run.spent("train"))
         out.curves[s] = [(float(r["budget"].get(unit, 0.0)), float(np.mean(list(row_scores(r, tasks)[0].values()))))
@@ -503,7 +505,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
 
 def collect(camp: Campaign, runs_dir: Path, teachers: Dict[str, str], base: Tuple[dict, dict],
             teacher: Tuple[dict, dict], extra: Optional[Dict[str, Dict[int, float]]] = None,
-            protocol=None) -> Evidence:
+            protocol=None, view=None) -> Evidence:
     """The evidence of a campaign from its run folders; ``base``/``teacher``: (gold-first, proxy) full test evals
     (:func:`reference_scores`); ``teachers``: {task: checkpoint} whose recorded spend is DiffusionOPD's offset."""
     from .session import resolve_tasks
@@ -511,20 +513,21 @@ def collect(camp: Campaign, runs_dir: Path, teachers: Dict[str, str], base: Tupl
 
     unit = camp.budget.split(":", 1)[1]
     tasks = resolve_tasks(camp.tasks, load_config(camp.config, []))
-    groups = {g.label: group_runs(camp, runs_dir, g, tasks, unit, protocol) for g in camp.groups}
+    groups = {g.label: group_runs(camp, runs_dir, g, tasks, unit, protocol, view) for g in camp.groups}
     return Evidence(list(tasks), groups, base[0], teacher[0], teacher_cost(teachers), unit, dict(extra or {}),
                     base[1], teacher[1])
 
 
-def reference_scores(checkpoints: Dict[str, str], protocol) -> Tuple[Dict[str, float], Dict[str, float]]:
+def reference_scores(checkpoints: Dict[str, str], protocol, view=None) -> Tuple[Dict[str, float], Dict[str, float]]:
     """(gold-first, proxy) test scores of fixed checkpoints ({task: checkpoint}), from the eval cache (computed
-    once per checkpoint and protocol)."""
+    once per checkpoint and protocol); ``view`` as in :func:`group_runs`."""
     from .evalcache import cached_eval
     from .evaluate import eval_row
 
     head, proxy = {}, {}
     for t, ck in checkpoints.items():
-        h, p = row_scores(eval_row(cached_eval(ck, [t], protocol), "reference", protocol), [t])
+        res = cached_eval(ck, [t], protocol)
+        h, p = row_scores(eval_row(view(res) if view else res, "reference", protocol), [t])
         head[t], proxy[t] = h[t], p[t]
     return head, proxy
 
@@ -584,6 +587,122 @@ def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dic
     return extra
 
 
+# ------------------------------------------------------------------------------------------------ seed split
+
+#: the headline verdict of a confirmed or refuted claim whose two eval-seed halves disagree in sign
+UNSTABLE = "unstable across eval seeds"
+HEADLINE_VERDICTS = (CONFIRMED, REFUTED, UNSTABLE, UNRESOLVED, NOT_MEASURED)
+#: what the seed-split check finds per sub-claim
+HOLDS, FLIPS, LOSES, GAINS = "holds", "flips", "loses resolution", "resolved in a half only"
+CANNOT, NOT_SEEDED = "cannot split", "not from the test evaluations"
+
+
+def seed_half(results: Dict[str, dict], half: int, protocol, unsplit: Optional[set] = None) -> Dict[str, dict]:
+    """Per-task eval results (``cached_eval``'s) re-summarised on one half of each task's noise seeds: half 0 =
+    seed indices 0..k/2-1, half 1 = k/2..k-1 of the k seeds per prompt, from the evaluation's own per-seed scores
+    (``per_seed``: nothing is sampled again). A task evaluated at one seed per prompt (no ``per_seed``) cannot be
+    split: it is kept whole and its name added to ``unsplit``."""
+    from .evaluate import select_records, summarize_task
+    from .tasks import get_task
+
+    out: Dict[str, dict] = {}
+    for t, res in results.items():
+        per_seed = res.get("per_seed")
+        records = select_records(get_task(t).prompts(res.get("split", protocol.split)), protocol.prompts_per_task)
+        if not per_seed or [r["prompt"] for r in records] != [p["prompt"] for p in res.get("per_prompt", [])]:
+            out[t] = res
+            if unsplit is not None:
+                unsplit.add(t)
+            continue
+        k = len(next(iter(per_seed.values()))[0])
+        cols = list(range(k // 2)) if half == 0 else list(range(k // 2, k))
+        per_sample = {m: np.asarray(v, dtype=np.float64)[:, cols].mean(axis=1) for m, v in per_seed.items()}
+        kept = {key: v for key, v in res.items() if key not in ("per_prompt", "per_seed")}
+        out[t] = {**kept, **summarize_task(get_task(t), records, per_sample, protocol.bootstrap, protocol.seed),
+                  "seed_indices": cols}
+    return out
+
+
+def seed_halves(camp: Campaign, runs_dir: Path, base: Dict[str, str], teachers: Dict[str, str], protocol,
+                extra: Optional[Dict[str, Dict[int, float]]] = None) -> Tuple[Evidence, Evidence, List[str]]:
+    """The campaign's evidence twice, each on one half of the test evaluations' noise seeds (every model: the
+    runs' final checkpoints, the base ``{task: checkpoint}`` and the ``teachers``), read from the evaluations
+    already cached under ``protocol``; and the tasks that could not be split (one seed per prompt)."""
+    unsplit: set = set()
+    halves = []
+    for h in (0, 1):
+        view = lambda res, h=h: seed_half(res, h, protocol, unsplit)
+        b, t = reference_scores(base, protocol, view), reference_scores(teachers, protocol, view)
+        halves.append(collect(camp, runs_dir, teachers, b, t, extra, protocol, view))
+    return halves[0], halves[1], sorted(unsplit)
+
+
+def _side(m: Optional[dict], null: float, direction: int) -> int:
+    """+1 / -1: the measurement's estimate on the claimed / the other side of the null; 0: none or on it."""
+    if m is None or m.get("estimate") is None or not math.isfinite(m["estimate"]):
+        return 0
+    return int(np.sign(direction * (m["estimate"] - null)))
+
+
+def split_status(full: str, halves: Sequence[str]) -> str:
+    """What the two halves' verdicts say about the full verdict: ``holds`` (both equal it), ``flips`` (a half
+    decides the opposite way, of the full verdict or of the other half), ``loses resolution`` (the full verdict
+    is decided, a half is not), ``resolved in a half only`` (the full verdict is not decided, a half is)."""
+    decided = {CONFIRMED, REFUTED}
+    opposite = {CONFIRMED: REFUTED, REFUTED: CONFIRMED}
+    if all(h == full for h in halves):
+        return HOLDS
+    if decided <= set(halves) or (full in decided and opposite[full] in halves):
+        return FLIPS
+    return LOSES if full in decided else GAINS
+
+
+def _part_tasks(part: str, tasks: Sequence[str]) -> List[str]:
+    """The tasks a sub-claim reads: the one its name ends with (``ocr``, ``vs cascade: ocr``), else all."""
+    named = [t for t in tasks if part == t or part.endswith(f": {t}")]
+    return named or list(tasks)
+
+
+def seed_split(rows: List[dict], halves: Optional[Tuple[Evidence, Evidence, List[str]]],
+               tasks: Sequence[str]) -> None:
+    """Adds to every claims row its ``seed_split`` (the verdicts and estimates on each half of the eval seeds, and
+    :func:`split_status`) and its ``headline`` verdict: a confirmed or refuted verdict whose halves' estimates lie
+    on opposite sides of the null is demoted to ``unstable across eval seeds`` (in place)."""
+    by_half = [evaluate_claims(ev) for ev in halves[:2]] if halves else None
+    unsplit = set(halves[2]) if halves else set(tasks)
+    for i, r in enumerate(rows):
+        r["headline"] = r["verdict"]
+        if by_half is None or set(_part_tasks(r["part"], tasks)) <= unsplit:
+            r["seed_split"] = {"status": CANNOT, "detail": "one noise seed per prompt in the test evaluations "
+                               "(--protocol run, or a task evaluated at one seed): no halves to compare"}
+            continue
+        a, b = by_half[0][i], by_half[1][i]
+        ms = [a["measurement"], b["measurement"]]
+        same = all(m == r["measurement"] for m in ms)
+        sides = [_side(m, r["null"], r["direction"]) for m in ms]
+        status = NOT_SEEDED if same and r["measurement"] is not None else split_status(r["verdict"],
+                                                                                        [a["verdict"], b["verdict"]])
+        r["seed_split"] = {"status": status, "verdicts": [a["verdict"], b["verdict"]],
+                           "estimates": [None if m is None else m["estimate"] for m in ms],
+                           "unsplit_tasks": sorted(unsplit & set(_part_tasks(r["part"], tasks)))}
+        if r["verdict"] in (CONFIRMED, REFUTED) and sides[0] * sides[1] < 0:
+            r["headline"] = UNSTABLE
+
+
+def _verdict_cell(r: dict) -> str:
+    """A sub-claim's headline verdict, with the rule's verdict beside it where the seed split demoted it."""
+    head = r.get("headline", r["verdict"])
+    return head if head == r["verdict"] else f"{head} (rule: {r['verdict']})"
+
+
+def _split_cell(r: dict) -> str:
+    s = r.get("seed_split") or {}
+    if "verdicts" not in s:
+        return s.get("status", "-")
+    est = ", ".join("-" if e is None else f"{e:+.3f}" for e in s["estimates"])
+    return f"{s['status']} ({' / '.join(s['verdicts'])}; {est})"
+
+
 # ------------------------------------------------------------------------------------------------ output
 
 
@@ -616,6 +735,15 @@ def threats(ev: Evidence, rows: Sequence[dict], flips: Sequence[dict]) -> List[s
     n_unres = sum(r["verdict"] == UNRESOLVED for r in rows)
     out.append(f"{n_unres} of {len(rows)} sub-claims are below resolution at the seeds used: more seeds or a larger "
                "test split would be needed to decide them.")
+    unstable = [r for r in rows if r.get("seed_split", {}).get("status") in (FLIPS, LOSES)]
+    if any("verdicts" in r.get("seed_split", {}) for r in rows):
+        out.append(f"{len(unstable)} sub-claims change verdict between two disjoint halves of the test evaluations' "
+                   "noise seeds (flip or lose resolution); decided verdicts whose halves disagree in sign are shown "
+                   f"as '{UNSTABLE}' in the headline" + (":" if unstable else "."))
+        out += [f"  - {r['claim']} / {r['part']}: {_split_cell(r)}" for r in unstable]
+    else:
+        out.append("The eval-seed split check could not run (one noise seed per prompt): no verdict was checked "
+                   "at a second set of eval seeds.")
     if flips:
         out.append("Verdicts that change with the scoring (gold vs proxy):")
         out += [f"  - {f['claim']} / {f['part']}: {f['gold']} with gold scores, {f['proxy']} with the proxy" for f in flips]
@@ -640,18 +768,24 @@ def verdict_flips(ev: Evidence, gold: Optional[List[dict]] = None) -> List[dict]
             for a, b in zip(gold, proxy) if a["verdict"] != b["verdict"]]
 
 
-def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: float, command: str) -> dict:
-    """claims.json, report.md and report.html in ``out``."""
+def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: float, command: str,
+                 halves: Optional[Tuple[Evidence, Evidence, List[str]]] = None) -> dict:
+    """claims.json, report.md and report.html in ``out``; ``halves``: :func:`seed_halves` (the eval-seed split
+    check; None: it cannot run)."""
     from .checkpoint import atomic_write_json, atomic_write_text
 
     rows = evaluate_claims(ev)
+    seed_split(rows, halves, ev.tasks)
     flips = verdict_flips(ev, rows)
     doc = {"claims": rows, "verdict_rule": verdict.__doc__.strip() + " Confirmed only when the interval excludes "
            "the null on the claimed side (and a family's Holm-adjusted p < 0.05); refuted when it excludes it on the "
            "other side; else below resolution.",
            "tasks": ev.tasks, "unit": ev.unit, "teacher_cost": ev.teacher_cost, "base": ev.base,
            "teacher": ev.teacher, "runs": status_, "cpu_hours": hours, "command": command,
-           "threats": threats(ev, rows, flips), "flips": flips}
+           "threats": threats(ev, rows, flips), "flips": flips,
+           "seed_split_rule": f"Every verdict recomputed on two disjoint halves of each task's eval noise seeds "
+           f"(seed indices 0..k/2-1 and k/2..k-1, from the cached evaluations); a confirmed or refuted verdict whose "
+           f"halves' estimates lie on opposite sides of the null is shown as '{UNSTABLE}' in the headline."}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "claims.json", doc)
@@ -662,12 +796,14 @@ def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: 
 
 
 def summary_table(doc: dict) -> List[List[str]]:
-    """One row per claim: its verdicts (counted over sub-claims) and the first sub-claim's evidence."""
+    """One row per claim: its headline verdicts (counted over sub-claims; a decided verdict unstable across eval
+    seeds is counted as such) and the first sub-claim's evidence."""
     table = []
     for c in CLAIMS:
         rows = [r for r in doc["claims"] if r["claim"] == c.id]
-        counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-        verdicts = ", ".join(f"{k} {n}" for k, n in counts.items() if n) if len(rows) > 1 else rows[0]["verdict"]
+        head = lambda r: r.get("headline", r["verdict"])
+        counts = {v: sum(head(r) == v for r in rows) for v in HEADLINE_VERDICTS}
+        verdicts = ", ".join(f"{k} {n}" for k, n in counts.items() if n) if len(rows) > 1 else head(rows[0])
         first = next((r for r in rows if r["measurement"] is not None), rows[0])
         table.append([c.statement, verdicts, f"{first['part']}: {_fmt(first['measurement'])}"])
     return table
@@ -679,10 +815,11 @@ def render_markdown(doc: dict) -> str:
              f"partial, {len(doc['runs']['missing'])} missing; {doc['cpu_hours']:.1f} CPU hours recorded.", "",
              "**Verdict rule.** " + doc["verdict_rule"], "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_table(doc)]
-    lines += ["", "## Every sub-claim", "", "| claim | part | paper | measured | verdict |", "|---|---|---|---|---|"]
+    lines += ["", "## Every sub-claim", "", "**Eval-seed halves.** " + doc.get("seed_split_rule", ""), "",
+              "| claim | part | paper | measured | verdict | eval-seed halves |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['claim']} | {r['part']} | {r['paper']} | {_fmt(r['measurement'])}"
-              f"{'; ' + r['measurement']['detail'] if r['measurement'] else ''} | **{r['verdict']}** |"
-              for r in doc["claims"]]
+              f"{'; ' + r['measurement']['detail'] if r['measurement'] else ''} | **{_verdict_cell(r)}** |"
+              f" {_split_cell(r)} |" for r in doc["claims"]]
     lines += ["", "## Threats to validity", ""] + [t if t.startswith("  -") else f"- {t}" for t in doc["threats"]]
     if doc["runs"]["missing"] or doc["runs"]["partial"]:
         lines += ["", "## Runs not finished", "", ", ".join(doc["runs"]["partial"] + doc["runs"]["missing"])]
@@ -697,7 +834,8 @@ def render_html(doc: dict) -> str:
         b = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
         return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
 
-    sub = [[r["claim"], r["part"], r["paper"], _fmt(r["measurement"]), r["verdict"]] for r in doc["claims"]]
+    sub = [[r["claim"], r["part"], r["paper"], _fmt(r["measurement"]), _verdict_cell(r), _split_cell(r)]
+           for r in doc["claims"]]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>DiffusionOPD claims</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px;"
             "vertical-align:top}table{border-collapse:collapse;margin:1em 0}</style></head><body>"
@@ -705,5 +843,6 @@ def render_html(doc: dict) -> str:
             f"<p>Reproduce: <code>{html.escape(doc['command'])}</code>; {doc['cpu_hours']:.1f} CPU hours recorded.</p>"
             f"<p><b>Verdict rule.</b> {html.escape(doc['verdict_rule'])}</p>"
             + table(["claim", "verdict", "evidence"], summary_table(doc)) + "<h2>Every sub-claim</h2>"
-            + table(["claim", "part", "paper", "measured", "verdict"], sub) + "<h2>Threats to validity</h2><ul>"
+            + table(["claim", "part", "paper", "measured", "verdict", "eval-seed halves"], sub)
+            + "<h2>Threats to validity</h2><ul>"
             + "".join(f"<li>{html.escape(t)}</li>" for t in doc["threats"]) + "</ul></body></html>")

@@ -231,12 +231,15 @@ def claims(
 
         protocol = named("full", protocol)
     teachers = {t: teacher_name(cfg, t) for t in tasks}
-    base = cl.reference_scores({t: cfg.model.checkpoint for t in tasks}, protocol)
+    base_ck = {t: cfg.model.checkpoint for t in tasks}
+    base = cl.reference_scores(base_ck, protocol)
     teacher = cl.reference_scores(teachers, protocol)
     extra = cl.analyses(camp, runs_dir, variance_batches, variance_batch_size) if analyses else {}
     ev = cl.collect(camp, runs_dir, teachers, base, teacher, extra, protocol if protocol_name == "full" else None)
+    # the eval-seed split check: every verdict again on two halves of the cached evaluations' noise seeds
+    halves = cl.seed_halves(camp, runs_dir, base_ck, teachers, protocol, extra) if protocol_name == "full" else None
     command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run --protocol {protocol_name}"
-    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir), command)
+    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir), command, halves)
     for row in cl.summary_table(doc):
         console.print(f"{row[1]:<18} {row[0]}", markup=False, highlight=False)
     console.print(f"wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'claims.json'}", markup=False,
