@@ -173,6 +173,10 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     ({"trials": 1, "budget": "8:images", "grid": {"train.lr": 1e-4}}, "grid.train.lr must be a non-empty list"),
     ({"trials": 1, "budget": "8:images", "grid": {"train.lr": [-1.0]}}, "train.lr: must be > 0"),
     ({"trials": 1, "budget": "8:images", "gird": {}}, "unknown key 'gird'"),
+    ({"trials": 1, "budget": "8:images", "grid": {"train.lr": [1e-4]}, "reference": {"nft": {}}},
+     "reference.grpo is missing"),
+    ({"trials": 1, "budget": "8:images", "grid": {"train.lr": [1e-4]}, "reference": {"grpo": {"train.lr": -1.0}}},
+     "train.lr: must be > 0"),
 ])
 def test_sweep_bad_input_is_one_line_exit_2(tmp_path, capsys, doc, msg):
     spec = write_spec(tmp_path / "s.yaml", **doc)
