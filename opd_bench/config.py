@@ -217,6 +217,10 @@ class TrainConfig:
     #: batch is cut into micro-batches of at most this many rows, each weighted by its share, so the optimizer
     #: step is the whole batch's; only one micro-batch's activations are alive. 0 = the whole batch at once.
     micro_batch: int = 0
+    #: how several processes average gradients (opd_bench/parallel.py): ``ddp`` (accelerate's prepared
+    #: DistributedDataParallel, synchronising in a step's last backward), ``allreduce`` (one bucketed all-reduce
+    #: at the optimizer step). One process: ignored.
+    grad_sync: Literal["ddp", "allreduce"] = "ddp"
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1

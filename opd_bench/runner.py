@@ -37,7 +37,8 @@ from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_r
 from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
-from .microbatch import micro_batches
+from .microbatch import micro_batches, micro_indices
+from .parallel import make_grad_sync
 from .rollout import Batch, Rollout, rollout  # noqa: F401  (Batch: re-exported)
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import configure_run_tasks, get_task
@@ -87,6 +88,7 @@ class RunContext:
         if cfg.model.prompt_cache_size:
             student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
         self.params = [p for p in student.trainable_parameters()]
+        self.sync = make_grad_sync(cfg.train.grad_sync, self.dist, self.params, student)
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None
         self.ema_updates = 0
@@ -247,6 +249,15 @@ class RunContext:
         accumulation (``opd_bench.microbatch``); one part, the items themselves with weight 1.0, by default."""
         return micro_batches(n, self.cfg.train.micro_batch, *items)
 
+    def micro_parts(self, n: int) -> int:
+        """How many micro-batches :meth:`micro_batches` cuts a batch of ``n`` rows into."""
+        return len(micro_indices(n, self.cfg.train.micro_batch))
+
+    def expect_backwards(self, n: int) -> None:
+        """An update loop declares the ``n`` backward passes it runs before its next optimizer step: with
+        ``train.grad_sync: ddp`` only the last one synchronises the gradients (opd_bench/parallel.py)."""
+        self.sync.expect_backwards(n)
+
     # ---- optimisation -------------------------------------------------------------------------------------
     def _make_optimizer(self):
         t = self.cfg.train
@@ -260,11 +271,12 @@ class RunContext:
         passes: a CFG velocity computed as one batched forward of both halves is differentiated through both
         (2 per sample; ``Backbone.forwards_per_velocity``), even when the unconditional half is detached."""
         loss.backward()
+        self.sync.after_backward()
         self.ledger.backwards(self.phase, n_samples * forwards_per_sample)
 
     def optimizer_step(self) -> float:
         """Average gradients across processes, clip, step, zero grads, update the EMA. Returns the pre-clip norm."""
-        self.dist.mean_([p.grad for p in self.params if p.grad is not None])
+        self.sync.reduce()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
             else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
         validate.require_finite("gradient norm", norm)  # before the step: the weights stay the last good ones
@@ -526,6 +538,8 @@ class Runner:
             # what the wall seconds ran on: CPU hours = seconds x threads x processes (claims states them)
             "threads": torch.get_num_threads(), "processes": ctx.dist.world_size,
         }
+        if ctx.dist.enabled:
+            report["grad_sync"] = ctx.sync.report()
         report.update(self.method.ledger_extras(self, report["spent"]["train"]))
         return report
 

@@ -43,10 +43,14 @@ def eval_scores(run):
 
 
 @needs_accelerate
-@pytest.mark.parametrize("method", ["grpo", "opd"])
-def test_two_processes_equal_one_process(tmp_path, method):
+@pytest.mark.parametrize("method,grad_sync,extra", [
+    ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in each step's last backward
+    ("opd", "ddp", ["train.micro_batch=1"]),          # 2 trained steps x 2 micro-batches: 3 of 4 backwards no_sync
+    ("grpo", "allreduce", []),                        # the bucketed all-reduce at the step
+])
+def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     make_tiny_world(tmp_path)
-    args = run_args(tmp_path, method)
+    args = run_args(tmp_path, method, extra=[f"train.grad_sync={grad_sync}", *extra])
     # a fresh eval cache: the one-process run computes its start evaluation (a cached one would spend no images)
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
     one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
@@ -65,6 +69,12 @@ def test_two_processes_equal_one_process(tmp_path, method):
     lb = json.loads((tmp_path / "two" / "ledger.json").read_text())["spent"]["train"]
     for unit in ("images", "student_nfe", "nfe", "flops", "optimizer_steps"):
         assert la[unit] == lb[unit], unit
+    # who averaged the 2 processes' gradients: DDP inside every step's last backward, or the all-reduce at the step
+    sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
+    steps = int(lb["optimizer_steps"])
+    assert sync == {"mode": grad_sync, "steps_synced": {"in_backward": steps if grad_sync == "ddp" else 0,
+                                                         "at_step": 0 if grad_sync == "ddp" else steps}}, sync
+    assert "grad_sync" not in json.loads((tmp_path / "one" / "ledger.json").read_text())   # one process: no sync
     ma = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     key = "reward" if method == "grpo" else "loss"

@@ -72,6 +72,7 @@ def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow
         for mb, idx in enumerate(minibatch_indices(ctx, batch.size, n_mb, epoch)):
             sub, adv = (batch, advantages) if idx is None else (batch.index(idx), advantages[idx])
             b = beta[idx] if torch.is_tensor(beta) and idx is not None else beta
+            ctx.expect_backwards(len(steps) * ctx.micro_parts(sub.size))
             for j in steps:
                 step = {}
                 for w, mic, a, bm in ctx.micro_batches(sub.size, sub, adv, b):   # train.micro_batch

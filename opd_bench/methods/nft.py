@@ -58,6 +58,7 @@ class NFTObjective(GRPOObjective):
                 r_sub = r_all if idx is None else r_all[idx]
                 x0_sub = sub.rollout.final
                 gen = ctx.generator("nft", epoch, mb)
+                ctx.expect_backwards(len(steps) * ctx.micro_parts(sub.size))
                 for j in steps:
                     t = ts[j]
                     xt_sub = forward_noise(x0_sub, torch.randn(x0_sub.shape, generator=gen).to(x0_sub.device), t)
