@@ -117,3 +117,44 @@ def test_two_processes_resume_after_a_kill(tmp_path):
     mb = [json.loads(l)["reward"] for l in metrics.read_text().splitlines()]
     assert ma == pytest.approx(mb, abs=1e-6) and len(ma) == 4
     assert eval_scores(tmp_path / "full")[-1][1] == pytest.approx(eval_scores(tmp_path / "killed")[-1][1], abs=1e-6)
+
+
+@needs_accelerate
+def test_two_processes_equal_one_process_sd3_lora(tmp_path, hf_clip_folder):
+    """The real backend under DDP: the student LoRA of a tiny random SD3 pipeline, its KL reference being the same
+    network with the adapters off (forwards through the same DDP wrapper, without gradient), micro-batches of one
+    row: 2 gloo processes end with the 1-process LoRA, and DDP averaged every step's gradients. The LoRA sits on the
+    image stream's q/k/v: with the default targets the last block's text-key LoRA (add_k_proj, context_pre_only)
+    gets gradients near AdamW's eps, whose sign-like first updates turn float rounding into 2e-4 differences
+    between 1 and 2 processes under either grad_sync (measured 2026-12-01), which says nothing about the sync."""
+    import yaml
+    from tiny_world import make_tiny_sd3_world
+
+    folder, _ = make_tiny_sd3_world(tmp_path)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a cat\na red car\na blue bird\na green apple\n")
+    cfg = {"method": "grpo", "tasks": ["pickscore"],
+           "model": {"backbone": "sd3", "checkpoint": str(folder), "lora_rank": 4, "lora_alpha": 8,
+                     "max_sequence_length": 8, "lora_target_modules": ["attn.to_q", "attn.to_k", "attn.to_v"]},
+           "sampler": {"steps": 2, "guidance": 2.0, "shift": 3.0},
+           "grpo": {"group_size": 2, "beta": 0.05, "adv_std": "global"},
+           "train": {"prompts_per_step": 2, "lr": 1e-2, "micro_batch": 1, "checkpoint_every": 100},
+           "eval": {"steps": 2, "prompts_per_task": 2, "bootstrap": 10, "curve_every": 0},
+           "budget": {"value": 2, "unit": "optimizer_steps"},
+           "real_tasks": {"pickscore": {"weights": str(hf_clip_folder), "train_prompts": str(prompts),
+                                        "eval_prompts": str(prompts)}}}
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["run", "--method", "grpo", "--tasks", "pickscore", "--config", str(tmp_path / "lab.yaml"),
+            "--runs-dir", str(tmp_path)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
+    one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 1e-4   # the LoRA trained (B starts at 0)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
+    assert sync == {"mode": "ddp", "steps_synced": {"in_backward": 2, "at_step": 0}}, sync
