@@ -219,8 +219,9 @@ class TrainConfig:
     micro_batch: int = 0
     #: how several processes average gradients (opd_bench/parallel.py): ``ddp`` (accelerate's prepared
     #: DistributedDataParallel, synchronising in a step's last backward), ``allreduce`` (one bucketed all-reduce
-    #: at the optimizer step). One process: ignored.
-    grad_sync: Literal["ddp", "allreduce"] = "ddp"
+    #: at the optimizer step), ``fsdp`` (full fine-tuning with weights, gradients and AdamW state sharded over the
+    #: processes: FSDP2). One process: ignored.
+    grad_sync: Literal["ddp", "allreduce", "fsdp"] = "ddp"
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1

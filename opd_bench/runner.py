@@ -11,6 +11,7 @@ the rounds an uninterrupted run would have (on CPU; wall-clock budgets are the e
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -87,8 +88,8 @@ class RunContext:
             student.set_gradient_checkpointing(True)
         if cfg.model.prompt_cache_size:
             student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
-        self.params = [p for p in student.trainable_parameters()]
-        self.sync = make_grad_sync(cfg.train.grad_sync, self.dist, self.params, student)
+        self.sync = make_grad_sync(cfg.train.grad_sync, self.dist, student)   # fsdp: shards the denoiser
+        self.params = self.sync.params
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None
         self.ema_updates = 0
@@ -228,7 +229,8 @@ class RunContext:
         """The KL reference policy: a frozen copy of the student as it was at the (stage) start, or -- for a LoRA
         backbone -- the adapter-disabled base network itself (no second copy)."""
         if self.reference is None:
-            self.reference = reference_policy(self.student)
+            with self.sync.full_weights():   # fsdp: a frozen copy of the whole weights
+                self.reference = reference_policy(self.student)
         return self.reference
 
     def reset_reference(self) -> None:
@@ -270,6 +272,7 @@ class RunContext:
         """Back-propagate ``loss``; the ledger counts ``n_samples * forwards_per_sample`` single-sample backward
         passes: a CFG velocity computed as one batched forward of both halves is differentiated through both
         (2 per sample; ``Backbone.forwards_per_velocity``), even when the unconditional half is detached."""
+        self.sync.before_backward()
         loss.backward()
         self.sync.after_backward()
         self.ledger.backwards(self.phase, n_samples * forwards_per_sample)
@@ -279,6 +282,7 @@ class RunContext:
         self.sync.reduce()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
             else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        norm = self.sync.full(norm)
         validate.require_finite("gradient norm", norm)  # before the step: the weights stay the last good ones
         self.optimizer.step()
         validate.require_finite_tensors("weights after the optimizer step", self.params)
@@ -299,9 +303,12 @@ class RunContext:
         """Context manager: the student runs with ``values`` in place of its trainable weights (None: unchanged)."""
         return _SwapWeights(self.params, values)
 
+    @contextlib.contextmanager
     def eval_weights(self):
-        """Context manager: swap the EMA weights in (when enabled) for evaluation / saving."""
-        return _SwapWeights(self.params, self.ema)
+        """Context manager: swap the EMA weights in (when enabled) for evaluation / saving; whole weights
+        (``train.grad_sync: fsdp`` gathers its shards: every process enters it)."""
+        with _SwapWeights(self.params, self.ema), self.sync.full_weights():
+            yield
 
 
 class _SwapWeights:
@@ -482,15 +489,16 @@ class Runner:
 
     # ---- state --------------------------------------------------------------------------------------------
     def save_state(self, ctx: RunContext) -> None:
-        if ctx.dist.is_main:
+        if ctx.dist.is_main or ctx.sync.sharded:   # fsdp: every process gathers the shards, the main one writes
             self._save_state(ctx)
         ctx.dist.barrier()
 
     def _save_state(self, ctx: RunContext) -> None:
-        tensors = {f"param.{i}": p.detach() for i, p in enumerate(ctx.params)}
+        full = ctx.sync.full
+        tensors = {f"param.{i}": full(p.detach()) for i, p in enumerate(ctx.params)}
         if ctx.ema is not None:
-            tensors.update({f"ema.{i}": m for i, m in enumerate(ctx.ema)})
-        tensors.update({f"extra.{k}": v for k, v in ctx.extra.items()})
+            tensors.update({f"ema.{i}": full(m) for i, m in enumerate(ctx.ema)})
+        tensors.update({f"extra.{k}": full(v) for k, v in ctx.extra.items()})
         if ctx.reference is not None:
             tensors.update({f"reference.{i}": p.detach() for i, p in enumerate(ctx.reference.trainable_parameters())})
         opt = ctx.optimizer.state_dict()
@@ -498,9 +506,11 @@ class Runner:
         for pid, st in opt["state"].items():
             for k, v in st.items():
                 if torch.is_tensor(v):
-                    tensors[f"optim.{pid}.{k}"] = v
+                    tensors[f"optim.{pid}.{k}"] = full(v)
                 else:
                     scalars[f"{pid}.{k}"] = v
+        if not ctx.dist.is_main:
+            return
         meta = {
             "round": ctx.round, "ema_updates": ctx.ema_updates, "param_groups": opt["param_groups"],
             "optim_scalars": scalars, "ledger": ctx.ledger.to_dict(), "stage": self.stage,
@@ -510,20 +520,25 @@ class Runner:
 
     def load_state(self, ctx: RunContext) -> None:
         tensors, meta = load_checkpoint(self.dir.path / STATE, kind="train_state")
+        like = ctx.sync.shard_like   # fsdp: this process's shards of the saved whole tensors
         with torch.no_grad():
             for i, p in enumerate(ctx.params):
-                p.copy_(tensors[f"param.{i}"])
+                p.copy_(like(tensors[f"param.{i}"], p))
             if ctx.ema is not None:
                 for i, m in enumerate(ctx.ema):
-                    m.copy_(tensors[f"ema.{i}"])
+                    m.copy_(like(tensors[f"ema.{i}"], m))
             if any(k.startswith("reference.") for k in tensors):
                 if ctx.student.has_lora_reference:
                     ctx.reset_reference()   # create the frozen adapter; its saved weights are copied in below
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])
-        ctx.extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
-        ctx.optimizer.load_state_dict(optimizer_state(tensors, meta))
+        ctx.extra.update({k[len("extra."):]: like(v, ctx.extra.get(k[len("extra."):], v))
+                          for k, v in tensors.items() if k.startswith("extra.")})
+        opt = optimizer_state(tensors, meta)
+        for pid, st in opt["state"].items():
+            st.update({k: like(v, ctx.params[pid]) for k, v in st.items() if torch.is_tensor(v) and v.dim()})
+        ctx.optimizer.load_state_dict(opt)
         ctx.round = meta["round"]
         ctx.ema_updates = meta["ema_updates"]
         ctx.ledger = Ledger.from_dict(meta["ledger"])
@@ -656,9 +671,10 @@ class Runner:
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}
-        if main:
-            with ctx.eval_weights():
+        with ctx.eval_weights():   # every process: fsdp gathers the whole weights
+            if main:
                 ctx.student.save(self.dir.path / FINAL, extra_config={"run": to_dict(cfg), "final_eval": final["scores"]})
+        if main:
             atomic_write_json(self.dir.path / "summary.json", summary)
             if self._tb is not None:
                 self._tb.close()

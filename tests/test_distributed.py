@@ -44,9 +44,11 @@ def eval_scores(run):
 
 @needs_accelerate
 @pytest.mark.parametrize("method,grad_sync,extra", [
-    ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in each step's last backward
+    ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in a step's last backward
     ("opd", "ddp", ["train.micro_batch=1"]),          # 2 trained steps x 2 micro-batches: 3 of 4 backwards no_sync
     ("grpo", "allreduce", []),                        # the bucketed all-reduce at the step
+    ("grpo", "fsdp", []),                             # sharded weights, grads, AdamW state; KL reference gathered whole
+    ("opd", "fsdp", ["train.micro_batch=1", "train.ema.enabled=true", "train.ema.every=1"]),   # + a sharded EMA
 ])
 def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     make_tiny_world(tmp_path)
@@ -72,8 +74,12 @@ def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     # who averaged the 2 processes' gradients: DDP inside every step's last backward, or the all-reduce at the step
     sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
     steps = int(lb["optimizer_steps"])
-    assert sync == {"mode": grad_sync, "steps_synced": {"in_backward": steps if grad_sync == "ddp" else 0,
-                                                         "at_step": 0 if grad_sync == "ddp" else steps}}, sync
+    in_backward = grad_sync != "allreduce"
+    assert sync == {"mode": grad_sync, "steps_synced": {"in_backward": steps if in_backward else 0,
+                                                         "at_step": 0 if in_backward else steps}}, sync
+    # the train state is saved whole whatever the sharding: the same tensors as one process's
+    sa, sb = (load_file(str(tmp_path / r / "state" / "model.safetensors")) for r in ("one", "two"))
+    assert sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-5, rtol=1e-4) for k in sa)
     assert "grad_sync" not in json.loads((tmp_path / "one" / "ledger.json").read_text())   # one process: no sync
     ma = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
@@ -90,11 +96,12 @@ def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
 
 
 @needs_accelerate
-def test_two_processes_resume_after_a_kill(tmp_path):
+@pytest.mark.parametrize("grad_sync", ["ddp", "fsdp"])
+def test_two_processes_resume_after_a_kill(tmp_path, grad_sync):
     """SIGKILL a 2-process run after its first saved rounds, resume it under accelerate: the final weights and
-    metrics are the uninterrupted 2-process run's."""
+    metrics are the uninterrupted 2-process run's (fsdp: the whole saved state is cut into shards again)."""
     make_tiny_world(tmp_path)
-    args = run_args(tmp_path, "grpo", "4:optimizer_steps", ["train.checkpoint_every=1"])
+    args = run_args(tmp_path, "grpo", "4:optimizer_steps", ["train.checkpoint_every=1", f"train.grad_sync={grad_sync}"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     full = subprocess.run([*LAUNCH, *args, "--name", "full"], env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-3000:]
