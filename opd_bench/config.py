@@ -51,6 +51,9 @@ class ModelConfig:
     #: recompute the denoiser blocks' activations in the backward instead of keeping them (diffusers'
     #: enable_gradient_checkpointing, both backbones): same gradients, much less activation memory, ~1 more forward.
     gradient_checkpointing: bool = False
+    #: torch.compile the denoiser's transformer blocks (inductor; both backbones; opd_bench/backbones/compiled.py):
+    #: fused kernels, the same results to float rounding; eager with one warning line where inductor cannot compile.
+    compile: bool = False
     #: prompt encodings cached on the model's device (LRU; 0 = unbounded, the original behaviour) and, for those
     #: evicted from it, in host memory (LRU; 0 = none: re-encoded when needed). opd_bench/prompt_cache.py.
     prompt_cache_size: int = 0

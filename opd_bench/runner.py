@@ -86,6 +86,8 @@ class RunContext:
         self.phase = "train"
         if cfg.model.gradient_checkpointing:
             student.set_gradient_checkpointing(True)
+        if cfg.model.compile:
+            student.compile_blocks()
         if cfg.model.prompt_cache_size:
             student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
         self.sync = make_grad_sync(cfg.train.grad_sync, self.dist, student)   # fsdp: shards the denoiser
@@ -244,6 +246,8 @@ class RunContext:
     def teacher(self, task: str) -> Backbone:
         if task not in self._teachers:
             self._teachers[task] = load_teacher(self.student, task, resolve_teacher(self.cfg, task), self.device)
+            if self.cfg.model.compile and isinstance(self._teachers[task], Backbone):   # a separate network
+                self._teachers[task].compile_blocks()
         return self._teachers[task]
 
     def micro_batches(self, n: int, *items):

@@ -126,6 +126,13 @@ class Backbone(nn.Module, ABC):
         """Denoiser forward passes (per sample) one guided velocity costs: 2 with CFG, 1 without."""
         return 1 if guidance == 1.0 else 2
 
+    def compile_blocks(self) -> bool:
+        """``model.compile``: compile the denoiser's transformer blocks in place (opd_bench/backbones/compiled.py);
+        False when inductor cannot compile here (the blocks stay eager, one warning line)."""
+        from .compiled import compile_blocks
+
+        return compile_blocks(self.transformer, self.device)
+
     @property
     def net(self) -> nn.Module:
         """The module a denoiser forward runs through: the transformer, or the data-parallel wrapper around it that
