@@ -38,6 +38,18 @@ def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
     return args
 
 
+def run_one_and_two(tmp_path, args):
+    """``args`` run as one process (``one``) and as 2 gloo processes (``two``), with a fresh eval cache (the
+    one-process run computes its start evaluation: a cached one would spend no images); their final weights."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
+    one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return [load_file(str(tmp_path / r / "final" / "model.safetensors")) for r in ("one", "two")]
+
+
 def eval_scores(run):
     return [(json.loads(l)["label"], json.loads(l)["scores"]) for l in (run / "eval_history.jsonl").read_text().splitlines()]
 
@@ -52,16 +64,7 @@ def eval_scores(run):
 ])
 def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     make_tiny_world(tmp_path)
-    args = run_args(tmp_path, method, extra=[f"train.grad_sync={grad_sync}", *extra])
-    # a fresh eval cache: the one-process run computes its start evaluation (a cached one would spend no images)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
-    one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
-                         capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
-    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    a, b = run_one_and_two(tmp_path, run_args(tmp_path, method, extra=[f"train.grad_sync={grad_sync}", *extra]))
     base = load_file(str(tmp_path / "base" / "model.safetensors"))
     moved = max((a[k] - base[k]).abs().max().item() for k in a)
     assert moved > 1e-4  # training really changed the weights
@@ -153,14 +156,7 @@ def test_two_processes_equal_one_process_sd3_lora(tmp_path, hf_clip_folder):
     (tmp_path / "lab.yaml").write_text(yaml.safe_dump(cfg))
     args = ["run", "--method", "grpo", "--tasks", "pickscore", "--config", str(tmp_path / "lab.yaml"),
             "--runs-dir", str(tmp_path)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
-    one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
-                         capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
-    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    a, b = run_one_and_two(tmp_path, args)
     assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 1e-4   # the LoRA trained (B starts at 0)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
     sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
