@@ -466,6 +466,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     for k, w in cfg.multi_reward.weights.items():
         if w < 0:
             raise ConfigError(f"multi_reward.weights.{k}: must be >= 0 (got {w})")
+    if cfg.train.grad_sync == "fsdp" and cfg.model.backbone != "embedded":
+        raise ConfigError("train.grad_sync: fsdp shards full fine-tuning (model.backbone embedded); a LoRA student "
+                          "is small: use ddp")
 
 
 def to_dict(cfg) -> Dict[str, Any]:
