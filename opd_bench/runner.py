@@ -110,6 +110,13 @@ class RunContext:
     def rng(self, *purpose) -> np.random.Generator:
         return np.random.default_rng(_seed(self.cfg.seed, self.round, "np", *purpose))
 
+    def randn_rows(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """This process's ``shape[0]`` rows of ONE global draw of world_size x shape[0] rows (contiguous, like its
+        shard of the prompts): every row gets the noise it gets in a single-process run (there: the draw itself)."""
+        n = shape[0]
+        z = torch.randn((self.dist.world_size * n, *shape[1:]), generator=generator)
+        return z[self.dist.rank * n : (self.dist.rank + 1) * n]
+
     # ---- prompts ------------------------------------------------------------------------------------------
     def step_prompts(self, images_per_prompt: int) -> int:
         """Prompts for the next step: ``train.prompts_per_step``, or fewer on the last step of an image budget
@@ -145,9 +152,7 @@ class RunContext:
         gen = self.generator("rollout", task)
         x_init = None
         if group > 1 and self.cfg.grpo.group_noise == "shared":   # one x_0 per prompt (the global draw, sliced)
-            n = len(records)
-            z = torch.randn((self.dist.world_size * n, *self.student.latent_shape), generator=gen)
-            x_init = z[self.dist.rank * n : (self.dist.rank + 1) * n].repeat_interleave(group, dim=0)
+            x_init = self.randn_rows((len(records), *self.student.latent_shape), gen).repeat_interleave(group, dim=0)
         w = s.guidance if guidance is None else guidance
         ro = rollout(self.student, cond, steps=s.steps, guidance=w, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,

@@ -28,7 +28,7 @@ LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--npro
 
 
 def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
-    task = "aesthetic" if method == "grpo" else "geneval"  # a continuous reward, so GRPO has signal
+    task = "geneval" if method in ("opd", "sft-distill") else "aesthetic"  # RL: a continuous reward, so it has signal
     args = ["run", "--method", method, "--tasks", task, "--budget", budget, "--runs-dir", str(tmp_path)]
     for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",
                "grpo.adv_std=global", "eval.steps=2", "eval.prompts_per_task=5", "eval.bootstrap=10",
@@ -59,6 +59,8 @@ def eval_scores(run):
     ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in a step's last backward
     ("opd", "ddp", ["train.micro_batch=1"]),          # 2 trained steps x 2 micro-batches: 3 of 4 backwards no_sync
     ("grpo", "allreduce", []),                        # the bucketed all-reduce at the step
+    ("nft", "ddp", ["train.micro_batch=1", "nft.kl_beta=0.01"]),   # old-policy and reference forwards w/o grad
+    ("sft-distill", "ddp", []),                       # teacher samples and training noise: rows of one global draw
     ("grpo", "fsdp", []),                             # sharded weights, grads, AdamW state; KL reference gathered whole
     ("opd", "fsdp", ["train.micro_batch=1", "train.ema.enabled=true", "train.ema.every=1"]),   # + a sharded EMA
 ])
@@ -86,7 +88,7 @@ def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     assert "grad_sync" not in json.loads((tmp_path / "one" / "ledger.json").read_text())   # one process: no sync
     ma = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    key = "reward" if method == "grpo" else "loss"
+    key = "loss" if method in ("opd", "sft-distill") else "reward"
     assert [round(r[key], 5) for r in ma] == [round(r[key], 5) for r in mb]
     # evaluations sharded over the 2 processes (5 prompts: 3 + 2) and gathered: the single-process numbers
     ea, eb = eval_scores(tmp_path / "one"), eval_scores(tmp_path / "two")

@@ -61,7 +61,7 @@ class NFTObjective(GRPOObjective):
                 ctx.expect_backwards(len(steps) * ctx.micro_parts(sub.size))
                 for j in steps:
                     t = ts[j]
-                    xt_sub = forward_noise(x0_sub, torch.randn(x0_sub.shape, generator=gen).to(x0_sub.device), t)
+                    xt_sub = forward_noise(x0_sub, ctx.randn_rows(x0_sub.shape, gen).to(x0_sub.device), t)
                     for w, cond, x0, x_t, r in ctx.micro_batches(sub.size, sub.cond, x0_sub, xt_sub, r_sub):
                         rows = len(cond)
                         with torch.no_grad(), ctx.swapped_weights(self.old_weights(ctx)):
