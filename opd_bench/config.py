@@ -262,6 +262,10 @@ class RewardsConfig:
     #: ``cpu`` (the default) or an accelerator, e.g. ``cuda`` next to the student. The embedded world's rewards
     #: score on the images' own device either way.
     device: str = "cpu"
+    #: an RL step's rollout in this many parts (whole prompt groups), each part scored in a background thread while
+    #: the next one is sampled (opd_bench/runner.py RunContext.rollout_and_score): the same samples and rewards.
+    #: 1 = one rollout, then the scoring (the original behaviour).
+    overlap_parts: int = 1
 
 
 @dataclass
@@ -314,6 +318,7 @@ _POSITIVE = {
     "sampler.steps", "sampler.shift", "grpo.group_size", "grpo.adv_clip", "grpo.inner_epochs", "train.lr",
     "train.prompts_per_step", "train.checkpoint_every", "train.log_every", "budget.value", "eval.steps",
     "eval.batch_size", "train.ema.every", "grpo.minibatches", "nft.beta",
+    "rewards.overlap_parts",
 }
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",

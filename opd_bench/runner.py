@@ -102,6 +102,8 @@ class RunContext:
         self.timesteps = None
         #: a method's own state tensors (e.g. NFT's old policy), saved with the train state and restored on resume.
         self.extra: Dict[str, torch.Tensor] = {}
+        #: (first prompt, prompts of the whole rollout on this process) while a rollout is sampled in parts
+        self._part: Optional[tuple] = None
 
     # ---- randomness ---------------------------------------------------------------------------------------
     def generator(self, *purpose) -> torch.Generator:
@@ -150,13 +152,15 @@ class RunContext:
         gids = torch.arange(len(records)).repeat_interleave(group)
         cond = self.student.encode_prompts([r["prompt"] for r in rep])
         gen = self.generator("rollout", task)
+        first, n = self._part or (0, len(records))   # these prompts are [first, first + len) of the rollout's n
         x_init = None
         if group > 1 and self.cfg.grpo.group_noise == "shared":   # one x_0 per prompt (the global draw, sliced)
-            x_init = self.randn_rows((len(records), *self.student.latent_shape), gen).repeat_interleave(group, dim=0)
+            x_init = self.randn_rows((n, *self.student.latent_shape), gen)[first : first + len(records)]
+            x_init = x_init.repeat_interleave(group, dim=0)
         w = s.guidance if guidance is None else guidance
         ro = rollout(self.student, cond, steps=s.steps, guidance=w, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
-                     global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)),
+                     global_batch=((self.dist.rank * n + first) * group, self.dist.world_size * n * group),
                      sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid, keep_means=keep_means)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
@@ -180,9 +184,34 @@ class RunContext:
         b = rewards.shape[0]
         return adv[self.dist.rank * b : (self.dist.rank + 1) * b]
 
-    def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
+    def rollout_and_score(self, task: str, records: List[dict], roll) -> tuple:
+        """(``roll(records)``: a Batch, its rewards under ``task``'s reward). With ``rewards.overlap_parts`` k > 1
+        the prompts are rolled out in k parts, each scored in a background thread while the next part is sampled
+        (the reward models then work during the student's rollout): every sample gets the noise it gets in one
+        rollout (its rows of the same global draws), so the batch and rewards are the one rollout's."""
+        k = min(self.cfg.rewards.overlap_parts, len(records))
+        if k <= 1:
+            batch = roll(records)
+            return batch, self.rewards(batch)
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches, scores = [], []
+        with ThreadPoolExecutor(1, thread_name_prefix="reward") as pool:
+            for idx in torch.arange(len(records)).tensor_split(k):
+                self._part = (int(idx[0]), len(records))
+                try:
+                    batches.append(roll([records[i] for i in idx.tolist()]))
+                finally:
+                    self._part = None
+                b = batches[-1]
+                scores.append(pool.submit(torch.no_grad()(get_task(task).reward), b.rollout.images, b.records))
+            batch = Batch.cat(batches)
+            return batch, self.rewards(batch, scored=torch.cat([f.result() for f in scores]))
+
+    def rewards(self, batch: Batch, task: Optional[str] = None, scored: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``task``'s rewards of the batch (``scored``: already computed), checked and counted."""
         task = task or batch.task
-        r = get_task(task).reward(batch.rollout.images, batch.records).float()
+        r = (get_task(task).reward(batch.rollout.images, batch.records) if scored is None else scored).float()
         if not self.dist.enabled:  # across processes a NaN reward stops every rank at the (all-reduced) gradient
             validate.require_finite(f"reward of task {task}", r)
         self.ledger.reward_calls(self.phase, task, batch.size)

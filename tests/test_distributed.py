@@ -59,7 +59,7 @@ def eval_scores(run):
     ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in a step's last backward
     ("opd", "ddp", ["train.micro_batch=1"]),          # 2 trained steps x 2 micro-batches: 3 of 4 backwards no_sync
     ("grpo", "allreduce", []),                        # the bucketed all-reduce at the step
-    ("nft", "ddp", ["train.micro_batch=1", "nft.kl_beta=0.01"]),   # old-policy and reference forwards w/o grad
+    ("nft", "ddp", ["train.micro_batch=1", "nft.kl_beta=0.01", "rewards.overlap_parts=2"]),   # forwards w/o grad
     ("sft-distill", "ddp", []),                       # teacher samples and training noise: rows of one global draw
     ("grpo", "fsdp", []),                             # sharded weights, grads, AdamW state; KL reference gathered whole
     ("opd", "fsdp", ["train.micro_batch=1", "train.ema.enabled=true", "train.ema.every=1"]),   # + a sharded EMA
