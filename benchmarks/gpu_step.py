@@ -15,6 +15,7 @@ same device. FLOPs are the analytic ones of the budget ledger (``flops_per_forwa
 
     python benchmarks/gpu_step.py [--batch 8] [--steps 10] [--resolution 512] [--json out.json]
     python benchmarks/gpu_step.py --tiny        # CPU smoke run of the same code (< 60 s), kept alive by CI
+    python benchmarks/gpu_step.py --compile     # also the phases with compiled transformer blocks: eager/compiled
 """
 from __future__ import annotations
 
@@ -195,6 +196,25 @@ def step_flops(model: SD3Backbone, batch: int, steps: int) -> Dict[str, float]:
     return {"rollout": rollout_f, "opd_step": rollout_f + trained * 4 * f, "grpo_step": rollout_f + trained * 4 * f}
 
 
+def compile_phases(model: SD3Backbone, phases: Dict[str, Callable[[], None]], results: dict, device,
+                   repeats: int) -> None:
+    """Compile the transformer blocks (model.compile) and time every phase again (its warm-up run compiles);
+    adds ``compiled_seconds`` and ``eager_over_compiled`` to each phase and prints them."""
+    t0 = time.perf_counter()
+    if not model.compile_blocks():
+        results["compiled"] = "unavailable (see the warning)"
+        return
+    results["compiled"] = True
+    for name, fn in phases.items():
+        r = timed(fn, device, repeats)
+        eager = results["phases"][name]
+        eager.update(compiled_seconds=r["seconds"], eager_over_compiled=eager["seconds"] / r["seconds"],
+                     compiled_mfu=eager["mfu"] * eager["seconds"] / r["seconds"])
+        print(f"{name:10s} compiled {r['seconds']:8.3f} s  eager/compiled {eager['eager_over_compiled']:5.2f}x  "
+              f"MFU {100 * eager['compiled_mfu']:5.1f}%", flush=True)
+    print(f"compile: {time.perf_counter() - t0:.0f} s in all, compilation (the warm-up runs) included", flush=True)
+
+
 def main(argv=None) -> Dict[str, dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model on the CPU (smoke test, < 60 s)")
@@ -204,6 +224,9 @@ def main(argv=None) -> Dict[str, dict]:
     ap.add_argument("--rank", type=int, default=32, help="LoRA rank (alpha = 2 * rank)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per phase (default 3; tiny: 1)")
     ap.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer activations")
+    ap.add_argument("--compile", action="store_true",
+                    help="then time every phase again with the transformer blocks compiled (model.compile) and "
+                         "print the step-time ratio eager/compiled")
     ap.add_argument("--device", default=None, help="default: cuda if available (cpu with --tiny)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -241,6 +264,8 @@ def main(argv=None) -> Dict[str, dict]:
         results["phases"][name] = r
         print(f"{name:10s} {r['seconds']:8.3f} s  {r['images_per_s']:8.2f} img/s  peak {r['peak_mem_gib']:6.1f} GiB  "
               f"{r['tflops']:8.2f} TFLOP/s  MFU {100 * r['mfu']:5.1f}%", flush=True)
+    if args.compile:
+        compile_phases(model, phases, results, device, repeats)
     print(json.dumps({k: v for k, v in results.items() if k != "phases"}), flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -51,6 +51,9 @@ class ModelConfig:
     #: recompute the denoiser blocks' activations in the backward instead of keeping them (diffusers'
     #: enable_gradient_checkpointing, both backbones): same gradients, much less activation memory, ~1 more forward.
     gradient_checkpointing: bool = False
+    #: torch.compile the denoiser's transformer blocks (inductor; both backbones; opd_bench/backbones/compiled.py):
+    #: fused kernels, the same results to float rounding; eager with one warning line where inductor cannot compile.
+    compile: bool = False
     #: prompt encodings cached on the model's device (LRU; 0 = unbounded, the original behaviour) and, for those
     #: evicted from it, in host memory (LRU; 0 = none: re-encoded when needed). opd_bench/prompt_cache.py.
     prompt_cache_size: int = 0
@@ -217,6 +220,11 @@ class TrainConfig:
     #: batch is cut into micro-batches of at most this many rows, each weighted by its share, so the optimizer
     #: step is the whole batch's; only one micro-batch's activations are alive. 0 = the whole batch at once.
     micro_batch: int = 0
+    #: how several processes average gradients (opd_bench/parallel.py): ``ddp`` (accelerate's prepared
+    #: DistributedDataParallel, synchronising in a step's last backward), ``allreduce`` (one bucketed all-reduce
+    #: at the optimizer step), ``fsdp`` (full fine-tuning with weights, gradients and AdamW state sharded over the
+    #: processes: FSDP2). One process: ignored.
+    grad_sync: Literal["ddp", "allreduce", "fsdp"] = "ddp"
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every: int = 10
     log_every: int = 1
@@ -254,6 +262,10 @@ class RewardsConfig:
     #: ``cpu`` (the default) or an accelerator, e.g. ``cuda`` next to the student. The embedded world's rewards
     #: score on the images' own device either way.
     device: str = "cpu"
+    #: an RL step's rollout in this many parts (whole prompt groups), each part scored in a background thread while
+    #: the next one is sampled (opd_bench/runner.py RunContext.rollout_and_score): the same samples and rewards.
+    #: 1 = one rollout, then the scoring (the original behaviour).
+    overlap_parts: int = 1
 
 
 @dataclass
@@ -306,6 +318,7 @@ _POSITIVE = {
     "sampler.steps", "sampler.shift", "grpo.group_size", "grpo.adv_clip", "grpo.inner_epochs", "train.lr",
     "train.prompts_per_step", "train.checkpoint_every", "train.log_every", "budget.value", "eval.steps",
     "eval.batch_size", "train.ema.every", "grpo.minibatches", "nft.beta",
+    "rewards.overlap_parts",
 }
 _NONNEG = {
     "sampler.noise_level", "sampler.guidance", "grpo.clip_range", "grpo.beta", "opd.noise_level",
@@ -458,6 +471,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     for k, w in cfg.multi_reward.weights.items():
         if w < 0:
             raise ConfigError(f"multi_reward.weights.{k}: must be >= 0 (got {w})")
+    if cfg.train.grad_sync == "fsdp" and cfg.model.backbone != "embedded":
+        raise ConfigError("train.grad_sync: fsdp shards full fine-tuning (model.backbone embedded); a LoRA student "
+                          "is small: use ddp")
 
 
 def to_dict(cfg) -> Dict[str, Any]:

@@ -11,6 +11,7 @@ the rounds an uninterrupted run would have (on CPU; wall-clock budgets are the e
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,7 +38,8 @@ from .paths import is_run_dir  # noqa: F401  (re-exported: opd_bench.runner.is_r
 from .progress import human_count, human_quantity, progress_bar, say
 from .distributed import Dist
 from .losses import grpo_advantages
-from .microbatch import micro_batches
+from .microbatch import micro_batches, micro_indices
+from .parallel import make_grad_sync
 from .rollout import Batch, Rollout, rollout  # noqa: F401  (Batch: re-exported)
 from .sampler import Transition, sde_sigma, sde_transition
 from .tasks import configure_run_tasks, get_task
@@ -84,9 +86,12 @@ class RunContext:
         self.phase = "train"
         if cfg.model.gradient_checkpointing:
             student.set_gradient_checkpointing(True)
+        if cfg.model.compile:
+            student.compile_blocks()
         if cfg.model.prompt_cache_size:
             student.configure_prompt_cache(cfg.model.prompt_cache_size, cfg.model.prompt_cache_cpu_size)
-        self.params = [p for p in student.trainable_parameters()]
+        self.sync = make_grad_sync(cfg.train.grad_sync, self.dist, student)   # fsdp: shards the denoiser
+        self.params = self.sync.params
         self.optimizer = self._make_optimizer()
         self.ema: Optional[List[torch.Tensor]] = None
         self.ema_updates = 0
@@ -97,6 +102,8 @@ class RunContext:
         self.timesteps = None
         #: a method's own state tensors (e.g. NFT's old policy), saved with the train state and restored on resume.
         self.extra: Dict[str, torch.Tensor] = {}
+        #: (first prompt, prompts of the whole rollout on this process) while a rollout is sampled in parts
+        self._part: Optional[tuple] = None
 
     # ---- randomness ---------------------------------------------------------------------------------------
     def generator(self, *purpose) -> torch.Generator:
@@ -104,6 +111,13 @@ class RunContext:
 
     def rng(self, *purpose) -> np.random.Generator:
         return np.random.default_rng(_seed(self.cfg.seed, self.round, "np", *purpose))
+
+    def randn_rows(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """This process's ``shape[0]`` rows of ONE global draw of world_size x shape[0] rows (contiguous, like its
+        shard of the prompts): every row gets the noise it gets in a single-process run (there: the draw itself)."""
+        n = shape[0]
+        z = torch.randn((self.dist.world_size * n, *shape[1:]), generator=generator)
+        return z[self.dist.rank * n : (self.dist.rank + 1) * n]
 
     # ---- prompts ------------------------------------------------------------------------------------------
     def step_prompts(self, images_per_prompt: int) -> int:
@@ -138,15 +152,15 @@ class RunContext:
         gids = torch.arange(len(records)).repeat_interleave(group)
         cond = self.student.encode_prompts([r["prompt"] for r in rep])
         gen = self.generator("rollout", task)
+        first, n = self._part or (0, len(records))   # these prompts are [first, first + len) of the rollout's n
         x_init = None
         if group > 1 and self.cfg.grpo.group_noise == "shared":   # one x_0 per prompt (the global draw, sliced)
-            n = len(records)
-            z = torch.randn((self.dist.world_size * n, *self.student.latent_shape), generator=gen)
-            x_init = z[self.dist.rank * n : (self.dist.rank + 1) * n].repeat_interleave(group, dim=0)
+            x_init = self.randn_rows((n, *self.student.latent_shape), gen)[first : first + len(records)]
+            x_init = x_init.repeat_interleave(group, dim=0)
         w = s.guidance if guidance is None else guidance
         ro = rollout(self.student, cond, steps=s.steps, guidance=w, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
-                     global_batch=(self.dist.rank * len(rep), self.dist.world_size * len(rep)),
+                     global_batch=((self.dist.rank * n + first) * group, self.dist.world_size * n * group),
                      sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid, keep_means=keep_means)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
@@ -170,9 +184,34 @@ class RunContext:
         b = rewards.shape[0]
         return adv[self.dist.rank * b : (self.dist.rank + 1) * b]
 
-    def rewards(self, batch: Batch, task: Optional[str] = None) -> torch.Tensor:
+    def rollout_and_score(self, task: str, records: List[dict], roll) -> tuple:
+        """(``roll(records)``: a Batch, its rewards under ``task``'s reward). With ``rewards.overlap_parts`` k > 1
+        the prompts are rolled out in k parts, each scored in a background thread while the next part is sampled
+        (the reward models then work during the student's rollout): every sample gets the noise it gets in one
+        rollout (its rows of the same global draws), so the batch and rewards are the one rollout's."""
+        k = min(self.cfg.rewards.overlap_parts, len(records))
+        if k <= 1:
+            batch = roll(records)
+            return batch, self.rewards(batch)
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches, scores = [], []
+        with ThreadPoolExecutor(1, thread_name_prefix="reward") as pool:
+            for idx in torch.arange(len(records)).tensor_split(k):
+                self._part = (int(idx[0]), len(records))
+                try:
+                    batches.append(roll([records[i] for i in idx.tolist()]))
+                finally:
+                    self._part = None
+                b = batches[-1]
+                scores.append(pool.submit(torch.no_grad()(get_task(task).reward), b.rollout.images, b.records))
+            batch = Batch.cat(batches)
+            return batch, self.rewards(batch, scored=torch.cat([f.result() for f in scores]))
+
+    def rewards(self, batch: Batch, task: Optional[str] = None, scored: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``task``'s rewards of the batch (``scored``: already computed), checked and counted."""
         task = task or batch.task
-        r = get_task(task).reward(batch.rollout.images, batch.records).float()
+        r = (get_task(task).reward(batch.rollout.images, batch.records) if scored is None else scored).float()
         if not self.dist.enabled:  # across processes a NaN reward stops every rank at the (all-reduced) gradient
             validate.require_finite(f"reward of task {task}", r)
         self.ledger.reward_calls(self.phase, task, batch.size)
@@ -226,7 +265,8 @@ class RunContext:
         """The KL reference policy: a frozen copy of the student as it was at the (stage) start, or -- for a LoRA
         backbone -- the adapter-disabled base network itself (no second copy)."""
         if self.reference is None:
-            self.reference = reference_policy(self.student)
+            with self.sync.full_weights():   # fsdp: a frozen copy of the whole weights
+                self.reference = reference_policy(self.student)
         return self.reference
 
     def reset_reference(self) -> None:
@@ -240,12 +280,23 @@ class RunContext:
     def teacher(self, task: str) -> Backbone:
         if task not in self._teachers:
             self._teachers[task] = load_teacher(self.student, task, resolve_teacher(self.cfg, task), self.device)
+            if self.cfg.model.compile and isinstance(self._teachers[task], Backbone):   # a separate network
+                self._teachers[task].compile_blocks()
         return self._teachers[task]
 
     def micro_batches(self, n: int, *items):
         """``train.micro_batch``: (weight, *items' rows) per micro-batch of a batch of ``n`` rows, for gradient
         accumulation (``opd_bench.microbatch``); one part, the items themselves with weight 1.0, by default."""
         return micro_batches(n, self.cfg.train.micro_batch, *items)
+
+    def micro_parts(self, n: int) -> int:
+        """How many micro-batches :meth:`micro_batches` cuts a batch of ``n`` rows into."""
+        return len(micro_indices(n, self.cfg.train.micro_batch))
+
+    def expect_backwards(self, n: int) -> None:
+        """An update loop declares the ``n`` backward passes it runs before its next optimizer step: with
+        ``train.grad_sync: ddp`` only the last one synchronises the gradients (opd_bench/parallel.py)."""
+        self.sync.expect_backwards(n)
 
     # ---- optimisation -------------------------------------------------------------------------------------
     def _make_optimizer(self):
@@ -259,14 +310,17 @@ class RunContext:
         """Back-propagate ``loss``; the ledger counts ``n_samples * forwards_per_sample`` single-sample backward
         passes: a CFG velocity computed as one batched forward of both halves is differentiated through both
         (2 per sample; ``Backbone.forwards_per_velocity``), even when the unconditional half is detached."""
+        self.sync.before_backward()
         loss.backward()
+        self.sync.after_backward()
         self.ledger.backwards(self.phase, n_samples * forwards_per_sample)
 
     def optimizer_step(self) -> float:
         """Average gradients across processes, clip, step, zero grads, update the EMA. Returns the pre-clip norm."""
-        self.dist.mean_([p.grad for p in self.params if p.grad is not None])
+        self.sync.reduce()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip) if self.cfg.train.grad_clip > 0 \
             else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        norm = self.sync.full(norm)
         validate.require_finite("gradient norm", norm)  # before the step: the weights stay the last good ones
         self.optimizer.step()
         validate.require_finite_tensors("weights after the optimizer step", self.params)
@@ -287,9 +341,12 @@ class RunContext:
         """Context manager: the student runs with ``values`` in place of its trainable weights (None: unchanged)."""
         return _SwapWeights(self.params, values)
 
+    @contextlib.contextmanager
     def eval_weights(self):
-        """Context manager: swap the EMA weights in (when enabled) for evaluation / saving."""
-        return _SwapWeights(self.params, self.ema)
+        """Context manager: swap the EMA weights in (when enabled) for evaluation / saving; whole weights
+        (``train.grad_sync: fsdp`` gathers its shards: every process enters it)."""
+        with _SwapWeights(self.params, self.ema), self.sync.full_weights():
+            yield
 
 
 class _SwapWeights:
@@ -470,15 +527,16 @@ class Runner:
 
     # ---- state --------------------------------------------------------------------------------------------
     def save_state(self, ctx: RunContext) -> None:
-        if ctx.dist.is_main:
+        if ctx.dist.is_main or ctx.sync.sharded:   # fsdp: every process gathers the shards, the main one writes
             self._save_state(ctx)
         ctx.dist.barrier()
 
     def _save_state(self, ctx: RunContext) -> None:
-        tensors = {f"param.{i}": p.detach() for i, p in enumerate(ctx.params)}
+        full = ctx.sync.full
+        tensors = {f"param.{i}": full(p.detach()) for i, p in enumerate(ctx.params)}
         if ctx.ema is not None:
-            tensors.update({f"ema.{i}": m for i, m in enumerate(ctx.ema)})
-        tensors.update({f"extra.{k}": v for k, v in ctx.extra.items()})
+            tensors.update({f"ema.{i}": full(m) for i, m in enumerate(ctx.ema)})
+        tensors.update({f"extra.{k}": full(v) for k, v in ctx.extra.items()})
         if ctx.reference is not None:
             tensors.update({f"reference.{i}": p.detach() for i, p in enumerate(ctx.reference.trainable_parameters())})
         opt = ctx.optimizer.state_dict()
@@ -486,9 +544,11 @@ class Runner:
         for pid, st in opt["state"].items():
             for k, v in st.items():
                 if torch.is_tensor(v):
-                    tensors[f"optim.{pid}.{k}"] = v
+                    tensors[f"optim.{pid}.{k}"] = full(v)
                 else:
                     scalars[f"{pid}.{k}"] = v
+        if not ctx.dist.is_main:
+            return
         meta = {
             "round": ctx.round, "ema_updates": ctx.ema_updates, "param_groups": opt["param_groups"],
             "optim_scalars": scalars, "ledger": ctx.ledger.to_dict(), "stage": self.stage,
@@ -498,20 +558,25 @@ class Runner:
 
     def load_state(self, ctx: RunContext) -> None:
         tensors, meta = load_checkpoint(self.dir.path / STATE, kind="train_state")
+        like = ctx.sync.shard_like   # fsdp: this process's shards of the saved whole tensors
         with torch.no_grad():
             for i, p in enumerate(ctx.params):
-                p.copy_(tensors[f"param.{i}"])
+                p.copy_(like(tensors[f"param.{i}"], p))
             if ctx.ema is not None:
                 for i, m in enumerate(ctx.ema):
-                    m.copy_(tensors[f"ema.{i}"])
+                    m.copy_(like(tensors[f"ema.{i}"], m))
             if any(k.startswith("reference.") for k in tensors):
                 if ctx.student.has_lora_reference:
                     ctx.reset_reference()   # create the frozen adapter; its saved weights are copied in below
                 ref = ctx.get_reference()
                 for i, p in enumerate(ref.trainable_parameters()):
                     p.copy_(tensors[f"reference.{i}"])
-        ctx.extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
-        ctx.optimizer.load_state_dict(optimizer_state(tensors, meta))
+        ctx.extra.update({k[len("extra."):]: like(v, ctx.extra.get(k[len("extra."):], v))
+                          for k, v in tensors.items() if k.startswith("extra.")})
+        opt = optimizer_state(tensors, meta)
+        for pid, st in opt["state"].items():
+            st.update({k: like(v, ctx.params[pid]) for k, v in st.items() if torch.is_tensor(v) and v.dim()})
+        ctx.optimizer.load_state_dict(opt)
         ctx.round = meta["round"]
         ctx.ema_updates = meta["ema_updates"]
         ctx.ledger = Ledger.from_dict(meta["ledger"])
@@ -526,6 +591,8 @@ class Runner:
             # what the wall seconds ran on: CPU hours = seconds x threads x processes (claims states them)
             "threads": torch.get_num_threads(), "processes": ctx.dist.world_size,
         }
+        if ctx.dist.enabled:
+            report["grad_sync"] = ctx.sync.report()
         report.update(self.method.ledger_extras(self, report["spent"]["train"]))
         return report
 
@@ -642,9 +709,10 @@ class Runner:
         final = self.run_eval(ctx, "final")
         self.save_state(ctx)
         summary = {"final": final, "ledger": self.ledger_report(ctx)}
-        if main:
-            with ctx.eval_weights():
+        with ctx.eval_weights():   # every process: fsdp gathers the whole weights
+            if main:
                 ctx.student.save(self.dir.path / FINAL, extra_config={"run": to_dict(cfg), "final_eval": final["scores"]})
+        if main:
             atomic_write_json(self.dir.path / "summary.json", summary)
             if self._tb is not None:
                 self._tb.close()

@@ -40,6 +40,7 @@ def test_dotted_overrides_are_typed():
         ("train.ema.enabled=maybe", "train.ema.enabled: expected true or false"),
         ("train.prompt_sampling=stratified", "train.prompt_sampling: must be one of uniform, balanced"),
         ("novalue", "expected KEY=VALUE"),
+        ("train.grad_sync=zero3", "train.grad_sync: must be one of ddp, allreduce, fsdp"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -58,3 +59,9 @@ def test_dump_roundtrip(tmp_path):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("no_such_config")
+
+
+def test_fsdp_is_for_full_fine_tuning():
+    assert load_config("default", ["train.grad_sync=fsdp"]).train.grad_sync == "fsdp"   # the embedded backbone
+    with pytest.raises(ConfigError, match="train.grad_sync: fsdp shards full fine-tuning"):
+        load_config("default", ["train.grad_sync=fsdp", "model.backbone=sd3"])

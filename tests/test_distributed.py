@@ -28,7 +28,7 @@ LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--npro
 
 
 def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
-    task = "aesthetic" if method == "grpo" else "geneval"  # a continuous reward, so GRPO has signal
+    task = "geneval" if method in ("opd", "sft-distill") else "aesthetic"  # RL: a continuous reward, so it has signal
     args = ["run", "--method", method, "--tasks", task, "--budget", budget, "--runs-dir", str(tmp_path)]
     for kv in ["sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=4", "grpo.group_size=2",
                "grpo.adv_std=global", "eval.steps=2", "eval.prompts_per_task=5", "eval.bootstrap=10",
@@ -38,24 +38,35 @@ def run_args(tmp_path, method, budget="3:optimizer_steps", extra=()):
     return args
 
 
-def eval_scores(run):
-    return [(json.loads(l)["label"], json.loads(l)["scores"]) for l in (run / "eval_history.jsonl").read_text().splitlines()]
-
-
-@needs_accelerate
-@pytest.mark.parametrize("method", ["grpo", "opd"])
-def test_two_processes_equal_one_process(tmp_path, method):
-    make_tiny_world(tmp_path)
-    args = run_args(tmp_path, method)
-    # a fresh eval cache: the one-process run computes its start evaluation (a cached one would spend no images)
+def run_one_and_two(tmp_path, args):
+    """``args`` run as one process (``one``) and as 2 gloo processes (``two``), with a fresh eval cache (the
+    one-process run computes its start evaluation: a cached one would spend no images); their final weights."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", OPD_BENCH_EVAL_CACHE=str(tmp_path / "cache"))
     one = subprocess.run([sys.executable, "-m", "opd_bench.cli", *args, "--name", "one"], env=env,
                          capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([*LAUNCH, *args, "--name", "two"], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
-    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    return [load_file(str(tmp_path / r / "final" / "model.safetensors")) for r in ("one", "two")]
+
+
+def eval_scores(run):
+    return [(json.loads(l)["label"], json.loads(l)["scores"]) for l in (run / "eval_history.jsonl").read_text().splitlines()]
+
+
+@needs_accelerate
+@pytest.mark.parametrize("method,grad_sync,extra", [
+    ("grpo", "ddp", []),                              # the default: accelerate's DDP, synced in a step's last backward
+    ("opd", "ddp", ["train.micro_batch=1"]),          # 2 trained steps x 2 micro-batches: 3 of 4 backwards no_sync
+    ("grpo", "allreduce", []),                        # the bucketed all-reduce at the step
+    ("nft", "ddp", ["train.micro_batch=1", "nft.kl_beta=0.01", "rewards.overlap_parts=2"]),   # forwards w/o grad
+    ("sft-distill", "ddp", []),                       # teacher samples and training noise: rows of one global draw
+    ("grpo", "fsdp", []),                             # sharded weights, grads, AdamW state; KL reference gathered whole
+    ("opd", "fsdp", ["train.micro_batch=1", "train.ema.enabled=true", "train.ema.every=1"]),   # + a sharded EMA
+])
+def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
+    make_tiny_world(tmp_path)
+    a, b = run_one_and_two(tmp_path, run_args(tmp_path, method, extra=[f"train.grad_sync={grad_sync}", *extra]))
     base = load_file(str(tmp_path / "base" / "model.safetensors"))
     moved = max((a[k] - base[k]).abs().max().item() for k in a)
     assert moved > 1e-4  # training really changed the weights
@@ -65,9 +76,19 @@ def test_two_processes_equal_one_process(tmp_path, method):
     lb = json.loads((tmp_path / "two" / "ledger.json").read_text())["spent"]["train"]
     for unit in ("images", "student_nfe", "nfe", "flops", "optimizer_steps"):
         assert la[unit] == lb[unit], unit
+    # who averaged the 2 processes' gradients: DDP inside every step's last backward, or the all-reduce at the step
+    sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
+    steps = int(lb["optimizer_steps"])
+    in_backward = grad_sync != "allreduce"
+    assert sync == {"mode": grad_sync, "steps_synced": {"in_backward": steps if in_backward else 0,
+                                                         "at_step": 0 if in_backward else steps}}, sync
+    # the train state is saved whole whatever the sharding: the same tensors as one process's
+    sa, sb = (load_file(str(tmp_path / r / "state" / "model.safetensors")) for r in ("one", "two"))
+    assert sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-5, rtol=1e-4) for k in sa)
+    assert "grad_sync" not in json.loads((tmp_path / "one" / "ledger.json").read_text())   # one process: no sync
     ma = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    key = "reward" if method == "grpo" else "loss"
+    key = "loss" if method in ("opd", "sft-distill") else "reward"
     assert [round(r[key], 5) for r in ma] == [round(r[key], 5) for r in mb]
     # evaluations sharded over the 2 processes (5 prompts: 3 + 2) and gathered: the single-process numbers
     ea, eb = eval_scores(tmp_path / "one"), eval_scores(tmp_path / "two")
@@ -80,11 +101,12 @@ def test_two_processes_equal_one_process(tmp_path, method):
 
 
 @needs_accelerate
-def test_two_processes_resume_after_a_kill(tmp_path):
+@pytest.mark.parametrize("grad_sync", ["ddp", "fsdp"])
+def test_two_processes_resume_after_a_kill(tmp_path, grad_sync):
     """SIGKILL a 2-process run after its first saved rounds, resume it under accelerate: the final weights and
-    metrics are the uninterrupted 2-process run's."""
+    metrics are the uninterrupted 2-process run's (fsdp: the whole saved state is cut into shards again)."""
     make_tiny_world(tmp_path)
-    args = run_args(tmp_path, "grpo", "4:optimizer_steps", ["train.checkpoint_every=1"])
+    args = run_args(tmp_path, "grpo", "4:optimizer_steps", ["train.checkpoint_every=1", f"train.grad_sync={grad_sync}"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     full = subprocess.run([*LAUNCH, *args, "--name", "full"], env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -107,3 +129,37 @@ def test_two_processes_resume_after_a_kill(tmp_path):
     mb = [json.loads(l)["reward"] for l in metrics.read_text().splitlines()]
     assert ma == pytest.approx(mb, abs=1e-6) and len(ma) == 4
     assert eval_scores(tmp_path / "full")[-1][1] == pytest.approx(eval_scores(tmp_path / "killed")[-1][1], abs=1e-6)
+
+
+@needs_accelerate
+def test_two_processes_equal_one_process_sd3_lora(tmp_path, hf_clip_folder):
+    """The real backend under DDP: the student LoRA of a tiny random SD3 pipeline, its KL reference being the same
+    network with the adapters off (forwards through the same DDP wrapper, without gradient), micro-batches of one
+    row: 2 gloo processes end with the 1-process LoRA, and DDP averaged every step's gradients. The LoRA sits on the
+    image stream's q/k/v: with the default targets the last block's text-key LoRA (add_k_proj, context_pre_only)
+    gets gradients near AdamW's eps, whose sign-like first updates turn float rounding into 2e-4 differences
+    between 1 and 2 processes under either grad_sync (measured 2026-12-01), which says nothing about the sync."""
+    import yaml
+    from tiny_world import make_tiny_sd3_world
+
+    folder, _ = make_tiny_sd3_world(tmp_path)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a cat\na red car\na blue bird\na green apple\n")
+    cfg = {"method": "grpo", "tasks": ["pickscore"],
+           "model": {"backbone": "sd3", "checkpoint": str(folder), "lora_rank": 4, "lora_alpha": 8,
+                     "max_sequence_length": 8, "lora_target_modules": ["attn.to_q", "attn.to_k", "attn.to_v"]},
+           "sampler": {"steps": 2, "guidance": 2.0, "shift": 3.0},
+           "grpo": {"group_size": 2, "beta": 0.05, "adv_std": "global"},
+           "train": {"prompts_per_step": 2, "lr": 1e-2, "micro_batch": 1, "checkpoint_every": 100},
+           "eval": {"steps": 2, "prompts_per_task": 2, "bootstrap": 10, "curve_every": 0},
+           "budget": {"value": 2, "unit": "optimizer_steps"},
+           "real_tasks": {"pickscore": {"weights": str(hf_clip_folder), "train_prompts": str(prompts),
+                                        "eval_prompts": str(prompts)}}}
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["run", "--method", "grpo", "--tasks", "pickscore", "--config", str(tmp_path / "lab.yaml"),
+            "--runs-dir", str(tmp_path)]
+    a, b = run_one_and_two(tmp_path, args)
+    assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 1e-4   # the LoRA trained (B starts at 0)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    sync = json.loads((tmp_path / "two" / "ledger.json").read_text())["grad_sync"]
+    assert sync == {"mode": "ddp", "steps_synced": {"in_backward": 2, "at_step": 0}}, sync

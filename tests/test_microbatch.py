@@ -156,3 +156,30 @@ def test_batched_teacher_is_one_forward_per_task(embedded):
     teacher.denoise = lambda x, *a, **k: (rows.append(x.shape[0]), real(x, *a, **k))[1]
     m.train_step(ctx)
     assert rows == [2 * 3 * 2]   # one forward: 3 trained steps x 2 prompts x 2 CFG halves
+
+
+@pytest.mark.parametrize("method, extra", [("grpo", ["grpo.group_noise=shared"]), ("nft", [])])
+def test_rewards_overlapped_with_the_rollout_give_the_same_update(embedded, monkeypatch, method, extra):
+    """rewards.overlap_parts=2: the step's rollout in 2 parts, the first scored in the background thread while the
+    second is sampled: the same rewards, gradients and weights as one rollout scored after it."""
+    import threading
+
+    from opd_bench.tasks import get_task
+
+    spec = get_task("brightness")
+    reward, threads = spec.reward, []
+
+    def recording(images, records):
+        threads.append(threading.current_thread().name)
+        return reward(images, records)
+
+    monkeypatch.setattr(spec, "reward", recording)
+    g1, w1, i1, l1 = one_step(embedded, method, 0, extra)
+    assert threads == ["MainThread"]
+    gk, wk, ik, lk = one_step(embedded, method, 0, ["rewards.overlap_parts=2", *extra])
+    assert len(threads) == 3 and all(t.startswith("reward") for t in threads[1:])   # 2 parts, in the background
+    assert ik["reward"] == pytest.approx(i1["reward"], abs=1e-6)
+    for a, b in zip(g1 + [w1], gk + [wk]):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=0, atol=1e-6)
+    assert l1 == lk

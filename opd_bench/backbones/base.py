@@ -126,6 +126,29 @@ class Backbone(nn.Module, ABC):
         """Denoiser forward passes (per sample) one guided velocity costs: 2 with CFG, 1 without."""
         return 1 if guidance == 1.0 else 2
 
+    def compile_blocks(self) -> bool:
+        """``model.compile``: compile the denoiser's transformer blocks in place (opd_bench/backbones/compiled.py);
+        False when inductor cannot compile here (the blocks stay eager, one warning line)."""
+        from .compiled import compile_blocks
+
+        return compile_blocks(self.transformer, self.device)
+
+    @property
+    def net(self) -> nn.Module:
+        """The module a denoiser forward runs through: the transformer, or the data-parallel wrapper around it that
+        :meth:`set_parallel` installed (``train.grad_sync: ddp``, opd_bench/parallel.py)."""
+        return self.__dict__.get("_parallel") or self.transformer
+
+    def set_parallel(self, wrapper: Optional[nn.Module]) -> None:
+        """Route denoiser forwards through ``wrapper`` (None: the plain transformer). The wrapper is not a
+        submodule: checkpoints, state dicts and copies (the frozen reference) see the transformer alone."""
+        self.__dict__["_parallel"] = wrapper
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state, _parallel=None) if "_parallel" in state else state
+        return state
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """``model.gradient_checkpointing``: the denoiser (a diffusers SD3 transformer on both backbones) keeps only
         each block's inputs and recomputes its activations in the backward (diffusers' non-reentrant

@@ -339,7 +339,7 @@ class EmbeddedBackbone(Backbone):
             self.transformer.pos_embed.canvas_bias = self.glyph_canvas.image_bias(canvas)
         try:
             # diffusers' SD3 convention: timestep = t * 1000 (sigmas * num_train_timesteps).
-            return self.transformer(
+            return self.net(
                 hidden_states=x, encoder_hidden_states=states, pooled_projections=pooled, timestep=t * 1000.0,
                 return_dict=False,
             )[0]

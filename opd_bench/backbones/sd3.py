@@ -388,7 +388,7 @@ class SD3Backbone(Backbone):
         """Raw velocity; the transformer runs in its dtype, the result comes back in x's dtype. The timestep
         stays float32 (t * 1000, as the pipeline passes ``scheduler.timesteps``)."""
         dt = self.dtype
-        out = self.transformer(hidden_states=x.to(dt), encoder_hidden_states=states.to(dt),
+        out = self.net(hidden_states=x.to(dt), encoder_hidden_states=states.to(dt),
                                pooled_projections=pooled.to(dt), timestep=(t * 1000.0).float(),
                                return_dict=False)[0]
         return out.to(x.dtype)

@@ -72,6 +72,7 @@ def grpo_update(ctx, batch, advantages: torch.Tensor, surrogate: Callable = flow
         for mb, idx in enumerate(minibatch_indices(ctx, batch.size, n_mb, epoch)):
             sub, adv = (batch, advantages) if idx is None else (batch.index(idx), advantages[idx])
             b = beta[idx] if torch.is_tensor(beta) and idx is not None else beta
+            ctx.expect_backwards(len(steps) * ctx.micro_parts(sub.size))
             for j in steps:
                 step = {}
                 for w, mic, a, bm in ctx.micro_batches(sub.size, sub, adv, b):   # train.micro_batch
@@ -138,8 +139,11 @@ def grpo_step(ctx, task: str, reward_fn: Optional[Callable] = None, objective: O
     g = ctx.cfg.grpo
     obj = rl_objective(ctx, objective)
     records = ctx.sample_prompts(task, ctx.step_prompts(g.group_size))   # fewer on an image budget's last step
-    batch = obj.rollout(ctx, task, records)
-    rewards = reward_fn(batch) if reward_fn else ctx.rewards(batch)
+    if reward_fn:
+        batch = obj.rollout(ctx, task, records)
+        rewards = reward_fn(batch)
+    else:   # rewards.overlap_parts: parts of the rollout scored while the next is sampled
+        batch, rewards = ctx.rollout_and_score(task, records, lambda part: obj.rollout(ctx, task, part))
     adv = ctx.advantages(rewards, batch.group_ids, g.adv_std, g.adv_clip)
     return {"reward": rewards.mean().item(), f"reward/{task}": rewards.mean().item(), **obj.update(ctx, batch, adv)}
 

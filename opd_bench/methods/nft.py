@@ -58,9 +58,10 @@ class NFTObjective(GRPOObjective):
                 r_sub = r_all if idx is None else r_all[idx]
                 x0_sub = sub.rollout.final
                 gen = ctx.generator("nft", epoch, mb)
+                ctx.expect_backwards(len(steps) * ctx.micro_parts(sub.size))
                 for j in steps:
                     t = ts[j]
-                    xt_sub = forward_noise(x0_sub, torch.randn(x0_sub.shape, generator=gen).to(x0_sub.device), t)
+                    xt_sub = forward_noise(x0_sub, ctx.randn_rows(x0_sub.shape, gen).to(x0_sub.device), t)
                     for w, cond, x0, x_t, r in ctx.micro_batches(sub.size, sub.cond, x0_sub, xt_sub, r_sub):
                         rows = len(cond)
                         with torch.no_grad(), ctx.swapped_weights(self.old_weights(ctx)):

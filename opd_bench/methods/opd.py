@@ -92,6 +92,8 @@ class DiffusionOPD(Method):
         weight = 1.0 if ctx.cfg.opd.task_reduction == "sum" else 1.0 / len(ctx.tasks)
         # one image per prompt and task: fewer prompts per task on an image budget's last round, decided once
         n = ctx.step_prompts(len(ctx.tasks))
+        rows = len(range(n)[ctx.dist.shard(n)])   # this process's prompts of each task
+        ctx.expect_backwards(len(ctx.tasks) * len(ctx.trained_steps()) * ctx.micro_parts(rows))
         for task in ctx.tasks:
             info.update(self.task_loss(ctx, task, weight, n))
         info["loss"] = sum(info.values()) * weight

@@ -35,7 +35,7 @@ class SFTDistill(DiffusionOPD):
         s = ctx.cfg.sampler
         teacher, w = ctx.teacher(task), ctx.cfg.opd.teacher_guidance.get(task, s.guidance)
         ts = timestep_schedule(s.steps, s.shift, device=ctx.student.device, grid=s.grid)
-        x = torch.randn((len(cond), *ctx.student.latent_shape), generator=ctx.generator("sft", task)).to(ts.device)
+        x = ctx.randn_rows((len(cond), *ctx.student.latent_shape), ctx.generator("sft", task)).to(ts.device)
         for j in range(s.steps):
             x = euler_step(x, teacher.velocity(x, ts[j], cond, w), ts[j], ts[j + 1])
         ctx.timesteps = ts
@@ -51,7 +51,7 @@ class SFTDistill(DiffusionOPD):
         sums: Dict[str, object] = {"loss": 0.0}
         for j in steps:
             t = ctx.timesteps[j]
-            noise_all = torch.randn(x0.shape, generator=gen).to(x0.device)
+            noise_all = ctx.randn_rows(x0.shape, gen).to(x0.device)
             for w, c, x0_m, noise in ctx.micro_batches(len(records), cond, x0, noise_all):   # train.micro_batch
                 v = ctx.student.velocity(forward_noise(x0_m, noise, t), t, c, 1.0)
                 ctx.ledger.forwards(ctx.phase, "student", "training", len(c))
