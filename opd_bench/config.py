@@ -170,6 +170,10 @@ class OPDConfig:
     #: (runner.teacher_transitions) instead of one per step: fewer, larger kernels on a GPU; the same means up to
     #: float rounding (so off by default: the default path stays bit-identical).
     batched_teacher: bool = False
+    #: differentiate the student through the rollout's own forwards at the trained steps (kept with their graph)
+    #: instead of a second forward per step: the same weights bit for bit, one student forward fewer per trained
+    #: step (benchmarks/main_job.py); the ledger then counts the forwards actually run. Off with train.micro_batch.
+    student_from_rollout: bool = False
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
 
