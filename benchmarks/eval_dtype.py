@@ -41,7 +41,7 @@ def main() -> None:
                    seeds_per_prompt={}, bootstrap=10)
     model = load_backbone(args.checkpoint)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}, checkpoint {args.checkpoint}, {args.prompts} test prompts x 1 seed per task")
+          f"{torch.get_num_threads()}, checkpoint {args.checkpoint}, {args.prompts or 'all'} test prompts x 1 seed per task")
     print("\n| task | float32 images/s | bfloat16 images/s | speed-up | bf16 - fp32 (primary score) [95% CI] "
           "| MDE target | load |\n|---|---|---|---|---|---|---|")
     total = {"float32": 0.0, "bfloat16": 0.0}
