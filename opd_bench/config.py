@@ -172,7 +172,9 @@ class OPDConfig:
     batched_teacher: bool = False
     #: differentiate the student through the rollout's own forwards at the trained steps (kept with their graph)
     #: instead of a second forward per step: the same weights bit for bit, one student forward fewer per trained
-    #: step (benchmarks/main_job.py); the ledger then counts the forwards actually run. Off with train.micro_batch.
+    #: step (benchmarks/train_variants.py); the ledger then counts the forwards actually run. Holds every trained
+    #: step's activations until its backward (the default: one step's), so it suits small models; off with
+    #: train.micro_batch.
     student_from_rollout: bool = False
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
