@@ -82,3 +82,10 @@ def test_profile_eval_prints_shares():
     out = _bench("profile_eval.py", "--images", "2", "--tasks", "ocr")
     assert "| sampling (denoiser, CFG, Euler) |" in out and "| OCR onnxruntime sessions |" in out
     assert "| matmul (linear/addmm/mm/bmm) |" in out
+
+
+def test_main_job_prints_its_bound_and_projection():
+    out = _bench("main_job.py", "--budget", "4", "--no-default", "--variant",
+                 "tiny=eval.prompts_per_task=1,eval.curve_prompts=1,train.prompts_per_step=1")
+    row = next(line for line in out.splitlines() if line.startswith("| tiny | 4 |"))
+    assert "min |" in row and "matmul peak (2048^3 float32" in out
