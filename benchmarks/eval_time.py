@@ -4,6 +4,7 @@ their targets (5 min; 3 h with --jobs 2). Everything is measured in this one run
 
     OMP_NUM_THREADS=2 python benchmarks/eval_time.py                # sample 32 images per task, project
     OMP_NUM_THREADS=2 python benchmarks/eval_time.py --full         # also time a whole full-protocol evaluation
+    OMP_NUM_THREADS=2 python benchmarks/eval_time.py --dtype bfloat16   # under eval.dtype=bfloat16 (opt-in)
 
 Per task it times sampling and scoring of ``--images`` test images of the released base under the run's
 protocol settings (40 steps, CFG 4.5) and reports images/s; the full protocol's image count per task is the
@@ -39,24 +40,26 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--methods", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="eval.dtype to time")
     args = ap.parse_args()
-    cfg = load_config(None, [])
+    cfg = load_config(None, [f"eval.dtype={args.dtype}"])
     base = EvalProtocol.from_config(cfg)
     full = named("full", base)
     model = load_backbone("base")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}")
+          f"{torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}, eval.dtype {args.dtype}")
     rate, full_images = {}, {}
     for t in TASKS:
         n_test = len(get_task(t).prompts("test"))
         full_images[t] = n_test * full.seeds(t)
         probe = EvalProtocol(**{**base.__dict__, "prompts_per_task": args.images, "seeds_per_prompt": {}})
+        evaluate(model, [t], EvalProtocol(**{**probe.__dict__, "prompts_per_task": 2}), show_progress=False)  # lazy loads
         t0 = time.perf_counter()
         res = evaluate(model, [t], probe, show_progress=False)
         dt = time.perf_counter() - t0
         rate[t] = res["tasks"][t]["images"] / dt
         tm = res["timing"][t]
-        print(f"{t:>10}: {rate[t]:5.2f} images/s (sampling {tm['sample_s']:.1f} s, scoring {tm['score_s']:.1f} s for "
+        print(f"{t:>10} (load {os.getloadavg()[0]:.2f}): {rate[t]:5.2f} images/s (sampling {tm['sample_s']:.1f} s, scoring {tm['score_s']:.1f} s for "
               f"{res['tasks'][t]['images']} images); full protocol: {n_test} prompts x {full.seeds(t)} seeds = "
               f"{full_images[t]:,} images")
     one_full = sum(full_images[t] / rate[t] for t in TASKS)
@@ -76,7 +79,8 @@ def main() -> None:
         t0 = time.perf_counter()
         evaluate(model, list(TASKS), full, show_progress=True)
         dt = time.perf_counter() - t0
-        print(f"one model's full evaluation, measured: {dt / 60:.1f} min (target 5 min: ratio {dt / 300:.2f})")
+        print(f"one model's full evaluation, measured: {dt / 60:.1f} min (target 5 min: ratio {dt / 300:.2f}; "
+              f"load {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,13 @@ class OPDConfig:
     #: (runner.teacher_transitions) instead of one per step: fewer, larger kernels on a GPU; the same means up to
     #: float rounding (so off by default: the default path stays bit-identical).
     batched_teacher: bool = False
+    #: differentiate the student through the rollout's own forwards at the trained steps (kept with their graph)
+    #: instead of a second forward per step: the same weights bit for bit, one student forward fewer per trained
+    #: step (benchmarks/train_variants.py); the ledger then counts the forwards actually run. Holds every trained
+    #: step's activations until its backward (the default: one step's), so it suits small models; off with
+    #: train.micro_batch and on more than one process (the DDP/FSDP reducer expects one
+    #: forward per backward).
+    student_from_rollout: bool = False
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
 

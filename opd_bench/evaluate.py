@@ -14,6 +14,7 @@ import torch
 from .backbones.base import Backbone
 from .checkpoint import atomic_write_json
 from .errors import UserError
+from .precision import sampling_precision
 from .progress import progress_bar
 from .protocol import EvalProtocol, label as protocol_label
 from .rollout import rollout
@@ -37,7 +38,6 @@ def prompt_noise(seed: int, task: str, index: int, shape: Sequence[int]) -> torc
     return torch.randn(tuple(shape), generator=g)
 
 
-@torch.no_grad()
 def eval_row(results: Dict[str, dict], label: str, protocol: EvalProtocol) -> dict:
     """An eval-history row's scores (the runner's ``eval_history.jsonl`` shape) from per-task results."""
     return {"label": label, "protocol": protocol_label(protocol), "split": protocol.split,
@@ -58,13 +58,16 @@ def first_images(model: Backbone, task: str, protocol: EvalProtocol, n: int) -> 
 def generate(model: Backbone, prompts: List[str], noises: torch.Tensor, protocol: EvalProtocol,
              on_batch=None) -> torch.Tensor:
     """ODE samples (images in [0, 1]) for prompts from the given initial noises, in batches
-    (``on_batch(n)`` is called after each batch of n images, e.g. to advance a progress bar)."""
+    (``on_batch(n)`` is called after each batch of n images, e.g. to advance a progress bar). Prompts are encoded
+    outside inference mode and in float32 whatever ``protocol.dtype``: their encodings are cached and shared with
+    training and with float32 evaluations. The sampler runs in inference mode (the same numbers as no_grad)."""
     out = []
     for s in range(0, len(prompts), protocol.batch_size):
         cond = model.encode_prompts(prompts[s : s + protocol.batch_size])
-        r = rollout(model, cond, steps=protocol.steps, guidance=protocol.guidance, noise_level=0.0,
-                    shift=protocol.shift, x_init=noises[s : s + protocol.batch_size], keep_states=False)
-        out.append(r.images.cpu())
+        with torch.inference_mode(), sampling_precision(model.device, protocol.dtype):
+            r = rollout(model, cond, steps=protocol.steps, guidance=protocol.guidance, noise_level=0.0,
+                        shift=protocol.shift, x_init=noises[s : s + protocol.batch_size], keep_states=False)
+        out.append(r.images.float().cpu().clone())   # a normal tensor again (usable outside inference mode)
         if on_batch is not None:
             on_batch(len(out[-1]))
     return torch.cat(out)
@@ -144,11 +147,12 @@ def evaluate(
             t1 = time.time()
             job = bar.add_task(f"{head}: scoring", total=len(flat))
             metrics = {}
-            for s in range(0, len(flat), protocol.batch_size):
-                m = task.metrics(images[s : s + protocol.batch_size], flat[s : s + protocol.batch_size])
-                for key, v in m.items():
-                    metrics.setdefault(key, []).append(torch.as_tensor(v).float().cpu())
-                bar.update(job, advance=len(flat[s : s + protocol.batch_size]))
+            with torch.no_grad():
+                for s in range(0, len(flat), protocol.batch_size):
+                    m = task.metrics(images[s : s + protocol.batch_size], flat[s : s + protocol.batch_size])
+                    for key, v in m.items():
+                        metrics.setdefault(key, []).append(torch.as_tensor(v).float().cpu())
+                    bar.update(job, advance=len(flat[s : s + protocol.batch_size]))
             bar.remove_task(job)
             gather = dist.gather_rows if sharded else (lambda t: t)
             per_seed = {key: gather(torch.cat(v)).numpy().reshape(len(records), n_seeds) for key, v in metrics.items()}

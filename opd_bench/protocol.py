@@ -54,6 +54,9 @@ class EvalProtocol:
     seed: int = 1234
     batch_size: int = 64
     bootstrap: int = 1000
+    #: the denoiser's precision while sampling (opd_bench.precision): ``float32`` (exact, the default) or
+    #: ``bfloat16`` autocast (faster on CPUs with AVX512-BF16; other samples, so other scores)
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
     def seeds(self, task: str) -> int:
         return int(self.seeds_per_prompt.get(task, 1))
@@ -62,6 +65,8 @@ class EvalProtocol:
         """Everything that decides the results (the cache key and the recorded protocol)."""
         d = asdict(self)
         d.pop("batch_size")  # does not change results
+        if d["dtype"] == "float32":   # the default stays out of the key: keys recorded before the field still hold
+            d.pop("dtype")
         d["seeds_per_prompt"] = {k: int(v) for k, v in sorted(d["seeds_per_prompt"].items()) if int(v) != 1}
         return d
 
@@ -100,14 +105,16 @@ NAMED = {
 
 def label(protocol: EvalProtocol) -> str:
     """``quick`` / ``full`` when the protocol selects exactly as that named one does, else a short description
-    (``val, 16 prompts x 1 seed``): what every printed table and history row says it scored."""
+    (``val, 16 prompts x 1 seed``): what every printed table and history row says it scored. A non-default
+    ``dtype`` is appended (``quick, bfloat16``)."""
     d = protocol.to_dict()
+    precision = "" if protocol.dtype == "float32" else f", {protocol.dtype}"
     for name, sel in NAMED.items():
         if all(d[k] == (EvalProtocol(**{k: v}).to_dict()[k]) for k, v in sel.items()):
-            return name
+            return name + precision
     seeds = sorted(set(protocol.seeds_per_prompt.values()) or {1})
     n = "all" if not protocol.prompts_per_task else str(protocol.prompts_per_task)
-    return f"{protocol.split}, {n} prompts x {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+    return f"{protocol.split}, {n} prompts x {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}{precision}"
 
 
 def curve_protocol(cfg) -> EvalProtocol:

@@ -2,13 +2,14 @@
 per-step log-probabilities (SDE) -- everything GRPO and DiffusionOPD need to train on the trajectory."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from .backbones.base import Backbone, Condition
-from .sampler import sde_step, timestep_schedule
+from .sampler import SDEStep, Transition, sde_step, timestep_schedule
 
 
 @dataclass
@@ -20,6 +21,9 @@ class Rollout:
     noise_level: float
     #: [B, N, *latent] the mean of every transition (``keep_means``: GRPO-Guard's RatioNorm needs the old mean)
     means: Optional[torch.Tensor] = None
+    #: step j -> the sampling model's own transition at x_j WITH its autograd graph (``grad_steps``): the forward
+    #: a method would otherwise repeat to differentiate the policy at the visited states
+    graph: Optional[Dict[int, Transition]] = None
 
     @property
     def final(self) -> torch.Tensor:
@@ -52,6 +56,7 @@ def rollout(
     sde_steps: Optional[Sequence[int]] = None,
     grid: str = "linear",
     keep_means: bool = False,
+    grad_steps: Sequence[int] = (),
 ) -> Rollout:
     """Sample len(cond) images with the ODE (noise_level = 0) or Flow-GRPO's SDE (noise_level > 0).
 
@@ -62,7 +67,9 @@ def rollout(
     ``sde_steps``: only these steps are stochastic (an SDE window, Flow-GRPO-Fast / MixGRPO); the others take the
     ODE step, and their entry of ``log_probs`` is NaN. None = every step (when ``noise_level`` > 0).
     ``grid``: the time grid (``sampler.timestep_schedule``: ``linear`` or SD3's ``sd3``). ``keep_means``: also
-    record each transition's mean (``Rollout.means``).
+    record each transition's mean (``Rollout.means``). ``grad_steps``: at these steps the velocity is computed
+    with autograd on and the transition, graph included, is kept in ``Rollout.graph`` (the same numbers as a
+    no-grad forward; the recorded states, means and log-probabilities are detached, so sampling is unchanged).
     """
     device = model.device
     b = len(cond)
@@ -76,11 +83,17 @@ def rollout(
     states = [x] if keep_states else None
     log_probs, means = [], []
     stochastic = set(range(steps) if sde_steps is None else sde_steps) if noise_level > 0 else set()
+    graph = {}
     for j in range(steps):
-        v = model.velocity(x, ts[j], cond, guidance)
         a = noise_level if j in stochastic else 0.0
-        step = sde_step(x, v, ts[j], ts[j + 1], a, t_first=ts[1], reduce=logprob_reduce,
-                        noise=noise() if a > 0 else None)
+        with torch.enable_grad() if j in grad_steps else contextlib.nullcontext():
+            v = model.velocity(x, ts[j], cond, guidance)
+            step = sde_step(x, v, ts[j], ts[j + 1], a, t_first=ts[1], reduce=logprob_reduce,
+                            noise=noise() if a > 0 else None)
+        if j in grad_steps:
+            if a == noise_level:   # the transition sde_transition gives at noise_level (an ODE step in an SDE
+                graph[j] = Transition(step.mean, step.std)   # window's rollout is not: it is left out)
+            step = SDEStep(*(None if t is None else t.detach() for t in step))
         x = step.next
         if keep_means:
             means.append(step.mean)
@@ -97,6 +110,7 @@ def rollout(
         log_probs=torch.stack(log_probs, 1) if stochastic else None,
         noise_level=noise_level,
         means=torch.stack(means, 1) if keep_means else None,
+        graph=graph or None,
     )
 
 

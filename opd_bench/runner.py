@@ -143,10 +143,11 @@ class RunContext:
 
     # ---- rollouts -----------------------------------------------------------------------------------------
     def rollout(self, task: str, records: List[dict], group: int, noise_level: float, guidance: Optional[float] = None,
-                keep_means: bool = False) -> Batch:
+                keep_means: bool = False, grad_steps: Sequence[int] = ()) -> Batch:
         """Student rollout (no grad) of ``group`` samples per prompt, counted in the ledger; with
         ``grpo.group_noise: shared`` a group's samples start from the same initial noise. ``guidance``: the CFG
-        scale (default ``sampler.guidance``); ``keep_means``: record the transitions' means."""
+        scale (default ``sampler.guidance``); ``keep_means``: record the transitions' means; ``grad_steps``: keep
+        the student's transitions at these steps with their graph (``Rollout.graph``, rollout.rollout)."""
         s = self.cfg.sampler
         rep = [r for r in records for _ in range(group)]
         gids = torch.arange(len(records)).repeat_interleave(group)
@@ -161,7 +162,8 @@ class RunContext:
         ro = rollout(self.student, cond, steps=s.steps, guidance=w, noise_level=noise_level, shift=s.shift,
                      generator=gen, logprob_reduce=s.logprob_reduce, x_init=x_init,
                      global_batch=((self.dist.rank * n + first) * group, self.dist.world_size * n * group),
-                     sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid, keep_means=keep_means)
+                     sde_steps=self.trained_steps() if s.sde_window else None, grid=s.grid, keep_means=keep_means,
+                     grad_steps=grad_steps)
         self.timesteps = ro.timesteps
         self.ledger.images(self.phase, len(rep))
         self.ledger.forwards(self.phase, "student", "rollout", len(rep) * s.steps * self.student.forwards_per_velocity(w))

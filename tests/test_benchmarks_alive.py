@@ -58,3 +58,34 @@ def test_eval_time_projects_the_protocols_cost():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("images/s") == 4 and "one model's full evaluation:" in proc.stdout
     assert "(target 5 min: ratio" in proc.stdout and "(target 3 h: ratio" in proc.stdout
+
+
+def _bench(script: str, *args: str, timeout: int = 300) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_eval_dtype_prints_speed_and_the_paired_difference():
+    out = _bench("eval_dtype.py", "--checkpoint", "base", "--prompts", "3", "--tasks", "aesthetic,geneval")
+    assert out.count("x |") == 2 and "| 0.02 |" in out and "| 0.03 |" in out and "faster in bfloat16" in out
+
+
+def test_train_variants_times_rounds_and_compares_weights():
+    out = _bench("train_variants.py", "--rounds", "1", "--variant", "fused=opd.student_from_rollout=true")
+    rows = [line for line in out.splitlines() if line.startswith(("| default |", "| fused |"))]
+    assert len(rows) == 2 and all(r.rstrip().endswith("| True |") for r in rows)   # bit-identical weights
+
+
+def test_profile_eval_prints_shares():
+    out = _bench("profile_eval.py", "--images", "2", "--tasks", "ocr")
+    assert "| sampling (denoiser, CFG, Euler) |" in out and "| OCR onnxruntime sessions |" in out
+    assert "| matmul (linear/addmm/mm/bmm) |" in out
+
+
+def test_main_job_prints_its_bound_and_projection():
+    out = _bench("main_job.py", "--budget", "4", "--no-default", "--variant",
+                 "tiny=eval.prompts_per_task=1,eval.curve_prompts=1,train.prompts_per_step=1")
+    row = next(line for line in out.splitlines() if line.startswith("| tiny | 4 |"))
+    assert "min |" in row and "matmul peak (2048^3 float32" in out

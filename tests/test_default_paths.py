@@ -33,6 +33,15 @@ def world(tmp_path_factory):
 
 
 def weights_after(world, method, rounds=2, **over):
+    h = hashlib.sha256()
+    ctx = trained(world, method, rounds, **over)
+    for p in list(ctx.params) + list(ctx.ema):
+        h.update(p.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def trained(world, method, rounds=2, **over) -> RunContext:
+    """The run context after ``rounds`` fixed-seed steps of ``method`` on the tiny world."""
     tasks = ["brightness"]
     overrides = [f"method={method}", f"tasks={','.join(tasks)}", f"model.checkpoint={world / 'base'}",
                  "sampler.steps=3", "sampler.guidance=2.0", "train.prompts_per_step=2", "grpo.group_size=2",
@@ -47,10 +56,7 @@ def weights_after(world, method, rounds=2, **over):
     for r in range(rounds):
         ctx.round = r
         m.train_step(ctx)
-    h = hashlib.sha256()
-    for p in list(ctx.params) + list(ctx.ema):
-        h.update(p.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return ctx
 
 
 CASES = {"grpo": {}, "opd": {}, "opd_sde": {"opd.sampler": "sde"}, "multi-reward": {"multi_reward.mode": "weighted_sum", "multi_reward.normalize": "per_reward"},
@@ -63,3 +69,26 @@ def test_default_paths_are_bit_identical(world, case):
         pytest.skip(f"digests recorded with torch {RECORDED_TORCH} (have {torch.__version__})")
     method = case.split("_")[0]
     assert weights_after(world, method, **CASES[case]) == DIGESTS[case]
+
+
+#: speed options that must give the default weights bit for bit (issue 26): case -> (recorded case, overrides)
+SAME_WEIGHTS = {"opd_student_from_rollout": ("opd", {"opd.student_from_rollout": "true"}),
+                "opd_sde_student_from_rollout": ("opd_sde", {"opd.sampler": "sde", "opd.student_from_rollout": "true"})}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_WEIGHTS))
+def test_speed_options_give_the_default_weights(world, case):
+    if torch.__version__ != RECORDED_TORCH:
+        pytest.skip(f"digests recorded with torch {RECORDED_TORCH} (have {torch.__version__})")
+    recorded, over = SAME_WEIGHTS[case]
+    assert weights_after(world, "opd", **over) == DIGESTS[recorded]
+
+
+def test_student_from_rollout_runs_one_student_forward_fewer_per_trained_step(world):
+    """The option really takes the fused path: no separate student training forwards in the ledger, the same
+    backward passes and rollout forwards."""
+    plain, fused = trained(world, "opd").ledger.phases["train"], \
+        trained(world, "opd", **{"opd.student_from_rollout": "true"}).ledger.phases["train"]
+    assert plain["nfe/student/training"] > 0 and fused["nfe/student/training"] == 0
+    for key in ("backward", "nfe/student/rollout", "nfe/teacher/training", "images"):
+        assert fused[key] == plain[key] > 0, key

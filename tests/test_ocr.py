@@ -73,3 +73,19 @@ def test_read_text_accepts_lists_and_sizes():
     scenes = [scene_for_record({"text": t}, rng) for t in ("K7", "AB", "X")]
     assert read_text([render(s, 64) for s in scenes]) == ["K7", "AB", "X"]
     assert read_text(np.stack([render(s, 32) for s in scenes[:2]])) == ["K7", "AB"]
+
+
+def test_the_memory_arena_changes_no_reading():
+    """ENGINE_PARAMS turns onnxruntime's CPU memory arena on (speed only): every reading, of clean renders and of
+    noisy ones (partial or garbled text), equals the arena-off engine's."""
+    from opd_bench.world.ocr import make_engine, read_one
+
+    rng = np.random.default_rng(3)
+    ev = get_task("ocr").prompts("test")[:24]
+    images = (_images([scene_for_record(r, rng) for r in ev]) * 255).permute(0, 2, 3, 1).numpy()
+    noisy = np.clip(images + rng.normal(0, 60, images.shape), 0, 255)
+    images = np.concatenate([images, noisy]).astype(np.uint8)
+    off = make_engine(**{"EngineConfig.onnxruntime.enable_cpu_mem_arena": False})
+    reads = [read_one(i) for i in images]
+    assert reads == [read_one(i, off) for i in images]
+    assert sum(bool(r) for r in reads) > len(ev)   # most images are read at all (the comparison means something)

@@ -55,7 +55,8 @@ class DiffusionOPD(Method):
         teacher's transition there when already computed (opd.batched_teacher)."""
         o, s = ctx.cfg.opd, ctx.cfg.sampler
         teacher = ctx.teacher_transition(task, batch, j) if teacher is None else teacher
-        student = ctx.student_transition(batch, j)
+        graph = batch.rollout.graph or {}   # opd.student_from_rollout: the rollout's own forward, with its graph
+        student = graph[j] if j in graph else ctx.student_transition(batch, j)
         if o.objective == "closed_form":
             # opd.sde_denominator: ||mu_S - mu_T||^2 / (2 s^2) with s = sigma sqrt|dt| (paper) or sigma (code)
             std = (student.std if o.sde_denominator == "2sigma2dt" else ctx.sigma_dt(batch, j)[0]) if a > 0 else None
@@ -72,8 +73,11 @@ class DiffusionOPD(Method):
         o = ctx.cfg.opd
         a = o.noise_level if o.sampler == "sde" else 0.0
         records = ctx.sample_prompts(task, n or ctx.cfg.train.prompts_per_step)
-        batch = ctx.rollout(task, records, 1, a)
         steps = ctx.trained_steps()
+        # opd.student_from_rollout: one process, whole batches (a DDP/FSDP wrapper's reducer expects each graded
+        # forward's backward before the next forward; the fused rollout runs every trained step's forward first)
+        fused = o.student_from_rollout and not ctx.cfg.train.micro_batch and ctx.dist.world_size == 1
+        batch = ctx.rollout(task, records, 1, a, grad_steps=steps if fused else ())
         fw = ctx.student.forwards_per_velocity(ctx.cfg.sampler.guidance)
         sums: Dict[str, object] = {}
         teachers = ctx.teacher_transitions(task, batch, steps) if o.batched_teacher else {}

@@ -19,19 +19,31 @@ PAD = 16          # border (px, after upscaling) added around the image, in the 
 DET_SIDE = 256    # detector input side
 
 
-@lru_cache(maxsize=1)
-def _engine():
+#: RapidOCR's settings: no angle classifier, a small detector input, one onnxruntime thread (no spinning pool,
+#: opd_bench/threads.py), and onnxruntime's CPU memory arena on: every call has the same small shapes, so reusing
+#: buffers saves ~10% of the OCR time (benchmarks/RESULTS.md) and changes no reading (tests/test_ocr.py)
+ENGINE_PARAMS = {
+    "Global.use_cls": False,
+    "Global.log_level": "error",
+    "Det.limit_side_len": DET_SIDE,
+    "Det.limit_type": "max",
+    "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+    "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
+}
+
+
+def make_engine(**overrides):
+    """A RapidOCR engine with :data:`ENGINE_PARAMS` (``overrides`` replace some)."""
     from rapidocr import RapidOCR
 
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)   # "detection result is empty" is not news
-    return RapidOCR(params={
-        "Global.use_cls": False,
-        "Global.log_level": "error",
-        "Det.limit_side_len": DET_SIDE,
-        "Det.limit_type": "max",
-        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
-        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-    })
+    return RapidOCR(params={**ENGINE_PARAMS, **overrides})
+
+
+@lru_cache(maxsize=1)
+def _engine():
+    return make_engine()
 
 
 def _prepare(image: np.ndarray) -> np.ndarray:
@@ -45,9 +57,10 @@ def _prepare(image: np.ndarray) -> np.ndarray:
     return out[..., ::-1].copy()   # RapidOCR takes BGR arrays (OpenCV convention)
 
 
-def read_one(image: np.ndarray) -> str:
-    """All text RapidOCR finds in one HxWx3 uint8 image, left to right, concatenated without spaces."""
-    res = _engine()(_prepare(image))
+def read_one(image: np.ndarray, engine=None) -> str:
+    """All text RapidOCR finds in one HxWx3 uint8 image, left to right, concatenated without spaces
+    (``engine``: another :func:`make_engine`; default the shared one)."""
+    res = (engine or _engine())(_prepare(image))
     if res.txts is None or res.boxes is None:
         return ""
     order = np.argsort([float(np.mean(np.asarray(b)[:, 0])) for b in res.boxes])
