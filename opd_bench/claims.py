@@ -431,9 +431,29 @@ def status(camp: Campaign, runs_dir: Path) -> Dict[str, List[str]]:
     return out
 
 
-def run_campaign(camp: Campaign, runs_dir: Path, run=None) -> List[Path]:
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``--shard I/N`` -> (I, N) with 0 <= I < N; None -> (0, 1), the whole campaign."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise UserError(f"--shard: {text!r} is not I/N with 0 <= I < N, e.g. 0/2 and 1/2 for two processes")
+    return i, n
+
+
+def in_shard(position: int, shard: Tuple[int, int]) -> bool:
+    """Whether the item at ``position`` of a fixed order belongs to shard ``(i, n)``: every n-th, from the i-th."""
+    return position % shard[1] == shard[0]
+
+
+def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int] = (0, 1)) -> List[Path]:
     """Train every run not finished yet, in the campaign's order: finished runs are skipped, interrupted ones
-    resumed (``run(cfg, dir, resume) -> summary``, default the one runner), so rerunning continues it."""
+    resumed (``run(cfg, dir, resume) -> summary``, default the one runner), so rerunning continues it. With
+    ``shard=(i, n)`` only every n-th run from the i-th (:func:`in_shard`): n processes, each with its own shard,
+    train the campaign side by side (each run folder is owned by one process); every config is still validated."""
     from .train import run_one
 
     run = run or run_one
@@ -447,12 +467,29 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None) -> List[Path]:
             raise UserError(f"campaign run folder {d} holds another config than its group now gives (a recipe or the "
                             "campaign file changed since it started): move it away to retrain it, or restore the "
                             "settings")
-    for g, s, cfg in cfgs:
+    for k, (g, s, cfg) in enumerate(cfgs):
         d = run_dir(runs_dir, g, s)
         dirs.append(d)
-        if not (d / "summary.json").is_file():
+        if in_shard(k, shard) and not (d / "summary.json").is_file():
             run(cfg, d, resume=(d / "state").exists())
     return dirs
+
+
+def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[str, str]], tasks: Sequence[str],
+                     protocol, shard: Tuple[int, int] = (0, 1)) -> int:
+    """Score this shard's share of the final checkpoints (finished runs, campaign order) and of the reference
+    models (``{name: {task: checkpoint}}``, one evaluation per task) under ``protocol`` into the eval cache, so the
+    report's invocation reads them all back; ``n`` processes split the evaluations as they split the training.
+    Returns how many evaluations this shard made or found."""
+    from .evalcache import cached_eval
+
+    jobs = [(run_dir(runs_dir, g, s) / "final", list(tasks)) for g, s in camp.runs()]
+    jobs = [(ck, ts) for ck, ts in jobs if (ck.parent / "summary.json").is_file()]
+    jobs += [(ck, [t]) for name in sorted(references) for t, ck in sorted(references[name].items())]
+    mine = [job for k, job in enumerate(jobs) if in_shard(k, shard)]
+    for ck, ts in mine:
+        cached_eval(ck, ts, protocol)
+    return len(mine)
 
 
 def cpu_hours(runs_dir: Path) -> float:

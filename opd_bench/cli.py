@@ -203,6 +203,9 @@ def claims(
                                       "prompt at several seeds, docs/evaluation.md) or run (each run's own final "
                                       "evaluation, the base and teachers under the same protocol)"),
     status_only: bool = typer.Option(False, "--status", help="Only print which runs are done, partial, missing"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: with --run, train and score only every N-th "
+                                        "run and reference from the I-th (N processes side by side, e.g. 0/2 and "
+                                        "1/2 with OMP_NUM_THREADS=1 each); no report. Then run without --shard"),
 ):
     """The DiffusionOPD paper's claims re-tested: each confirmed, refuted or below resolution (opd_bench/claims.py)."""
     from . import claims as cl
@@ -212,6 +215,10 @@ def claims(
 
     if protocol_name not in ("full", "run"):
         raise UserError(f"--protocol: {protocol_name!r} is not one of full, run")
+    part = cl.parse_shard(shard)
+    if shard is not None and not train:
+        raise UserError("--shard splits the training and scoring of --run: add --run (the report is written by an "
+                        "invocation without --shard)")
     camp = cl.load_campaign(spec)
     validate.output_dir(out, "--out")
     st = cl.status(camp, runs_dir)
@@ -220,7 +227,7 @@ def claims(
     if status_only:
         return
     if train:
-        cl.run_campaign(camp, runs_dir)
+        cl.run_campaign(camp, runs_dir, shard=part)
         st = cl.status(camp, runs_dir)
     opd_group = next((g for g in camp.groups if g.label == "opd"), camp.groups[0])   # the subject of the claims
     cfg = cl.run_config(camp, opd_group, camp.first_seed)
@@ -232,6 +239,12 @@ def claims(
         protocol = named("full", protocol)
     teachers = {t: teacher_name(cfg, t) for t in tasks}
     base_ck = {t: cfg.model.checkpoint for t in tasks}
+    if shard is not None:   # this process's share of the final scores, into the eval cache; no report
+        n = cl.warm_evaluations(camp, runs_dir, {"base": base_ck, "teachers": teachers}, tasks, protocol, part)
+        console.print(f"shard {shard}: its runs trained, {n} evaluations under the {protocol_name} protocol in the "
+                      "eval cache; write the report with the same command without --shard", markup=False,
+                      highlight=False)
+        return
     base = cl.reference_scores(base_ck, protocol)
     teacher = cl.reference_scores(teachers, protocol)
     extra = cl.analyses(camp, runs_dir, variance_batches, variance_batch_size) if analyses else {}

@@ -251,6 +251,45 @@ def test_campaign_file_validates_and_resumes(tmp_path):
     assert calls == [(1, "s1", True), (2, "s2", False)]   # the finished run is not retrained
 
 
+def test_shards_split_the_campaign_and_its_evaluations_without_overlap(tmp_path, monkeypatch):
+    """n processes with --shard i/n train every missing run exactly once between them and score every finished
+    run's final checkpoint and every reference exactly once; each shard takes every n-th from the i-th."""
+    import opd_bench.evalcache as ec
+
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 3), cl.Group("multi-reward", "multi-reward", 2)])
+    trained = {}
+    for i in range(2):
+        cl.run_campaign(small, tmp_path, run=lambda cfg, d, resume, i=i: trained.setdefault(d, []).append(i),
+                        shard=(i, 2))
+    order = [cl.run_dir(tmp_path, g, s) for g, s in small.runs()]
+    assert sorted(trained) == sorted(order) and all(len(v) == 1 for v in trained.values())
+    assert [trained[d][0] for d in order] == [0, 1, 0, 1, 0]        # every 2nd run from the i-th
+    for d in order[:3]:                                              # three runs finished
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").write_text("{}")
+    scored = []
+    monkeypatch.setattr(ec, "cached_eval", lambda ck, tasks, protocol: scored.append((str(ck), tuple(tasks))))
+    refs = {"base": {"ocr": "base", "geneval": "base"}, "teachers": {"ocr": "teacher_ocr"}}
+    counts = [cl.warm_evaluations(small, tmp_path, refs, ["ocr"], "full", (i, 2)) for i in range(2)]
+    assert sum(counts) == len(scored) == 3 + 3 and len(set(scored)) == 6
+    assert {ck for ck, _ in scored} >= {str(d / "final") for d in order[:3]}
+    assert ("base", ("geneval",)) in scored and ("teacher_ocr", ("ocr",)) in scored
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/2", "0/0"])
+def test_a_bad_shard_is_one_line_exit_2(tmp_path, capsys, text):
+    from opd_bench.cli import main
+
+    assert main(["claims", "--run", "--shard", text, "--runs-dir", str(tmp_path / "r"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--shard" in err[0]
+    assert cl.parse_shard("1/2") == (1, 2) and cl.parse_shard(None) == (0, 1)
+    assert main(["claims", "--shard", "0/2", "--runs-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--run" in err[0] and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("body, words", [("groups: {}\n", "no groups"), ("bogus: 1\n", "unknown key"),
                                          ("groups: {x: {seeds: 2}}\n", "needs a 'method'")])
 def test_bad_campaign_file_is_one_line_exit_2(tmp_path, capsys, body, words):
