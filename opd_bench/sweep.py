@@ -31,7 +31,7 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -128,8 +128,31 @@ def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table:
         head.append(f"# {row['trial']} | " + " | ".join(str(row["params"][k]) for k in keys) + " | "
                     + " | ".join(f"{row['scores'].get(t, float('nan')):.4f}" for t in tasks)
                     + f" | {row['mean']:.4f}{mark}")
+    if all("halfwidth" in r for r in table):
+        tied = not_resolved_from_chosen(table)
+        half = next(r["halfwidth"] for r in table if r["chosen"])
+        head.append(f"# Resolution: the chosen trial's mean is +-{half:.4f} (95%, from each task's interval); "
+                    + (f"trials {', '.join(map(str, tied))} lie within the interval of their difference to it, so "
+                       "the choice among them is below resolution." if tied else
+                       "every other trial lies outside the interval of its difference to it."))
     body = {"extends": base if base else "default.yaml", "method": method, **_nest(chosen)}
     return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
+
+
+def mean_halfwidth(ci: Dict[str, Any], tasks: Sequence[str]) -> float:
+    """Half-width of the 95% interval of a trial's mean score over ``tasks`` from each task's own interval,
+    the tasks' evaluations being independent: sqrt(sum h_t^2) / T; nan when a task has no interval."""
+    h = [(ci[t][1] - ci[t][0]) / 2 if t in ci else float("nan") for t in tasks]
+    return float(np.sqrt(np.sum(np.square(h))) / len(h))
+
+
+def not_resolved_from_chosen(table: List[dict]) -> List[Any]:
+    """The trials whose mean lies within the unpaired 95% interval of its difference to the chosen trial's
+    (sqrt(h_a^2 + h_b^2); conservative: the trials share prompts and noise, so the paired interval is narrower):
+    among these the selection is below the evaluation's resolution."""
+    best = next(r for r in table if r["chosen"])
+    return [r["trial"] for r in table if r is not best
+            and abs(best["mean"] - r["mean"]) <= float(np.hypot(best["halfwidth"], r["halfwidth"]))]
 
 
 def table_keys(spec: SweepSpec) -> List[str]:
@@ -188,7 +211,8 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
         summary = _trial(run, cfg, out / f"trial_{k}")
         scores = dict(summary["final"]["scores"])
         table.append({"trial": k, "params": trial_params(spec, cfg), "scores": scores,
-                      "mean": float(np.mean([scores[x] for x in tasks]))})
+                      "mean": float(np.mean([scores[x] for x in tasks])),
+                      "halfwidth": mean_halfwidth(summary["final"].get("ci") or {}, tasks)})
     best = max(range(len(table)), key=lambda i: table[i]["mean"])
     for i, row in enumerate(table):
         row["chosen"] = i == best
@@ -198,7 +222,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks))
     result = {"method": method, "tasks": tasks, "split": SELECTION_SPLIT, "trials": spec.trials,
               "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "reference": spec.reference,
-              "table": table, "recipe": str(path)}
+              "table": table, "not_resolved_from_chosen": not_resolved_from_chosen(table), "recipe": str(path)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", result)
     return result

@@ -2,6 +2,7 @@
 method, selection on the eval split, the chosen recipe written with its sweep table. Tiny grid, tiny budget."""
 import json
 
+import numpy as np
 import pytest
 import yaml
 from tiny_world import make_tiny_world
@@ -141,6 +142,7 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     assert best["mean"] == max(r["mean"] for r in res["table"])
     text = (tmp_path / "rec" / "grpo.yaml").read_text()
     assert "on the val split" in text and text.count("| brightness |") == 1 and "<- chosen" in text
+    assert all(r["halfwidth"] > 0 for r in res["table"]) and "# Resolution: the chosen trial's mean is +-" in text
     assert load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == best["params"]["train.lr"]
     for k in (0, 1):
         assert (tmp_path / "runs" / "sweep_grpo" / f"trial_{k}" / "summary.json").is_file()
@@ -201,3 +203,17 @@ def test_a_run_saved_before_a_new_field_still_matches_its_config():
     saved["train"]["lr"] = 3e-4
     assert not same_settings(yaml.safe_dump(saved), cfg)
     assert not same_settings(dump_config(load_config(None, ["method=grpo", "tasks=ocr", "grpo.beta=0.5"])), cfg)
+
+
+def test_the_sweep_says_which_trials_its_choice_does_not_resolve():
+    """The mean's interval from each task's (independent tasks): sqrt(sum h^2) / T, by hand; a trial is not resolved
+    from the chosen one when their means differ by no more than sqrt(h_a^2 + h_b^2)."""
+    from opd_bench.sweep import mean_halfwidth, not_resolved_from_chosen
+
+    assert mean_halfwidth({"a": [0.1, 0.3], "b": [0.5, 0.7]}, ["a", "b"]) == pytest.approx((0.02 ** 0.5) / 2)
+    assert np.isnan(mean_halfwidth({"a": [0.1, 0.3]}, ["a", "b"]))
+    table = [{"trial": 0, "mean": 0.40, "halfwidth": 0.03, "chosen": True},
+             {"trial": 1, "mean": 0.36, "halfwidth": 0.04, "chosen": False},     # 0.04 <= 0.05: tied
+             {"trial": 2, "mean": 0.34, "halfwidth": 0.04, "chosen": False},     # 0.06 > 0.05: resolved
+             {"trial": "ref", "mean": 0.30, "halfwidth": float("nan"), "chosen": False}]
+    assert not_resolved_from_chosen(table) == [1]
