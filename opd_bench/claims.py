@@ -475,20 +475,62 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int
     return dirs
 
 
-def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[str, str]], tasks: Sequence[str],
-                     protocol, shard: Tuple[int, int] = (0, 1)) -> int:
-    """Score this shard's share of the final checkpoints (finished runs, campaign order) and of the reference
-    models (``{name: {task: checkpoint}}``, one evaluation per task) under ``protocol`` into the eval cache, so the
-    report's invocation reads them all back; ``n`` processes split the evaluations as they split the training.
-    Returns how many evaluations this shard made or found."""
+#: a finished run's final-checkpoint evaluation under the claims protocol, recorded in its folder
+RECORD = "claims_eval.json"
+
+
+def final_results(d: Path, tasks: Sequence[str], protocol, device="cpu") -> Dict[str, dict]:
+    """Per-task results of run ``d``'s final checkpoint under ``protocol``, recorded in the run folder
+    (:data:`RECORD`: the checkpoint's digest, the protocol, the results) so that the folder's small files alone
+    (an archived copy whose weights are gone) still give its scores. Computed through the eval cache when the
+    record is missing, is of other weights or another protocol, or lacks a task; a record read without the
+    weights is one of the same protocol and tasks."""
+    from .backbones import model_digest
+    from .checkpoint import atomic_write_json
+    from .errors import CheckpointError
     from .evalcache import cached_eval
 
-    jobs = [(run_dir(runs_dir, g, s) / "final", list(tasks)) for g, s in camp.runs()]
-    jobs = [(ck, ts) for ck, ts in jobs if (ck.parent / "summary.json").is_file()]
-    jobs += [(ck, [t]) for name in sorted(references) for t, ck in sorted(references[name].items())]
+    d = Path(d)
+    try:
+        rec = json.loads((d / RECORD).read_text())
+    except (OSError, ValueError):
+        rec = None
+    rec = rec if isinstance(rec, dict) and isinstance(rec.get("results"), dict) else None
+    fits = rec is not None and rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"])
+    try:
+        digest = model_digest(d / "final")
+    except CheckpointError as e:
+        if fits:
+            return {t: rec["results"][t] for t in tasks}
+        raise UserError(f"run {d}: its final checkpoint cannot be read ({e}) and {d / RECORD} does not hold its "
+                        "evaluation under this protocol: retrain it (move the folder away)") from None
+    if fits and rec.get("digest") == digest:
+        return {t: rec["results"][t] for t in tasks}
+    res = cached_eval(d / "final", tasks, protocol, device)
+    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res})
+    return res
+
+
+def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[str, str]], tasks: Sequence[str],
+                     protocol, shard: Tuple[int, int] = (0, 1), analysis: Optional[Tuple[int, int]] = None) -> int:
+    """Score this shard's share of the finished runs' final checkpoints (campaign order; recorded in each run
+    folder, :func:`final_results`) and of the reference models (``{name: {task: checkpoint}}``, one evaluation per
+    task, into the eval cache) under ``protocol``, and with ``analysis=(k, batch)`` compute its runs' analyses
+    (:func:`run_analyses`), so the report's invocation reads them all back; ``n`` processes split the work as they
+    split the training. Returns how many evaluations this shard made or found."""
+    from .evalcache import cached_eval
+
+    jobs = [(g, run_dir(runs_dir, g, s), list(tasks)) for g, s in camp.runs()]
+    jobs = [(g, d, ts) for g, d, ts in jobs if (d / "summary.json").is_file()]
+    jobs += [(None, ck, [t]) for name in sorted(references) for t, ck in sorted(references[name].items())]
     mine = [job for k, job in enumerate(jobs) if in_shard(k, shard)]
-    for ck, ts in mine:
-        cached_eval(ck, ts, protocol)
+    for g, where, ts in mine:
+        if g is None:
+            cached_eval(where, ts, protocol)
+            continue
+        final_results(where, ts, protocol)
+        if analysis is not None:
+            run_analyses(g, where, *analysis)
     return len(mine)
 
 
@@ -526,7 +568,7 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
         run = load_run(d)
         row = run.final_row
         if protocol is not None:
-            res = cached_eval(d / "final", tasks, protocol, run.cfg.device)
+            res = final_results(d, tasks, protocol, run.cfg.device)
             row = eval_row(view(res) if view else res, "final", protocol)
         out.scores[s], out.proxy[s] = row_scores(row, tasks)
         out.spent[s] = dict(run.spent("train"))
@@ -595,32 +637,40 @@ def variance_ratio(task_result: dict) -> Optional[float]:
     return a["V"] / b["V"] if ok(a["V"]) and ok(b["V"]) else None
 
 
-def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dict[str, Dict[int, float]]:
-    """Per-seed analysis numbers the claims need, each computed once per finished run and cached in its folder:
-    the resolved gradient-conflict rate of the joint groups (share of task pairs whose cosine interval over 8
-    batches lies below 0: single-task gradient noise is inside that interval) and log10 of the debiased relative
-    variance of closed-form over PPO-style OPD gradients (same samples, ``k`` batches of ``batch``, averaged over
-    tasks) at the opd group's final checkpoints."""
+def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str, float]:
+    """The analysis numbers one finished run contributes, each computed once and cached in its folder
+    (``claims_interference.json``, ``claims_variance.json``): a joint group's resolved gradient-conflict rate
+    (share of task pairs whose cosine interval over 8 batches lies below 0: single-task gradient noise is inside
+    that interval) and, for the opd group, log10 of the debiased relative variance of closed-form over
+    PPO-style OPD gradients (same samples, ``k`` batches of ``batch``, averaged over tasks) at its final
+    checkpoint. ``{key: value}``, keys as in :func:`analyses`."""
     from .analysis import interference as itf
     from .analysis import variance as var
 
+    out: Dict[str, float] = {}
+    if group.label in JOINT_GROUPS:
+        res = _cached(d / "claims_interference.json", lambda: itf.run_interference(d))
+        out[f"conflict/{group.label}"] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
+    if group.label == "opd":
+        def study():
+            _, tasks, ctx = itf.run_analysis_context(d)
+            return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
+        res = _cached(d / "claims_variance.json", study)
+        ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
+        ratios = [r for r in ratios if r is not None]
+        if ratios:
+            out["log10_variance_ratio"] = float(np.mean(np.log10(ratios)))
+    return out
+
+
+def analyses(camp: Campaign, runs_dir: Path, k: int = 16, batch: int = 8) -> Dict[str, Dict[int, float]]:
+    """Per-seed analysis numbers of every finished run (:func:`run_analyses`): ``{key: {seed: value}}``."""
     extra: Dict[str, Dict[int, float]] = {}
     for g, s in camp.runs():
         d = run_dir(runs_dir, g, s)
-        if not (d / "summary.json").is_file():
-            continue
-        if g.label in JOINT_GROUPS:
-            res = _cached(d / "claims_interference.json", lambda: itf.run_interference(d))
-            extra.setdefault(f"conflict/{g.label}", {})[s] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
-        if g.label == "opd":
-            def study():
-                _, tasks, ctx = itf.run_analysis_context(d)
-                return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
-            res = _cached(d / "claims_variance.json", study)
-            ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
-            ratios = [r for r in ratios if r is not None]
-            if ratios:
-                extra.setdefault("log10_variance_ratio", {})[s] = float(np.mean(np.log10(ratios)))
+        if (d / "summary.json").is_file():
+            for key, v in run_analyses(g, d, k, batch).items():
+                extra.setdefault(key, {})[s] = v
     return extra
 
 

@@ -240,7 +240,8 @@ def claims(
     teachers = {t: teacher_name(cfg, t) for t in tasks}
     base_ck = {t: cfg.model.checkpoint for t in tasks}
     if shard is not None:   # this process's share of the final scores, into the eval cache; no report
-        n = cl.warm_evaluations(camp, runs_dir, {"base": base_ck, "teachers": teachers}, tasks, protocol, part)
+        n = cl.warm_evaluations(camp, runs_dir, {"base": base_ck, "teachers": teachers}, tasks, protocol, part,
+                                (variance_batches, variance_batch_size) if analyses else None)
         console.print(f"shard {shard}: its runs trained, {n} evaluations under the {protocol_name} protocol in the "
                       "eval cache; write the report with the same command without --shard", markup=False,
                       highlight=False)

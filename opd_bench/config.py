@@ -174,12 +174,13 @@ class OPDConfig:
     #: float rounding (so off by default: the default path stays bit-identical).
     batched_teacher: bool = False
     #: differentiate the student through the rollout's own forwards at the trained steps (kept with their graph)
-    #: instead of a second forward per step: the same weights bit for bit, one student forward fewer per trained
-    #: step (benchmarks/train_variants.py); the ledger then counts the forwards actually run. Holds every trained
-    #: step's activations until its backward (the default: one step's), so it suits small models; off with
-    #: train.micro_batch and on more than one process (the DDP/FSDP reducer expects one
-    #: forward per backward).
-    student_from_rollout: bool = False
+    #: instead of a second forward per step: the same weights bit for bit as ``false``, one student forward fewer
+    #: per trained step (benchmarks/train_variants.py, benchmarks/main_job.py); the ledger counts the forwards
+    #: actually run. Holds every trained step's activations until its backward (``false``: one step's), so it
+    #: suits small models: on by default for the embedded world, off in the SD3.5 recipe (configs/sd35m_opd.yaml).
+    #: Not taken with train.micro_batch and on more than one process (the DDP/FSDP reducer expects one forward
+    #: per backward): those run the second forward.
+    student_from_rollout: bool = True
     #: per-task teacher checkpoints (released name or path); missing -> the released ``teacher_<task>``.
     teachers: Dict[str, str] = field(default_factory=dict)
 
@@ -668,11 +669,16 @@ def read_spec_file(path, option: str, what: str, valid: Sequence[str]) -> Dict[s
     return doc
 
 
+#: fields whose value leaves a run's weights bit for bit the same (tests/test_default_paths.py): a run folder
+#: written under one value continues, and a finished one is read back, under the other (same_settings)
+SAME_WEIGHTS_FIELDS = frozenset({"opd.student_from_rollout"})
+
+
 def same_settings(saved: str, cfg: RunConfig) -> bool:
     """Whether a run folder's saved ``config.yaml`` text holds ``cfg``'s settings. A field the saved file lacks was
     added since it was written; new fields default to the behaviour before them (the project's rule), so a run
     started by older code still continues (a sweep or a campaign spans sessions). Every field the file has must
-    equal ``cfg``'s."""
+    equal ``cfg``'s, except the :data:`SAME_WEIGHTS_FIELDS`."""
     def leaves(d, obj, prefix=""):
         out = {}
         for k, v in (d or {}).items():
@@ -684,7 +690,7 @@ def same_settings(saved: str, cfg: RunConfig) -> bool:
         return out
     old = leaves(yaml.safe_load(saved), cfg)
     new = leaves(yaml.safe_load(dump_config(cfg)), cfg)
-    return all(k in new and new[k] == v for k, v in old.items())
+    return all(k in new and new[k] == v for k, v in old.items() if k not in SAME_WEIGHTS_FIELDS)
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -7,25 +7,80 @@
 # job's rounds at 3.9 images/s under load against 3.3 on two idle threads, benchmarks/RESULTS.md: the embedded
 # model's small matmuls gain little from a second thread), the sweeps split by recipe, the campaign's runs and final
 # evaluations by `claims --shard`; OPD_BENCH_JOBS=1 for one process with every core.
+# A sweep whose recipe (configs/recipes/<recipe>.yaml) exists is not run again: delete the recipe to re-sweep.
+# runs/ is git-ignored and is lost with the machine; every few minutes the script copies each finished sweep
+# trial's config.yaml and summary.json (all that the sweep's selection reads back) to $ARCHIVE, a tracked folder,
+# and restores them into runs/ at its start, so a fresh checkout carrying the archive resumes the sweeps.
 #   nohup bash scripts/claims_campaign.sh > runs/claims_campaign.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID=configs/sweeps/equal_tuning.yaml
 SWEEPS=runs/sweeps
+ARCHIVE=${OPD_BENCH_ARCHIVE:-experiments/claims_campaign/sweeps}
 JOBS=${OPD_BENCH_JOBS:-2}
 export HF_HUB_OFFLINE=1
 if [ "$JOBS" = 1 ]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; else export OMP_NUM_THREADS=1; fi
 
-sweep_plain() {
-  opd-bench sweep --method opd,multi-reward,cascade,sft-distill --tasks all --grid "$GRID" --runs-dir "$SWEEPS"
-}
-sweep_objectives() {
-  for spec in "grpo-guard:mt-grpo-guard:multi-reward" "nft:mt-nft:multi-reward" "nft:cascade-nft:cascade"; do
-    IFS=: read -r objective recipe method <<< "$spec"
-    opd-bench sweep --method "$method" --set "grpo.objective=$objective" --recipe-name "$recipe" --tasks all \
-      --grid "$GRID" --runs-dir "$SWEEPS"
+# finished trials: runs/sweeps/sweep_<recipe>/trial_<k>/{config.yaml,summary.json} <-> $ARCHIVE/<recipe>/trial_<k>/
+# finished campaign runs: runs/claims/<group>/s<seed>/ small files (config, summary, ledger, histories, the recorded
+# full-protocol evaluation claims_eval.json and the cached analyses) <-> $RUNS_ARCHIVE/<group>/s<seed>/: the report
+# reads a run's scores from its record when its weights are gone (opd_bench.claims.final_results)
+RUNS_ARCHIVE=${OPD_BENCH_RUNS_ARCHIVE:-experiments/claims_campaign/runs}
+archive() {
+  local f d g
+  for f in runs/claims/*/s*/summary.json; do
+    [ -f "$f" ] || continue
+    d=$(dirname "$f"); g=${d#runs/claims/}
+    mkdir -p "$RUNS_ARCHIVE/$g"
+    for n in config.yaml summary.json ledger.json eval_history.jsonl metrics.jsonl claims_eval.json \
+             claims_interference.json claims_variance.json; do
+      if [ -f "$d/$n" ]; then cp -p "$d/$n" "$RUNS_ARCHIVE/$g/"; fi
+    done
+  done
+  for f in "$SWEEPS"/sweep_*/trial_*/summary.json; do
+    [ -f "$f" ] || continue
+    d=$(dirname "$f"); d=${d#"$SWEEPS"/sweep_}
+    mkdir -p "$ARCHIVE/$d"
+    cp -p "$f" "$(dirname "$f")/config.yaml" "$ARCHIVE/$d/"
   done
 }
+restore() {
+  local f d g
+  for f in "$RUNS_ARCHIVE"/*/s*/summary.json; do
+    [ -f "$f" ] || continue
+    d=$(dirname "$f"); g=${d#"$RUNS_ARCHIVE"/}
+    [ -f "runs/claims/$g/summary.json" ] && continue
+    mkdir -p "runs/claims/$g"
+    cp -p "$d"/* "runs/claims/$g/"
+  done
+  for f in "$ARCHIVE"/*/trial_*/summary.json; do
+    [ -f "$f" ] || continue
+    d=$(dirname "$f"); d=$SWEEPS/sweep_${d#"$ARCHIVE"/}
+    [ -f "$d/summary.json" ] && continue
+    mkdir -p "$d"
+    cp -p "$f" "$(dirname "$f")/config.yaml" "$d/"
+  done
+}
+# sweep RECIPE METHOD [opd-bench sweep options...]: skipped when the recipe exists. The trials skip the
+# learning-curve evals (eval.curve_every=0, ~12% of a trial's compute): selection reads only the final val
+# evaluation, and curve evals leave training bit-identical (tests/test_protocol.py).
+sweep() {
+  local recipe=$1 method=$2; shift 2
+  if [ -f "configs/recipes/$recipe.yaml" ]; then echo "recipe $recipe exists: not swept again"; return; fi
+  opd-bench sweep --method "$method" --recipe-name "$recipe" --tasks all --grid "$GRID" --runs-dir "$SWEEPS" \
+    --set eval.curve_every=0 "$@"
+}
+sweep_plain() {
+  for m in opd multi-reward cascade sft-distill; do sweep "$m" "$m"; done
+}
+sweep_objectives() {
+  sweep mt-grpo-guard multi-reward --set grpo.objective=grpo-guard
+  sweep mt-nft multi-reward --set grpo.objective=nft
+  sweep cascade-nft cascade --set grpo.objective=nft
+}
+restore
+( while sleep 300; do archive; done ) & keeper=$!
+trap 'archive; kill "$keeper" 2>/dev/null' EXIT
 CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims --out reports/claims)
 if [ "$JOBS" = 1 ]; then
   sweep_plain

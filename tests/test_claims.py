@@ -269,6 +269,7 @@ def test_shards_split_the_campaign_and_its_evaluations_without_overlap(tmp_path,
         (d / "summary.json").write_text("{}")
     scored = []
     monkeypatch.setattr(ec, "cached_eval", lambda ck, tasks, protocol: scored.append((str(ck), tuple(tasks))))
+    monkeypatch.setattr(cl, "final_results", lambda d, tasks, protocol: scored.append((str(d / "final"), tuple(tasks))))
     refs = {"base": {"ocr": "base", "geneval": "base"}, "teachers": {"ocr": "teacher_ocr"}}
     counts = [cl.warm_evaluations(small, tmp_path, refs, ["ocr"], "full", (i, 2)) for i in range(2)]
     assert sum(counts) == len(scored) == 3 + 3 and len(set(scored)) == 6
@@ -393,6 +394,18 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     rows = cl.evaluate_claims(half_a)
     cl.seed_split(rows, (half_a, half_b, unsplit), ["rpt_glow", "clm_dim"])
     assert all(r["seed_split"]["status"] != cl.CANNOT for r in rows if r["measurement"] is not None)
+    # each run folder records its final evaluation (cl.RECORD): an archived copy without its weights still gives
+    # its scores under that protocol, and only under it; a record of other weights is computed again
+    d = tmp_path / "runs" / "opd" / "s1"
+    assert json.loads((d / cl.RECORD).read_text())["results"]["rpt_glow"] == full
+    rec = json.loads((d / cl.RECORD).read_text())
+    (d / cl.RECORD).write_text(json.dumps({**rec, "digest": "0" * 64, "results": {"rpt_glow": {"stale": 1},
+                                                                                  "clm_dim": {"stale": 1}}}))
+    assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # other weights: read again
+    (d / "final" / "model.safetensors").unlink()
+    assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # no weights: the record
+    with pytest.raises(cl.UserError, match="cannot be read"):
+        cl.final_results(d, ["rpt_glow"], replace(two, seeds_per_prompt={"rpt_glow": 3, "clm_dim": 3}))
 
 
 def test_variance_ratio_falls_back_to_the_plug_in_estimate_when_a_signal_is_unresolved():

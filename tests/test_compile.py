@@ -32,7 +32,9 @@ def test_compiled_blocks_equal_eager_forward_and_training_step():
     v_eager, w_eager = _step(eager, x, cond)
     v_fused, w_fused = _step(fused, x, cond)
     assert torch.allclose(v_fused, v_eager, atol=1e-5)
-    assert max((a - b).abs().max().item() for a, b in zip(w_eager, w_fused)) < 1e-5
+    # Adam's first step is lr * g / (|g| + eps): gradients near eps turn rounding into up to ~1e-3 of the step
+    # on some CPUs (1.2e-5 on Sapphire Rapids with AMX); a wrong gradient moves a weight by up to 2 lr = 2e-2
+    assert max((a - b).abs().max().item() for a, b in zip(w_eager, w_fused)) < 1e-4
     assert max((a - b).abs().max().item() for a, b in zip(w_eager, before)) > 1e-3   # the step moved the weights
 
 

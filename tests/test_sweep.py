@@ -205,6 +205,19 @@ def test_a_run_saved_before_a_new_field_still_matches_its_config():
     assert not same_settings(dump_config(load_config(None, ["method=grpo", "tasks=ocr", "grpo.beta=0.5"])), cfg)
 
 
+def test_a_run_saved_under_another_same_weights_setting_still_matches():
+    """opd.student_from_rollout changes no weight (tests/test_default_paths.py): trials and campaign runs written
+    before its default changed are read back and continued; a setting that changes results is still refused."""
+    from opd_bench.config import SAME_WEIGHTS_FIELDS, dump_config, load_config, same_settings
+
+    assert SAME_WEIGHTS_FIELDS == {"opd.student_from_rollout"}
+    cfg = load_config(None, ["method=opd", "tasks=ocr"])
+    assert cfg.opd.student_from_rollout
+    assert same_settings(dump_config(load_config(None, ["method=opd", "tasks=ocr", "opd.student_from_rollout=false"])), cfg)
+    assert not same_settings(dump_config(load_config(None, ["method=opd", "tasks=ocr", "opd.student_from_rollout=false",
+                                                            "opd.sampler=sde"])), cfg)
+
+
 def test_the_sweep_says_which_trials_its_choice_does_not_resolve():
     """The mean's interval from each task's (independent tasks): sqrt(sum h^2) / T, by hand; a trial is not resolved
     from the chosen one when their means differ by no more than sqrt(h_a^2 + h_b^2)."""
