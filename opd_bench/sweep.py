@@ -131,7 +131,7 @@ def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table:
     if all("halfwidth" in r for r in table):
         tied = not_resolved_from_chosen(table)
         half = next(r["halfwidth"] for r in table if r["chosen"])
-        head.append(f"# Resolution: the chosen trial's mean is +-{half:.4f} (95%, from each task's interval); "
+        head.append(f"# Resolution: the chosen trial's mean has a 95% half-width of {half:.4f} (from each task's interval); "
                     + (f"trials {', '.join(map(str, tied))} lie within the interval of their difference to it, so "
                        "the choice among them is below resolution." if tied else
                        "every other trial lies outside the interval of its difference to it."))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from machine import machine_key
 from tiny_world import make_tiny_world
 
 from opd_bench.backbones import load_backbone
@@ -17,13 +18,6 @@ from opd_bench.config import build_config
 from opd_bench.ledger import Ledger
 from opd_bench.methods import METHODS
 from opd_bench.runner import RunContext
-
-
-def machine_key() -> str:
-    """What decides float rounding here: the torch build, its CPU kernel level, and the CPU generation (AMX or
-    not: MKL and oneDNN pick other fp32 kernels on Sapphire Rapids than on earlier AVX-512 parts)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()} {'amx' if ' amx_tile' in flags else 'no-amx'}"
 
 
 #: per machine key: the digests of the code before issue 20 (commit 53638fa), each run on that machine; the

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from machine import machine_key
 
 from opd_bench.backbones import load_backbone, resolve_checkpoint
 from opd_bench.check import baseline_protocol
@@ -23,6 +24,11 @@ from opd_bench.tasks import get_task
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = json.loads((ROOT / "baselines" / "base.json").read_text())
 LEARNED_REWARD_TOLERANCE = 1e-6
+#: the machine kind that recorded baselines/base.json (tests/machine.py); on another CPU generation the images
+#: round differently (AMX: learned scores up to 4.3e-6 apart, discrete scorers still identical), so the learned
+#: rewards are compared within CROSS_MACHINE_TOLERANCE, still far below the gate's 0.02 margin
+RECORDED_ON = "2.14.1+cu130 AVX512 no-amx"
+CROSS_MACHINE_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,11 @@ def test_learned_rewards_are_bit_identical_in_the_recorded_batch_and_within_tole
     assert n <= baseline_protocol(BASELINE).batch_size          # the baseline scored every prompt in one batch
     full = scores(base_model, task, n, 1)
     for metric, old in recorded.items():
-        assert full[metric] == old, (task, metric)
+        if machine_key() == RECORDED_ON:
+            assert full[metric] == old, (task, metric)
+        else:
+            assert full[metric] == pytest.approx(old, abs=CROSS_MACHINE_TOLERANCE, rel=0), (task, metric)
     small = scores(base_model, task, 6, 2)                # another batch size and thread count
     for metric, old in recorded.items():
-        assert small[metric] == pytest.approx(old[:6], abs=LEARNED_REWARD_TOLERANCE, rel=0), (task, metric)
+        tol = LEARNED_REWARD_TOLERANCE if machine_key() == RECORDED_ON else CROSS_MACHINE_TOLERANCE
+        assert small[metric] == pytest.approx(old[:6], abs=tol, rel=0), (task, metric)

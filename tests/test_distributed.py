@@ -70,8 +70,10 @@ def test_two_processes_equal_one_process(tmp_path, method, grad_sync, extra):
     base = load_file(str(tmp_path / "base" / "model.safetensors"))
     moved = max((a[k] - base[k]).abs().max().item() for k in a)
     assert moved > 1e-4  # training really changed the weights
+    # 2 half-batches round differently from 1 whole batch, and Adam's lr * g / (|g| + eps) turns that into up to
+    # ~5% of a step for gradients near eps (4.7e-5 at lr 1e-3 on Sapphire Rapids with AMX; 1e-5 held on AVX-512)
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-4), k
     la = json.loads((tmp_path / "one" / "ledger.json").read_text())["spent"]["train"]
     lb = json.loads((tmp_path / "two" / "ledger.json").read_text())["spent"]["train"]
     for unit in ("images", "student_nfe", "nfe", "flops", "optimizer_steps"):

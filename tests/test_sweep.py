@@ -142,7 +142,7 @@ def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     assert best["mean"] == max(r["mean"] for r in res["table"])
     text = (tmp_path / "rec" / "grpo.yaml").read_text()
     assert "on the val split" in text and text.count("| brightness |") == 1 and "<- chosen" in text
-    assert all(r["halfwidth"] > 0 for r in res["table"]) and "# Resolution: the chosen trial's mean is +-" in text
+    assert all(r["halfwidth"] > 0 for r in res["table"]) and "# Resolution: the chosen trial's mean has a 95% half-width of " in text
     assert load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == best["params"]["train.lr"]
     for k in (0, 1):
         assert (tmp_path / "runs" / "sweep_grpo" / f"trial_{k}" / "summary.json").is_file()
