@@ -37,6 +37,10 @@ archive() {
       if [ -f "$d/$n" ]; then cp -p "$d/$n" "$RUNS_ARCHIVE/$g/"; fi
     done
   done
+  mkdir -p experiments/claims_campaign/recipes
+  for f in configs/recipes/*.yaml; do
+    if [ -f "$f" ]; then cp -p "$f" experiments/claims_campaign/recipes/; fi
+  done
   for f in "$SWEEPS"/sweep_*/trial_*/summary.json; do
     [ -f "$f" ] || continue
     d=$(dirname "$f"); d=${d#"$SWEEPS"/sweep_}
@@ -46,6 +50,11 @@ archive() {
 }
 restore() {
   local f d g
+  mkdir -p configs/recipes
+  for f in experiments/claims_campaign/recipes/*.yaml; do   # recipes written by earlier sweeps (see its README)
+    [ -f "$f" ] || continue
+    [ -f "configs/recipes/$(basename "$f")" ] || cp -p "$f" configs/recipes/
+  done
   for f in "$RUNS_ARCHIVE"/*/s*/summary.json; do
     [ -f "$f" ] || continue
     d=$(dirname "$f"); g=${d#"$RUNS_ARCHIVE"/}
