@@ -471,7 +471,9 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int
         d = run_dir(runs_dir, g, s)
         dirs.append(d)
         if in_shard(k, shard) and not (d / "summary.json").is_file():
-            run(cfg, d, resume=(d / "state").exists())
+            # resolved again when its turn comes: a recipe a sweep wrote since this process started (a shard
+            # that starts while another recipe's sweep still runs) is the one the run takes
+            run(run_config(camp, g, s), d, resume=(d / "state").exists())
     return dirs
 
 

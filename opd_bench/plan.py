@@ -3,6 +3,7 @@ budget, teachers, run folders and the fully resolved config -- print it, and tra
 here exactly as the real run would (one line, exit 2)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,8 +14,9 @@ from .methods import method_class
 from .paths import CONFIGS_DIR
 from .teachers import resolve_teachers
 
-#: per-method recipes chosen by ``opd-bench sweep`` (configs/recipes/<method>.yaml)
-RECIPES_DIR = CONFIGS_DIR / "recipes"
+#: per-method recipes chosen by ``opd-bench sweep`` (configs/recipes/<method>.yaml); OPD_BENCH_RECIPES_DIR puts
+#: them elsewhere (the test suite points it at an empty folder: its small runs test code paths, not the recipes)
+RECIPES_DIR = Path(os.environ.get("OPD_BENCH_RECIPES_DIR") or CONFIGS_DIR / "recipes")
 
 
 def recipe_path(method: str) -> Path:

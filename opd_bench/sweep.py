@@ -115,11 +115,13 @@ def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table: List[dict], spec: SweepSpec,
-                tasks: List[str]) -> str:
-    """The recipe YAML: ``extends`` the sweep's base config with the chosen values; the sweep table as comments."""
+                tasks: List[str], name: Optional[str] = None) -> str:
+    """The recipe YAML: ``extends`` the sweep's base config with the chosen values; the sweep table as comments.
+    ``name``: the recipe's name where it is not the method's (mt-nft runs method multi-reward)."""
     keys = table_keys(spec)
     ref = "" if spec.reference is None else f" + 1 reference trial ({REFERENCE}: the documented recipe)"
-    head = [f"# Recipe for {method}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split.",
+    what = method if name in (None, method) else f"{name} (method {method})"
+    head = [f"# Recipe for {what}, chosen by `opd-bench sweep` on the {SELECTION_SPLIT} split.",
             f"# Protocol: {spec.trials} trials{ref}, {spec.budget} per trial, seed {spec.seed}, tasks "
             f"{', '.join(tasks)}; selection = highest mean final score over the tasks.",
             "# trial | " + " | ".join(keys) + " | " + " | ".join(tasks) + " | mean"]
@@ -219,7 +221,7 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
     recipes_dir = Path(recipes_dir)
     recipes_dir.mkdir(parents=True, exist_ok=True)
     path = recipes_dir / f"{label}.yaml"
-    atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks))
+    atomic_write_text(path, recipe_text(method, config, table[best]["params"], table, spec, tasks, label))
     result = {"method": method, "tasks": tasks, "split": SELECTION_SPLIT, "trials": spec.trials,
               "budget": spec.budget, "seed": spec.seed, "grid": spec.grid, "reference": spec.reference,
               "table": table, "not_resolved_from_chosen": not_resolved_from_chosen(table), "recipe": str(path)}

@@ -94,6 +94,14 @@ CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims
 if [ "$JOBS" = 1 ]; then
   sweep_plain
   sweep_objectives
+elif [ "$JOBS" = 2 ]; then
+  # each process starts its campaign shard as soon as its own sweeps are done: a run resolves its recipe when its
+  # turn comes (opd_bench.claims.run_campaign), and the groups whose sweeps run last (sft-distill) come last
+  ( sweep_plain > runs/claims_campaign.sweep0.log 2>&1
+    "${CLAIMS[@]}" --shard 0/2 > runs/claims_campaign.shard0.log 2>&1 ) & a=$!
+  ( sweep_objectives > runs/claims_campaign.sweep1.log 2>&1
+    "${CLAIMS[@]}" --shard 1/2 > runs/claims_campaign.shard1.log 2>&1 ) & b=$!
+  wait "$a"; wait "$b"
 else
   sweep_plain > runs/claims_campaign.sweep0.log 2>&1 & a=$!
   sweep_objectives > runs/claims_campaign.sweep1.log 2>&1 & b=$!

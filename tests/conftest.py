@@ -13,6 +13,13 @@ if "OPD_BENCH_EVAL_CACHE" not in os.environ:
     os.environ["OPD_BENCH_EVAL_CACHE"] = _EVAL_CACHE
     atexit.register(shutil.rmtree, _EVAL_CACHE, ignore_errors=True)
 
+# The tests' small runs exercise code paths with the defaults, not the tuned recipes the sweeps write to
+# configs/recipes/ (tests that test recipes give their own folder).
+if "OPD_BENCH_RECIPES_DIR" not in os.environ:
+    _RECIPES = tempfile.mkdtemp(prefix="opd-bench-test-recipes-")
+    os.environ["OPD_BENCH_RECIPES_DIR"] = _RECIPES
+    atexit.register(shutil.rmtree, _RECIPES, ignore_errors=True)
+
 import pytest
 import torch
 

@@ -432,3 +432,23 @@ def test_a_campaign_run_started_with_other_settings_is_refused(tmp_path):
     calls = []
     cl.run_campaign(small, tmp_path, run=lambda cfg, dd, resume: calls.append(resume))
     assert calls == [False]
+
+
+def test_a_recipe_written_while_a_shard_runs_is_taken_by_its_later_runs(tmp_path, monkeypatch):
+    """A shard started while another recipe's sweep still runs: each run resolves its config when its turn
+    comes, so a recipe written after the process started is the one its group's later runs take."""
+    import opd_bench.plan as plan
+
+    monkeypatch.setattr(plan, "RECIPES_DIR", tmp_path / "recipes")
+    (tmp_path / "recipes").mkdir()
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 1), cl.Group("sft-distill", "sft-distill", 1)])
+    lrs = {}
+
+    def run(cfg, d, resume):
+        lrs[cfg.method] = cfg.train.lr
+        if cfg.method == "opd":   # the sweep of the next group's recipe finishes while this run trains
+            (tmp_path / "recipes" / "sft-distill.yaml").write_text(
+                "extends: default.yaml\nmethod: sft-distill\ntrain: {lr: 0.0007}\n")
+
+    cl.run_campaign(small, tmp_path / "runs", run=run)
+    assert lrs["sft-distill"] == 0.0007 and lrs["opd"] != 0.0007

@@ -363,8 +363,11 @@ def test_ctrl_c_of_a_real_process(world, tmp_path, sig):
     """SIGINT (Ctrl-C) or SIGTERM (a scheduler) to a running `opd-bench run`: exit 130 (143 for SIGTERM, 128 +
     the signal number) and the --resume command."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    # the child takes SIGINT's default disposition even where pytest itself runs in a background job (a shell
+    # starts those with SIGINT ignored, and an ignored signal stays ignored across exec)
     p = subprocess.Popen([sys.executable, "-m", "opd_bench.cli", *run_args(world, tmp_path, "s", "400:images")],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = tmp_path / "s" / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):

@@ -52,6 +52,9 @@ def test_every_method_gets_the_same_trials_and_budget(tmp_path):
                     tmp_path / "runs", tmp_path / "recipes", fake_run, recipe_name="nft")
     assert all(c.grpo.objective == "nft" for c in seen["multi-reward"]) and res["recipe"].endswith("nft.yaml")
     assert len(seen["multi-reward"]) == 2 and "nft.beta" in res["grid"]
+    head = (tmp_path / "recipes" / "nft.yaml").read_text().splitlines()[0]
+    assert head.startswith("# Recipe for nft (method multi-reward), chosen")
+    assert (tmp_path / "recipes" / "grpo.yaml").read_text().startswith("# Recipe for grpo, chosen")
 
 
 def test_the_declared_equal_tuning_protocol_gives_every_recipe_the_same_trials_and_budget():

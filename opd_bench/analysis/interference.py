@@ -243,7 +243,7 @@ class GradContext(RunContext):
         if not self.freeze:
             return super().rollout(task, records, group, noise_level, **options)
         key = (task, self.round, group, float(noise_level), tuple(r["prompt"] for r in records),
-               tuple(sorted(options.items())))
+               tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
         if key not in self._frozen:
             self._frozen[key] = super().rollout(task, records, group, noise_level, **options)
         return self._frozen[key]
@@ -277,9 +277,12 @@ def task_loss_and_grad(ctx: GradContext, objective: str, task: str, round_: int)
 
 def analysis_config(cfg: RunConfig, overrides: Sequence[str] = ()) -> RunConfig:
     """The run's config with overrides, one inner GRPO epoch and one minibatch (the gradient at theta), Flow-GRPO's
-    objective (the analyses represent every RL method by the GRPO gradient) and no EMA."""
+    objective (the analyses represent every RL method by the GRPO gradient) and no EMA. OPD's student forwards
+    are recomputed rather than taken from the rollout (opd.student_from_rollout, a same-weights setting): the
+    analyses replay one frozen rollout for several gradients, and a rollout's graded graph serves one backward."""
     data = to_dict(cfg)
     cfg = build_config(data, list(overrides))
+    cfg.opd.student_from_rollout = False
     cfg.grpo.inner_epochs = 1
     cfg.grpo.minibatches = 1
     cfg.grpo.objective = "grpo"
