@@ -508,8 +508,15 @@ def final_results(d: Path, tasks: Sequence[str], protocol, device="cpu") -> Dict
                         "evaluation under this protocol: retrain it (move the folder away)") from None
     if fits and rec.get("digest") == digest:
         return {t: rec["results"][t] for t in tasks}
+    import time
+
+    import torch
+
+    t0 = time.perf_counter()
     res = cached_eval(d / "final", tasks, protocol, device)
-    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res})
+    # its cost, for the campaign's CPU hours (cpu_hours): wall seconds of this evaluation and the threads it ran
+    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res,
+                                   "seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()})
     return res
 
 
@@ -536,15 +543,34 @@ def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[
     return len(mine)
 
 
-def cpu_hours(runs_dir: Path) -> float:
-    """Wall seconds recorded by every run's ledger (all phases) times the threads and processes it ran with
-    (recorded in its ledger; a ledger written before they were recorded counts one), in hours."""
-    total = 0.0
+def cpu_hours(runs_dir: Path, sweeps_dir: Optional[Path] = None, recipes: Sequence[str] = ()) -> Dict[str, float]:
+    """The campaign's recorded CPU hours (wall seconds x threads x processes), by part: ``runs``, every campaign
+    run's ledger (training and its in-run evaluations, all phases); ``final_evaluations``, the full-protocol
+    evaluations :func:`final_results` recorded in the run folders; ``analyses``, the interference and variance
+    measurements cached there (:func:`run_analyses`); ``sweeps``, the equal-tuning trials of
+    ``recipes`` under ``sweeps_dir`` (sweep_<recipe>/trial_*/summary.json, whose ledger the sweep keeps), with
+    ``sweep_trials`` their count; ``total``. A ledger or record without threads counts one; what no file records
+    (a file written before it recorded its cost, a trial whose folder is gone) is not counted."""
+    def hours(ledger: dict) -> float:
+        secs = sum(float(p.get("seconds", 0.0)) for p in (ledger.get("spent") or {}).values())
+        return secs * int(ledger.get("threads", 1)) * int(ledger.get("processes", 1)) / 3600.0
+
+    out = {"runs": 0.0, "final_evaluations": 0.0, "analyses": 0.0, "sweeps": 0.0, "sweep_trials": 0}
     for led in Path(runs_dir).glob("*/s*/ledger.json"):
-        d = json.loads(led.read_text())
-        secs = sum(float(p.get("seconds", 0.0)) for p in (d.get("spent") or {}).values())
-        total += secs * int(d.get("threads", 1)) * int(d.get("processes", 1))
-    return total / 3600.0
+        out["runs"] += hours(json.loads(led.read_text()))
+    for rec in Path(runs_dir).glob(f"*/s*/{RECORD}"):
+        r = json.loads(rec.read_text())
+        out["final_evaluations"] += float(r.get("seconds", 0.0)) * int(r.get("threads", 1)) / 3600.0
+    for name in ANALYSIS_FILES:
+        for f in Path(runs_dir).glob(f"*/s*/{name}"):
+            c = json.loads(f.read_text()).get("_cost") or {}
+            out["analyses"] += float(c.get("seconds", 0.0)) * int(c.get("threads", 1)) / 3600.0
+    for name in (recipes if sweeps_dir is not None else ()):
+        for summ in Path(sweeps_dir).glob(f"sweep_{name}/trial_*/summary.json"):
+            out["sweeps"] += hours(json.loads(summ.read_text()).get("ledger") or {})
+            out["sweep_trials"] += 1
+    out["total"] = out["runs"] + out["final_evaluations"] + out["analyses"] + out["sweeps"]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ collection
@@ -618,12 +644,23 @@ JOINT_GROUPS = ("multi-reward", "mt-grpo-guard", "mt-nft")
 VARIANCE_PAIR = ("opd_sde", "opd_ppo")
 
 
+#: the analyses' numbers cached in a run folder (:func:`run_analyses`), each with its ``_cost``
+ANALYSIS_FILES = ("claims_interference.json", "claims_variance.json")
+
+
 def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     from .checkpoint import atomic_write_json
 
+    import time
+
+    import torch
+
     if path.is_file():
         return json.loads(path.read_text())
+    t0 = time.perf_counter()
     res = compute()
+    # its cost, for the campaign's CPU hours (cpu_hours)
+    res = {**res, "_cost": {"seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}}
     atomic_write_json(path, res)
     return res
 
@@ -651,13 +688,13 @@ def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str
 
     out: Dict[str, float] = {}
     if group.label in JOINT_GROUPS:
-        res = _cached(d / "claims_interference.json", lambda: itf.run_interference(d))
+        res = _cached(d / ANALYSIS_FILES[0], lambda: itf.run_interference(d))
         out[f"conflict/{group.label}"] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
     if group.label == "opd":
         def study():
             _, tasks, ctx = itf.run_analysis_context(d)
             return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
-        res = _cached(d / "claims_variance.json", study)
+        res = _cached(d / ANALYSIS_FILES[1], study)
         ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
         ratios = [r for r in ratios if r is not None]
         if ratios:
@@ -857,11 +894,13 @@ def verdict_flips(ev: Evidence, gold: Optional[List[dict]] = None) -> List[dict]
             for a, b in zip(gold, proxy) if a["verdict"] != b["verdict"]]
 
 
-def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: float, command: str,
+def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours, command: str,
                  halves: Optional[Tuple[Evidence, Evidence, List[str]]] = None) -> dict:
     """claims.json, report.md and report.html in ``out``; ``halves``: :func:`seed_halves` (the eval-seed split
-    check; None: it cannot run)."""
+    check; None: it cannot run); ``hours``: :func:`cpu_hours`'s parts, or a total."""
     from .checkpoint import atomic_write_json, atomic_write_text
+
+    hours = dict(hours) if isinstance(hours, dict) else {"total": float(hours)}
 
     rows = evaluate_claims(ev)
     seed_split(rows, halves, ev.tasks)
@@ -870,7 +909,7 @@ def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours: 
            "the null on the claimed side (and a family's Holm-adjusted p < 0.05); refuted when it excludes it on the "
            "other side; else below resolution.",
            "tasks": ev.tasks, "unit": ev.unit, "teacher_cost": ev.teacher_cost, "base": ev.base,
-           "teacher": ev.teacher, "runs": status_, "cpu_hours": hours, "command": command,
+           "teacher": ev.teacher, "runs": status_, "cpu_hours": hours["total"], "cpu_hours_by_part": hours, "command": command,
            "threats": threats(ev, rows, flips), "flips": flips,
            "seed_split_rule": f"Every verdict recomputed on two disjoint halves of each task's eval noise seeds "
            f"(seed indices 0..k/2-1 and k/2..k-1, from the cached evaluations); a confirmed or refuted verdict whose "
@@ -898,10 +937,21 @@ def summary_table(doc: dict) -> List[List[str]]:
     return table
 
 
+def hours_text(doc: dict) -> str:
+    """The report's CPU-hours sentence (:func:`cpu_hours`)."""
+    h = doc.get("cpu_hours_by_part") or {"total": doc["cpu_hours"]}
+    if "runs" not in h:
+        return f"{h['total']:.1f} CPU hours recorded"
+    return (f"{h['total']:.1f} CPU hours recorded: {h['runs']:.1f} training the runs (with their in-run evaluations), "
+            f"{h['final_evaluations']:.1f} in their full-protocol final evaluations, {h.get('analyses', 0.0):.1f} in "
+            f"the analyses, {h['sweeps']:.1f} in {h['sweep_trials']} equal-tuning sweep trials (the shipped base and "
+            "teacher evaluations not counted)")
+
+
 def render_markdown(doc: dict) -> str:
     lines = ["# DiffusionOPD's claims, re-tested", "",
              f"Reproduce: `{doc['command']}`. Runs: {len(doc['runs']['done'])} finished, {len(doc['runs']['partial'])} "
-             f"partial, {len(doc['runs']['missing'])} missing; {doc['cpu_hours']:.1f} CPU hours recorded.", "",
+             f"partial, {len(doc['runs']['missing'])} missing; {hours_text(doc)}.", "",
              "**Verdict rule.** " + doc["verdict_rule"], "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_table(doc)]
     lines += ["", "## Every sub-claim", "", "**Eval-seed halves.** " + doc.get("seed_split_rule", ""), "",
@@ -929,7 +979,7 @@ def render_html(doc: dict) -> str:
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px;"
             "vertical-align:top}table{border-collapse:collapse;margin:1em 0}</style></head><body>"
             "<h1>DiffusionOPD's claims, re-tested</h1>"
-            f"<p>Reproduce: <code>{html.escape(doc['command'])}</code>; {doc['cpu_hours']:.1f} CPU hours recorded.</p>"
+            f"<p>Reproduce: <code>{html.escape(doc['command'])}</code>; {html.escape(hours_text(doc))}.</p>"
             f"<p><b>Verdict rule.</b> {html.escape(doc['verdict_rule'])}</p>"
             + table(["claim", "verdict", "evidence"], summary_table(doc)) + "<h2>Every sub-claim</h2>"
             + table(["claim", "part", "paper", "measured", "verdict", "eval-seed halves"], sub)

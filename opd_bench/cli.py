@@ -203,6 +203,8 @@ def claims(
                                       "prompt at several seeds, docs/evaluation.md) or run (each run's own final "
                                       "evaluation, the base and teachers under the same protocol)"),
     status_only: bool = typer.Option(False, "--status", help="Only print which runs are done, partial, missing"),
+    sweeps_dir: Path = typer.Option(Path("runs/sweeps"), "--sweeps-dir", help="Where the equal-tuning sweeps of the "
+                                    "groups' recipes ran (their trials' CPU hours count in the report's total)"),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: with --run, train and score only every N-th "
                                         "run and reference from the I-th (N processes side by side, e.g. 0/2 and "
                                         "1/2 with OMP_NUM_THREADS=1 each); no report. Then run without --shard"),
@@ -253,7 +255,8 @@ def claims(
     # the eval-seed split check: every verdict again on two halves of the cached evaluations' noise seeds
     halves = cl.seed_halves(camp, runs_dir, base_ck, teachers, protocol, extra) if protocol_name == "full" else None
     command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run --protocol {protocol_name}"
-    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir), command, halves)
+    recipes = sorted({r.stem for r in map(cl.recipe_of, camp.groups) if r is not None})
+    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir, sweeps_dir, recipes), command, halves)
     for row in cl.summary_table(doc):
         console.print(f"{row[1]:<18} {row[0]}", markup=False, highlight=False)
     console.print(f"wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'claims.json'}", markup=False,

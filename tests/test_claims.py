@@ -399,6 +399,7 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     d = tmp_path / "runs" / "opd" / "s1"
     assert json.loads((d / cl.RECORD).read_text())["results"]["rpt_glow"] == full
     rec = json.loads((d / cl.RECORD).read_text())
+    assert rec["seconds"] > 0 and rec["threads"] >= 1   # its cost, for the report's CPU hours
     (d / cl.RECORD).write_text(json.dumps({**rec, "digest": "0" * 64, "results": {"rpt_glow": {"stale": 1},
                                                                                   "clm_dim": {"stale": 1}}}))
     assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # other weights: read again
@@ -452,3 +453,38 @@ def test_a_recipe_written_while_a_shard_runs_is_taken_by_its_later_runs(tmp_path
 
     cl.run_campaign(small, tmp_path / "runs", run=run)
     assert lrs["sft-distill"] == 0.0007 and lrs["opd"] != 0.0007
+
+
+def test_cpu_hours_count_runs_final_evaluations_and_the_groups_sweeps(tmp_path):
+    """The report's CPU hours: every run's ledger (seconds of all phases x threads x processes), the recorded
+    full-protocol evaluations (seconds x threads) and the sweep trials of the campaign's recipes only."""
+    runs, sweeps = tmp_path / "runs", tmp_path / "sweeps"
+    led = {"spent": {"train": {"seconds": 3600.0}, "eval": {"seconds": 1800.0}, "teacher": {"seconds": 0.0}},
+           "threads": 2, "processes": 1}
+    for s in (0, 1):
+        (runs / "opd" / f"s{s}").mkdir(parents=True)
+        (runs / "opd" / f"s{s}" / "ledger.json").write_text(json.dumps(led))
+    (runs / "opd" / "s0" / cl.RECORD).write_text(json.dumps({"results": {}, "seconds": 7200.0, "threads": 1}))
+    for name, k in (("opd", 2), ("mt-nft", 1), ("elsewhere", 3)):
+        for i in range(k):
+            (sweeps / f"sweep_{name}" / f"trial_{i}").mkdir(parents=True)
+            (sweeps / f"sweep_{name}" / f"trial_{i}" / "summary.json").write_text(json.dumps(
+                {"final": {}, "ledger": {"spent": {"train": {"seconds": 900.0}, "eval": {"seconds": 900.0}}}}))
+    calls = []
+    cl._cached(runs / "opd" / "s1" / "claims_variance.json", lambda: calls.append(1) or {"tasks": []})
+    cost = json.loads((runs / "opd" / "s1" / "claims_variance.json").read_text())["_cost"]
+    assert cost["threads"] >= 1 and cost["seconds"] >= 0 and calls == [1]
+    (runs / "opd" / "s1" / "claims_variance.json").write_text(json.dumps({"tasks": [], "_cost": {"seconds": 1800.0,
+                                                                                              "threads": 1}}))
+    h = cl.cpu_hours(runs, sweeps, ["opd", "mt-nft"])
+    assert h["runs"] == pytest.approx(2 * 1.5 * 2) and h["final_evaluations"] == pytest.approx(2.0)
+    assert h["analyses"] == pytest.approx(0.5)
+    assert h["sweeps"] == pytest.approx(3 * 0.5) and h["sweep_trials"] == 3
+    assert h["total"] == pytest.approx(6.0 + 2.0 + 0.5 + 1.5)
+    assert cl.cpu_hours(runs)["sweeps"] == 0.0
+    doc = cl.write_claims(planted_evidence(), tmp_path / "out", {"done": [], "partial": [], "missing": []}, h, "cmd")
+    assert doc["cpu_hours"] == pytest.approx(10.0)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "10.0 CPU hours recorded: 6.0 training the runs" in md and "1.5 in 3 equal-tuning sweep trials" in md
+    assert "0.5 in the analyses" in md
+    assert "10.0 CPU hours recorded: 6.0 training the runs" in (tmp_path / "out" / "report.html").read_text()
