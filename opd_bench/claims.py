@@ -449,11 +449,14 @@ def in_shard(position: int, shard: Tuple[int, int]) -> bool:
     return position % shard[1] == shard[0]
 
 
-def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int] = (0, 1)) -> List[Path]:
+def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int] = (0, 1),
+                 after: Optional[Callable[[Group, Path], None]] = None) -> List[Path]:
     """Train every run not finished yet, in the campaign's order: finished runs are skipped, interrupted ones
     resumed (``run(cfg, dir, resume) -> summary``, default the one runner), so rerunning continues it. With
     ``shard=(i, n)`` only every n-th run from the i-th (:func:`in_shard`): n processes, each with its own shard,
-    train the campaign side by side (each run folder is owned by one process); every config is still validated."""
+    train the campaign side by side (each run folder is owned by one process); every config is still validated.
+    ``after(group, dir)`` runs on each of the shard's finished runs as soon as it is trained (or, trained before,
+    when its turn comes): :func:`complete_run`, which scores it while its weights exist."""
     from .train import run_one
 
     run = run or run_one
@@ -474,7 +477,29 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int
             # resolved again when its turn comes: a recipe a sweep wrote since this process started (a shard
             # that starts while another recipe's sweep still runs) is the one the run takes
             run(run_config(camp, g, s), d, resume=(d / "state").exists())
+        if in_shard(k, shard) and after is not None and (d / "summary.json").is_file():
+            after(g, d)
     return dirs
+
+
+#: written in a run folder once everything the report reads from its weights is recorded there (its final
+#: evaluation, its analyses): the folder's small files alone then give its part of the report, so an archived
+#: copy of a run without the marker is trained again rather than restored (scripts/claims_campaign.sh)
+COMPLETE = "claims_complete.json"
+
+
+def complete_run(group: Group, d: Path, tasks: Sequence[str], protocol,
+                 analysis: Optional[Tuple[int, int]] = None) -> None:
+    """Record run ``d``'s final evaluation under ``protocol`` (:func:`final_results`) and, with
+    ``analysis=(k, batch)``, its analyses (:func:`run_analyses`), then mark the folder :data:`COMPLETE`. Each step
+    is cached, so calling it again costs nothing."""
+    from .checkpoint import atomic_write_json
+
+    final_results(d, tasks, protocol)
+    if analysis is not None:
+        run_analyses(group, d, *analysis)
+    atomic_write_json(d / COMPLETE, {"protocol": protocol.to_dict(), "tasks": list(tasks),
+                                     "analyses": None if analysis is None else list(analysis)})
 
 
 #: a finished run's final-checkpoint evaluation under the claims protocol, recorded in its folder

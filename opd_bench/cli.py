@@ -228,9 +228,6 @@ def claims(
                   f"(of {len(camp.runs())})", markup=False, highlight=False)
     if status_only:
         return
-    if train:
-        cl.run_campaign(camp, runs_dir, shard=part)
-        st = cl.status(camp, runs_dir)
     opd_group = next((g for g in camp.groups if g.label == "opd"), camp.groups[0])   # the subject of the claims
     cfg = cl.run_config(camp, opd_group, camp.first_seed)
     tasks = list(cfg.tasks)
@@ -239,6 +236,11 @@ def claims(
         from .protocol import named
 
         protocol = named("full", protocol)
+    if train:   # each run scored and analysed as soon as it is trained, while its weights exist
+        analysis = (variance_batches, variance_batch_size) if analyses else None
+        cl.run_campaign(camp, runs_dir, shard=part,
+                        after=lambda g, d: cl.complete_run(g, d, tasks, protocol, analysis))
+        st = cl.status(camp, runs_dir)
     teachers = {t: teacher_name(cfg, t) for t in tasks}
     base_ck = {t: cfg.model.checkpoint for t in tasks}
     if shard is not None:   # this process's share of the final scores, into the eval cache; no report

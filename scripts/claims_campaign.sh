@@ -12,6 +12,7 @@
 # trial's config.yaml and summary.json (all that the sweep's selection reads back) to $ARCHIVE, a tracked folder,
 # and restores them into runs/ at its start, so a fresh checkout carrying the archive resumes the sweeps.
 #   nohup bash scripts/claims_campaign.sh > runs/claims_campaign.log 2>&1 &
+#   bash scripts/claims_campaign.sh --restore-only     # only restore the archive (nothing trains)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID=configs/sweeps/equal_tuning.yaml
@@ -23,8 +24,10 @@ if [ "$JOBS" = 1 ]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; else expo
 
 # finished trials: runs/sweeps/sweep_<recipe>/trial_<k>/{config.yaml,summary.json} <-> $ARCHIVE/<recipe>/trial_<k>/
 # finished campaign runs: runs/claims/<group>/s<seed>/ small files (config, summary, ledger, histories, the recorded
-# full-protocol evaluation claims_eval.json and the cached analyses) <-> $RUNS_ARCHIVE/<group>/s<seed>/: the report
-# reads a run's scores from its record when its weights are gone (opd_bench.claims.final_results)
+# full-protocol evaluation claims_eval.json, the cached analyses and the claims_complete.json marker) ->
+# $RUNS_ARCHIVE/<group>/s<seed>/; restored are the complete ones: the report reads a run's scores from its record
+# when its weights are gone (opd_bench.claims.final_results). Each shard scores and analyses a run as soon as it
+# is trained (`claims --run`), so a machine reset loses at most the runs of the session's last hour.
 RUNS_ARCHIVE=${OPD_BENCH_RUNS_ARCHIVE:-experiments/claims_campaign/runs}
 archive() {
   local f d g
@@ -33,7 +36,7 @@ archive() {
     d=$(dirname "$f"); g=${d#runs/claims/}
     mkdir -p "$RUNS_ARCHIVE/$g"
     for n in config.yaml summary.json ledger.json eval_history.jsonl metrics.jsonl claims_eval.json \
-             claims_interference.json claims_variance.json; do
+             claims_interference.json claims_variance.json claims_complete.json; do
       if [ -f "$d/$n" ]; then cp -p "$d/$n" "$RUNS_ARCHIVE/$g/"; fi
     done
   done
@@ -55,7 +58,9 @@ restore() {
     [ -f "$f" ] || continue
     [ -f "configs/recipes/$(basename "$f")" ] || cp -p "$f" configs/recipes/
   done
-  for f in "$RUNS_ARCHIVE"/*/s*/summary.json; do
+  # only a complete run (its final evaluation and analyses recorded, opd_bench.claims.COMPLETE): the weights are
+  # not archived, so a run trained but not yet scored when the machine went is trained again
+  for f in "$RUNS_ARCHIVE"/*/s*/claims_complete.json; do
     [ -f "$f" ] || continue
     d=$(dirname "$f"); g=${d#"$RUNS_ARCHIVE"/}
     [ -f "runs/claims/$g/summary.json" ] && continue
@@ -88,6 +93,7 @@ sweep_objectives() {
   sweep cascade-nft cascade --set grpo.objective=nft
 }
 restore
+if [ "${1:-}" = "--restore-only" ]; then exit 0; fi   # only put the archive back into runs/ and configs/recipes/
 ( while sleep 300; do archive; done ) & keeper=$!
 trap 'archive; kill "$keeper" 2>/dev/null' EXIT
 CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims --out reports/claims)

@@ -2,6 +2,7 @@
 computation, and the campaign's resumable orchestration."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,3 +489,60 @@ def test_cpu_hours_count_runs_final_evaluations_and_the_groups_sweeps(tmp_path):
     assert "10.0 CPU hours recorded: 6.0 training the runs" in md and "1.5 in 3 equal-tuning sweep trials" in md
     assert "0.5 in the analyses" in md
     assert "10.0 CPU hours recorded: 6.0 training the runs" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_each_run_is_completed_as_soon_as_it_is_trained(tmp_path, monkeypatch):
+    """`claims --run` scores and analyses a shard's run right after training it (and a run trained before, when its
+    turn comes), while its weights exist, then marks the folder complete; the other shard's runs are left alone."""
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 3)])
+    order = [cl.run_dir(tmp_path, g, s) for g, s in small.runs()]
+    order[0].mkdir(parents=True)
+    (order[0] / "summary.json").write_text("{}")          # trained in an earlier session
+    events = []
+
+    def run(cfg, d, resume):
+        events.append(("train", d.name))
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").write_text("{}")
+
+    monkeypatch.setattr(cl, "final_results", lambda d, tasks, protocol: events.append(("score", d.name)))
+    monkeypatch.setattr(cl, "run_analyses", lambda g, d, k, b: events.append(("analyse", d.name)))
+    protocol = __import__("opd_bench.evaluate", fromlist=["EvalProtocol"]).EvalProtocol()
+    cl.run_campaign(small, tmp_path, run=run, shard=(0, 2),
+                    after=lambda g, d: cl.complete_run(g, d, ["ocr"], protocol, (4, 2)))
+    assert events == [("score", "s0"), ("analyse", "s0"), ("train", "s2"), ("score", "s2"), ("analyse", "s2")]
+    assert (order[0] / cl.COMPLETE).is_file() and (order[2] / cl.COMPLETE).is_file()
+    assert not order[1].exists()                             # shard 1's run
+    assert json.loads((order[2] / cl.COMPLETE).read_text())["analyses"] == [4, 2]
+
+
+def test_the_campaign_script_restores_complete_runs_only(tmp_path):
+    """scripts/claims_campaign.sh --restore-only: an archived run with its completion marker comes back into
+    runs/claims/ (the report reads its records); one trained but never scored (no marker: its weights were not
+    archived) does not, so the campaign trains it again instead of failing on missing weights."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(root / "scripts" / "claims_campaign.sh", tmp_path / "scripts")
+    arch = tmp_path / "experiments" / "claims_campaign"
+    for seed, complete in ((0, True), (1, False)):
+        d = arch / "runs" / "opd" / f"s{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text("{}")
+        (d / cl.RECORD).write_text("{}")
+        if complete:
+            (d / cl.COMPLETE).write_text("{}")
+    (arch / "sweeps" / "opd" / "trial_0").mkdir(parents=True)
+    for n in ("summary.json", "config.yaml"):
+        (arch / "sweeps" / "opd" / "trial_0" / n).write_text("{}")
+    (arch / "recipes").mkdir()
+    (arch / "recipes" / "opd.yaml").write_text("method: opd\n")
+    r = subprocess.run(["bash", str(tmp_path / "scripts" / "claims_campaign.sh"), "--restore-only"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runs" / "claims" / "opd" / "s0" / cl.COMPLETE).is_file()
+    assert not (tmp_path / "runs" / "claims" / "opd" / "s1").exists()
+    assert (tmp_path / "runs" / "sweeps" / "sweep_opd" / "trial_0" / "summary.json").is_file()
+    assert (tmp_path / "configs" / "recipes" / "opd.yaml").read_text() == "method: opd\n"
