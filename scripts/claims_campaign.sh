@@ -92,6 +92,12 @@ sweep_objectives() {
   sweep mt-nft multi-reward --set grpo.objective=nft
   sweep cascade-nft cascade --set grpo.objective=nft
 }
+# ship_refs CHECKPOINTS: the released models' full-protocol evaluations (the report's base and teacher scores) into
+# checkpoints/evals/, one task at a time (scripts/ship_evals.py; shipped ones are read back): tracked files that
+# survive the machine, to commit with the campaign
+ship_refs() {
+  python scripts/ship_evals.py --protocol full --checkpoints "$1"
+}
 restore
 if [ "${1:-}" = "--restore-only" ]; then exit 0; fi   # only put the archive back into runs/ and configs/recipes/
 ( while sleep 300; do archive; done ) & keeper=$!
@@ -100,18 +106,22 @@ CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims
 if [ "$JOBS" = 1 ]; then
   sweep_plain
   sweep_objectives
+  ship_refs base,teacher_aesthetic,teacher_geneval,teacher_ocr,teacher_preference
 elif [ "$JOBS" = 2 ]; then
   # each process starts its campaign shard as soon as its own sweeps are done: a run resolves its recipe when its
   # turn comes (opd_bench.claims.run_campaign), and the groups whose sweeps run last (sft-distill) come last
   ( sweep_plain > runs/claims_campaign.sweep0.log 2>&1
+    ship_refs base > runs/claims_campaign.refs0.log 2>&1
     "${CLAIMS[@]}" --shard 0/2 > runs/claims_campaign.shard0.log 2>&1 ) & a=$!
   ( sweep_objectives > runs/claims_campaign.sweep1.log 2>&1
+    ship_refs teacher_aesthetic,teacher_geneval,teacher_ocr,teacher_preference > runs/claims_campaign.refs1.log 2>&1
     "${CLAIMS[@]}" --shard 1/2 > runs/claims_campaign.shard1.log 2>&1 ) & b=$!
   wait "$a"; wait "$b"
 else
   sweep_plain > runs/claims_campaign.sweep0.log 2>&1 & a=$!
   sweep_objectives > runs/claims_campaign.sweep1.log 2>&1 & b=$!
   wait "$a"; wait "$b"
+  ship_refs base,teacher_aesthetic,teacher_geneval,teacher_ocr,teacher_preference
   pids=()
   for i in $(seq 0 $((JOBS - 1))); do
     "${CLAIMS[@]}" --shard "$i/$JOBS" > "runs/claims_campaign.shard$i.log" 2>&1 & pids+=($!)
