@@ -84,3 +84,42 @@ def test_a_start_evaluation_is_served_from_the_cache_and_changes_nothing_else(tm
     full = evaluate(model, ["brightness"], protocol, show_progress=False, keep_images=True)
     assert torch.allclose(first_images(model, "brightness", protocol, 2), full["_images"]["brightness"][0][:2],
                           atol=1e-5)
+
+
+def test_ship_evals_ships_a_named_protocol_one_task_at_a_time(tmp_path, monkeypatch):
+    """scripts/ship_evals.py --protocol full: each released model's tasks scored one at a time under the named full
+    protocol, each file and its index entry written as soon as it is scored (an interruption keeps them), and the
+    existing entries of other protocols kept."""
+    import importlib.util
+    import sys
+
+    from opd_bench.config import load_config
+    from opd_bench.protocol import named
+
+    spec = importlib.util.spec_from_file_location("ship_evals", ROOT / "scripts" / "ship_evals.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    shipped = tmp_path / "evals"
+    shipped.mkdir()
+    (shipped / "index.json").write_text(json.dumps({"old_ocr": {"checkpoint": "base", "task": "ocr", "protocol": {}}}))
+    (shipped / "old_ocr.json").write_text("{}")
+    monkeypatch.setattr(ship, "SHIPPED_EVALS", shipped)
+    calls = []
+
+    def fake(name, tasks, protocol):
+        calls.append((name, tuple(tasks), protocol.to_dict()))
+        if len(calls) == 3:
+            raise KeyboardInterrupt   # interrupted while scoring the third task
+        return {t: {"mean": 0.5} for t in tasks}, list(tasks)
+
+    monkeypatch.setattr(ship, "evaluate_cached", fake)
+    monkeypatch.setattr(ship, "cache_key", lambda name, protocol: f"k{name}")
+    monkeypatch.setattr(sys, "argv", ["ship_evals.py", "--checkpoints", "base", "--protocol", "full"])
+    with pytest.raises(KeyboardInterrupt):
+        ship.main()
+    full = named("full", EvalProtocol.from_config(load_config(None))).to_dict()
+    assert [c[:2] for c in calls] == [("base", ("aesthetic",)), ("base", ("geneval",)), ("base", ("ocr",))]
+    assert all(c[2] == full for c in calls)
+    index = json.loads((shipped / "index.json").read_text())
+    assert set(index) == {"old_ocr", "kbase_aesthetic", "kbase_geneval"}     # the two scored tasks kept
+    assert index["kbase_geneval"]["protocol"] == full and (shipped / "kbase_geneval.json").is_file()
