@@ -470,14 +470,16 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int
             raise UserError(f"campaign run folder {d} holds another config than its group now gives (a recipe or the "
                             "campaign file changed since it started): move it away to retrain it, or restore the "
                             "settings")
-    for k, (g, s, cfg) in enumerate(cfgs):
+    for k, (g, s) in enumerate(camp.runs()):
         d = run_dir(runs_dir, g, s)
         dirs.append(d)
-        if in_shard(k, shard) and not (d / "summary.json").is_file():
+        if not in_shard(k, shard):
+            continue
+        if not (d / "summary.json").is_file():
             # resolved again when its turn comes: a recipe a sweep wrote since this process started (a shard
             # that starts while another recipe's sweep still runs) is the one the run takes
             run(run_config(camp, g, s), d, resume=(d / "state").exists())
-        if in_shard(k, shard) and after is not None and (d / "summary.json").is_file():
+        if after is not None and (d / "summary.json").is_file():
             after(g, d)
     return dirs
 
@@ -533,16 +535,26 @@ def final_results(d: Path, tasks: Sequence[str], protocol, device="cpu") -> Dict
                         "evaluation under this protocol: retrain it (move the folder away)") from None
     if fits and rec.get("digest") == digest:
         return {t: rec["results"][t] for t in tasks}
+    res, cost = timed(lambda: cached_eval(d / "final", tasks, protocol, device))
+    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res, **cost})
+    return res
+
+
+def timed(compute: Callable[[], object]) -> Tuple[object, Dict[str, float]]:
+    """(``compute()``, its cost ``{"seconds", "threads"}``): what a record keeps for the campaign's CPU hours
+    (:func:`cpu_hours`)."""
     import time
 
     import torch
 
     t0 = time.perf_counter()
-    res = cached_eval(d / "final", tasks, protocol, device)
-    # its cost, for the campaign's CPU hours (cpu_hours): wall seconds of this evaluation and the threads it ran
-    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res,
-                                   "seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()})
-    return res
+    res = compute()
+    return res, {"seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
+
+
+def cost_hours(cost: dict) -> float:
+    """CPU hours of a cost :func:`timed` recorded (no threads recorded: one)."""
+    return float(cost.get("seconds", 0.0)) * int(cost.get("threads", 1)) / 3600.0
 
 
 def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[str, str]], tasks: Sequence[str],
@@ -584,12 +596,10 @@ def cpu_hours(runs_dir: Path, sweeps_dir: Optional[Path] = None, recipes: Sequen
     for led in Path(runs_dir).glob("*/s*/ledger.json"):
         out["runs"] += hours(json.loads(led.read_text()))
     for rec in Path(runs_dir).glob(f"*/s*/{RECORD}"):
-        r = json.loads(rec.read_text())
-        out["final_evaluations"] += float(r.get("seconds", 0.0)) * int(r.get("threads", 1)) / 3600.0
+        out["final_evaluations"] += cost_hours(json.loads(rec.read_text()))
     for name in ANALYSIS_FILES:
         for f in Path(runs_dir).glob(f"*/s*/{name}"):
-            c = json.loads(f.read_text()).get("_cost") or {}
-            out["analyses"] += float(c.get("seconds", 0.0)) * int(c.get("threads", 1)) / 3600.0
+            out["analyses"] += cost_hours(json.loads(f.read_text()).get("_cost") or {})
     for name in (recipes if sweeps_dir is not None else ()):
         for summ in Path(sweeps_dir).glob(f"sweep_{name}/trial_*/summary.json"):
             out["sweeps"] += hours(json.loads(summ.read_text()).get("ledger") or {})
@@ -676,16 +686,10 @@ ANALYSIS_FILES = ("claims_interference.json", "claims_variance.json")
 def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     from .checkpoint import atomic_write_json
 
-    import time
-
-    import torch
-
     if path.is_file():
         return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    res = compute()
-    # its cost, for the campaign's CPU hours (cpu_hours)
-    res = {**res, "_cost": {"seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}}
+    res, cost = timed(compute)
+    res = {**res, "_cost": cost}
     atomic_write_json(path, res)
     return res
 
@@ -968,7 +972,7 @@ def hours_text(doc: dict) -> str:
     if "runs" not in h:
         return f"{h['total']:.1f} CPU hours recorded"
     return (f"{h['total']:.1f} CPU hours recorded: {h['runs']:.1f} training the runs (with their in-run evaluations), "
-            f"{h['final_evaluations']:.1f} in their full-protocol final evaluations, {h.get('analyses', 0.0):.1f} in "
+            f"{h['final_evaluations']:.1f} in their full-protocol final evaluations, {h['analyses']:.1f} in "
             f"the analyses, {h['sweeps']:.1f} in {h['sweep_trials']} equal-tuning sweep trials (the shipped base and "
             "teacher evaluations not counted)")
 

@@ -16,6 +16,7 @@ lookahead step on exactly the same batch.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -204,9 +205,11 @@ class GradContext(RunContext):
     ``record_steps``, its flattened gradient contribution: one per trained step in the methods' loops);
     ``optimizer_step`` only measures the gradient norm. With ``freeze`` set, a rollout is computed once per
     (task, round, prompts, group, noise level) and reused, so losses before and after a lookahead step are
-    evaluated on the same batch."""
+    evaluated on the same batch. OPD's student forwards are recomputed rather than taken from the rollout
+    (opd.student_from_rollout off, a same-weights setting): a reused rollout's graded graph would serve one backward."""
 
     def __init__(self, cfg: RunConfig, tasks: Sequence[str], student, device="cpu"):
+        cfg = replace(cfg, opd=replace(cfg.opd, student_from_rollout=False))
         super().__init__(cfg, tasks, student, Ledger(student.flops_per_forward()), device)
         self.record_steps = False
         self.freeze = False
@@ -243,7 +246,7 @@ class GradContext(RunContext):
         if not self.freeze:
             return super().rollout(task, records, group, noise_level, **options)
         key = (task, self.round, group, float(noise_level), tuple(r["prompt"] for r in records),
-               tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
+               tuple(sorted(options.items())))
         if key not in self._frozen:
             self._frozen[key] = super().rollout(task, records, group, noise_level, **options)
         return self._frozen[key]
@@ -277,12 +280,9 @@ def task_loss_and_grad(ctx: GradContext, objective: str, task: str, round_: int)
 
 def analysis_config(cfg: RunConfig, overrides: Sequence[str] = ()) -> RunConfig:
     """The run's config with overrides, one inner GRPO epoch and one minibatch (the gradient at theta), Flow-GRPO's
-    objective (the analyses represent every RL method by the GRPO gradient) and no EMA. OPD's student forwards
-    are recomputed rather than taken from the rollout (opd.student_from_rollout, a same-weights setting): the
-    analyses replay one frozen rollout for several gradients, and a rollout's graded graph serves one backward."""
+    objective (the analyses represent every RL method by the GRPO gradient) and no EMA."""
     data = to_dict(cfg)
     cfg = build_config(data, list(overrides))
-    cfg.opd.student_from_rollout = False
     cfg.grpo.inner_epochs = 1
     cfg.grpo.minibatches = 1
     cfg.grpo.objective = "grpo"
