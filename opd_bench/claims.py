@@ -356,6 +356,7 @@ class Group:
     seeds: int
     overrides: Dict[str, object] = field(default_factory=dict)
     recipe: Optional[str] = None
+    stage: int = 0          # the campaign trains stage by stage (see Campaign.runs)
 
 
 @dataclass
@@ -368,7 +369,17 @@ class Campaign:
     overrides: Dict[str, object] = field(default_factory=dict)   # applied to every group (before its own)
 
     def runs(self) -> List[Tuple[Group, int]]:
-        return [(g, s) for g in self.groups for s in range(self.first_seed, self.first_seed + g.seeds)]
+        """Every (group, seed) in training order: stage by stage (a group's ``stage``, default 0), and within a
+        stage seed by seed across its groups in file order. So a campaign cut short (a machine reset, a session's
+        end) holds the early stages whole and the current one balanced over its groups, every comparison paired
+        on the seeds it has, instead of all of one group and none of the next."""
+        runs = [(g.stage, s, k, g) for k, g in enumerate(self.groups)
+                for s in range(self.first_seed, self.first_seed + g.seeds)]
+        return [(g, s) for _, s, _, g in sorted(runs, key=lambda r: r[:3])]
+
+
+#: what a campaign file's group may set
+GROUP_KEYS = ("method", "seeds", "set", "recipe", "stage")
 
 
 def load_campaign(path: Path) -> Campaign:
@@ -381,8 +392,15 @@ def load_campaign(path: Path) -> Campaign:
     for label, g in (doc.get("groups") or {}).items():
         if not isinstance(g, dict) or "method" not in g:
             raise UserError(f"--spec: {path}: group {label!r} needs a 'method'")
+        unknown = sorted(set(g) - set(GROUP_KEYS))
+        if unknown:
+            raise UserError(f"--spec: {path}: group {label!r}: unknown key {unknown[0]!r} "
+                            f"(valid: {', '.join(GROUP_KEYS)})")
+        stage = g.get("stage", 0)
+        if isinstance(stage, bool) or not isinstance(stage, int):
+            raise UserError(f"--spec: {path}: group {label!r}: stage must be an integer, got {stage!r}")
         groups.append(Group(str(label), str(g["method"]), int(g.get("seeds", doc.get("seeds", 5))),
-                            dict(g.get("set") or {}), g.get("recipe")))
+                            dict(g.get("set") or {}), g.get("recipe"), stage))
     if not groups:
         raise UserError(f"--spec: {path}: no groups")
     return Campaign(str(doc.get("tasks", "all")), str(doc.get("budget", "2000:images")),

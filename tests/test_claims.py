@@ -278,6 +278,18 @@ def test_shards_split_the_campaign_and_its_evaluations_without_overlap(tmp_path,
     assert ("base", ("geneval",)) in scored and ("teacher_ocr", ("ocr",)) in scored
 
 
+def test_the_campaign_trains_stage_by_stage_and_seed_by_seed_within_a_stage():
+    """A campaign cut short holds its early stages whole and the current stage balanced over its groups."""
+    camp = cl.Campaign("ocr", "8:images", 0, [cl.Group("a", "opd", 3), cl.Group("abl", "opd", 2, stage=1),
+                                              cl.Group("b", "multi-reward", 2)])
+    assert [f"{g.label}/s{s}" for g, s in camp.runs()] == ["a/s0", "b/s0", "a/s1", "b/s1", "a/s2",
+                                                           "abl/s0", "abl/s1"]
+    shipped = cl.load_campaign("configs/claims.yaml")
+    first = [f"{g.label}/s{s}" for g, s in shipped.runs()][:15]   # issue 19's default comparison at 5 seeds first
+    assert first[:3] == ["opd/s0", "multi-reward/s0", "cascade/s0"]
+    assert sorted(first) == sorted(f"{m}/s{s}" for m in ("opd", "multi-reward", "cascade") for s in range(5))
+
+
 @pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/2", "0/0"])
 def test_a_bad_shard_is_one_line_exit_2(tmp_path, capsys, text):
     from opd_bench.cli import main
@@ -293,7 +305,9 @@ def test_a_bad_shard_is_one_line_exit_2(tmp_path, capsys, text):
 
 
 @pytest.mark.parametrize("body, words", [("groups: {}\n", "no groups"), ("bogus: 1\n", "unknown key"),
-                                         ("groups: {x: {seeds: 2}}\n", "needs a 'method'")])
+                                         ("groups: {x: {seeds: 2}}\n", "needs a 'method'"),
+                                         ("groups: {x: {method: opd, stgae: 1}}\n", "unknown key 'stgae'"),
+                                         ("groups: {x: {method: opd, stage: first}}\n", "stage must be an integer")])
 def test_bad_campaign_file_is_one_line_exit_2(tmp_path, capsys, body, words):
     from opd_bench.cli import main
 
