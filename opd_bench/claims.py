@@ -30,6 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
+from .evalcache import (INTERFERENCE_RECORD, RECORD, VARIANCE_RECORD, cost_hours, final_results,  # noqa: F401
+                        recorded, timed)
 from .stats import BELOW_RESOLUTION, BETTER, WORSE, holm, mde_paired, paired_t, t_interval, verdict_of
 
 CONFIRMED, REFUTED, UNRESOLVED, NOT_MEASURED = "confirmed", "refuted", "below resolution", "not measured"
@@ -522,59 +524,6 @@ def complete_run(group: Group, d: Path, tasks: Sequence[str], protocol,
                                      "analyses": None if analysis is None else list(analysis)})
 
 
-#: a finished run's final-checkpoint evaluation under the claims protocol, recorded in its folder
-RECORD = "claims_eval.json"
-
-
-def final_results(d: Path, tasks: Sequence[str], protocol, device="cpu") -> Dict[str, dict]:
-    """Per-task results of run ``d``'s final checkpoint under ``protocol``, recorded in the run folder
-    (:data:`RECORD`: the checkpoint's digest, the protocol, the results) so that the folder's small files alone
-    (an archived copy whose weights are gone) still give its scores. Computed through the eval cache when the
-    record is missing, is of other weights or another protocol, or lacks a task; a record read without the
-    weights is one of the same protocol and tasks."""
-    from .backbones import model_digest
-    from .checkpoint import atomic_write_json
-    from .errors import CheckpointError
-    from .evalcache import cached_eval
-
-    d = Path(d)
-    try:
-        rec = json.loads((d / RECORD).read_text())
-    except (OSError, ValueError):
-        rec = None
-    rec = rec if isinstance(rec, dict) and isinstance(rec.get("results"), dict) else None
-    fits = rec is not None and rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"])
-    try:
-        digest = model_digest(d / "final")
-    except CheckpointError as e:
-        if fits:
-            return {t: rec["results"][t] for t in tasks}
-        raise UserError(f"run {d}: its final checkpoint cannot be read ({e}) and {d / RECORD} does not hold its "
-                        "evaluation under this protocol: retrain it (move the folder away)") from None
-    if fits and rec.get("digest") == digest:
-        return {t: rec["results"][t] for t in tasks}
-    res, cost = timed(lambda: cached_eval(d / "final", tasks, protocol, device))
-    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res, **cost})
-    return res
-
-
-def timed(compute: Callable[[], object]) -> Tuple[object, Dict[str, float]]:
-    """(``compute()``, its cost ``{"seconds", "threads"}``): what a record keeps for the campaign's CPU hours
-    (:func:`cpu_hours`)."""
-    import time
-
-    import torch
-
-    t0 = time.perf_counter()
-    res = compute()
-    return res, {"seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
-
-
-def cost_hours(cost: dict) -> float:
-    """CPU hours of a cost :func:`timed` recorded (no threads recorded: one)."""
-    return float(cost.get("seconds", 0.0)) * int(cost.get("threads", 1)) / 3600.0
-
-
 def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[str, str]], tasks: Sequence[str],
                      protocol, shard: Tuple[int, int] = (0, 1), analysis: Optional[Tuple[int, int]] = None) -> int:
     """Score this shard's share of the finished runs' final checkpoints (campaign order; recorded in each run
@@ -636,7 +585,6 @@ def group_runs(camp: Campaign, runs_dir: Path, group: Group, tasks: Sequence[str
     scored once; ``view(results) -> results`` reads them another way, e.g. :func:`seed_half`), else the run's own
     final evaluation --, the val learning curve, BWT, spend."""
     from .analysis import curve_rows, load_run
-    from .evalcache import cached_eval
     from .evaluate import eval_row
     from .analysis.forgetting import backward_transfer, cascade_order, score_matrix
     from .methods import method_class
@@ -698,18 +646,7 @@ VARIANCE_PAIR = ("opd_sde", "opd_ppo")
 
 
 #: the analyses' numbers cached in a run folder (:func:`run_analyses`), each with its ``_cost``
-ANALYSIS_FILES = ("claims_interference.json", "claims_variance.json")
-
-
-def _cached(path: Path, compute: Callable[[], dict]) -> dict:
-    from .checkpoint import atomic_write_json
-
-    if path.is_file():
-        return json.loads(path.read_text())
-    res, cost = timed(compute)
-    res = {**res, "_cost": cost}
-    atomic_write_json(path, res)
-    return res
+ANALYSIS_FILES = (INTERFERENCE_RECORD, VARIANCE_RECORD)
 
 
 def variance_ratio(task_result: dict) -> Optional[float]:
@@ -735,13 +672,13 @@ def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str
 
     out: Dict[str, float] = {}
     if group.label in JOINT_GROUPS:
-        res = _cached(d / ANALYSIS_FILES[0], lambda: itf.run_interference(d))
+        res = itf.recorded_interference(d)
         out[f"conflict/{group.label}"] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
     if group.label == "opd":
         def study():
             _, tasks, ctx = itf.run_analysis_context(d)
             return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
-        res = _cached(d / ANALYSIS_FILES[1], study)
+        res = recorded(d / VARIANCE_RECORD, study)
         ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
         ratios = [r for r in ratios if r is not None]
         if ratios:

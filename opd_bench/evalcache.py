@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .checkpoint import atomic_write_json
 from .evaluate import EvalProtocol, evaluate
@@ -83,3 +83,80 @@ def cached_eval(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, device
                 options: Optional[dict] = None) -> Dict[str, dict]:
     """Per-task results of ``checkpoint`` under ``protocol``, from a cache tier or computed (and cached) now."""
     return evaluate_cached(checkpoint, tasks, protocol, device, options)[0]
+
+
+# ------------------------------------------------------------------------------------------- run-folder records
+# What a finished run's small files record about its final checkpoint (its final evaluation under a named protocol,
+# its analyses), so that an archived copy of the folder without its weights (the claims campaign keeps only the small
+# files across machine resets) still gives its part of `report` and `claims`.
+
+#: a run's final-checkpoint evaluation under a protocol: {"digest", "protocol", "results", "seconds", "threads"}
+RECORD = "claims_eval.json"
+#: the analyses of a run's final checkpoint (each computed once, :func:`recorded`): gradient interference
+#: (:func:`opd_bench.analysis.interference.recorded_interference`) and the claims' closed-form vs PPO-style
+#: gradient-variance study (:func:`opd_bench.claims.run_analyses`)
+INTERFERENCE_RECORD = "claims_interference.json"
+VARIANCE_RECORD = "claims_variance.json"
+
+
+def timed(compute: Callable[[], object]) -> Tuple[object, Dict[str, float]]:
+    """(``compute()``, its cost ``{"seconds", "threads"}``): what a record keeps for the campaign's CPU hours."""
+    import time
+
+    import torch
+
+    t0 = time.perf_counter()
+    res = compute()
+    return res, {"seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads()}
+
+
+def cost_hours(cost: dict) -> float:
+    """CPU hours of a cost :func:`timed` recorded (no threads recorded: one)."""
+    return float(cost.get("seconds", 0.0)) * int(cost.get("threads", 1)) / 3600.0
+
+
+def recorded(path: Path, compute: Callable[[], dict]) -> dict:
+    """``compute()`` (a JSON mapping) recorded once at ``path`` with its ``_cost`` (:func:`timed`), read back after."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    res, cost = timed(compute)
+    res = {**res, "_cost": cost}
+    atomic_write_json(path, res)
+    return res
+
+
+def recorded_final(d: Path, tasks: Sequence[str], protocol: EvalProtocol) -> Optional[dict]:
+    """Run ``d``'s :data:`RECORD` when it holds ``tasks`` under ``protocol`` (whichever weights it was of), else None."""
+    try:
+        rec = json.loads((Path(d) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(rec, dict) and isinstance(rec.get("results"), dict)):
+        return None
+    return rec if rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"]) else None
+
+
+def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:
+    """Per-task results of run ``d``'s final checkpoint under ``protocol``, recorded in the run folder
+    (:data:`RECORD`: the checkpoint's digest, the protocol, the results) so that the folder's small files alone
+    (an archived copy whose weights are gone) still give its scores. Computed through the eval cache when the
+    record is missing, is of other weights or another protocol, or lacks a task; a record read without the
+    weights is one of the same protocol and tasks."""
+    from .backbones import model_digest
+    from .errors import CheckpointError, UserError
+
+    d = Path(d)
+    rec = recorded_final(d, tasks, protocol)
+    try:
+        digest = model_digest(d / "final")
+    except CheckpointError as e:
+        if rec is not None:
+            return {t: rec["results"][t] for t in tasks}
+        raise UserError(f"run {d}: its final checkpoint cannot be read ({e}) and {d / RECORD} does not hold its "
+                        "evaluation under this protocol: retrain it (move the folder away)") from None
+    if rec is not None and rec.get("digest") == digest:
+        return {t: rec["results"][t] for t in tasks}
+    res, cost = timed(lambda: cached_eval(d / "final", tasks, protocol, device))
+    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res, **cost})
+    return res

@@ -26,7 +26,7 @@ if [ "$JOBS" = 1 ]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; else expo
 # finished campaign runs: runs/claims/<group>/s<seed>/ small files (config, summary, ledger, histories, the recorded
 # full-protocol evaluation claims_eval.json, the cached analyses and the claims_complete.json marker) ->
 # $RUNS_ARCHIVE/<group>/s<seed>/; restored are the complete ones: the report reads a run's scores from its record
-# when its weights are gone (opd_bench.claims.final_results). Each shard scores and analyses a run as soon as it
+# when its weights are gone (opd_bench.evalcache.final_results). Each shard scores and analyses a run as soon as it
 # is trained (`claims --run`), so a machine reset loses at most the runs of the session's last hour.
 RUNS_ARCHIVE=${OPD_BENCH_RUNS_ARCHIVE:-experiments/claims_campaign/runs}
 archive() {

@@ -362,7 +362,7 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
             "--variance-batches", "4", "--variance-batch-size", "2", "--protocol", "run"]
     assert main(args + ["--run"]) == 0
     doc = json.loads((tmp_path / "out" / "claims.json").read_text())
-    assert doc["runs"]["done"] == [f"{g}/s{s}" for g in ("opd", "multi-reward", "cascade") for s in (0, 1)]
+    assert doc["runs"]["done"] == [f"{g}/s{s}" for s in (0, 1) for g in ("opd", "multi-reward", "cascade")]
     rows = {(r["claim"], r["part"]): r for r in doc["claims"]}
     m = rows[("beats-multitask-and-cascade", "vs multi-reward: average")]["measurement"]
     summaries = {g: [json.loads((tmp_path / "runs" / g / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
@@ -486,7 +486,7 @@ def test_cpu_hours_count_runs_final_evaluations_and_the_groups_sweeps(tmp_path):
             (sweeps / f"sweep_{name}" / f"trial_{i}" / "summary.json").write_text(json.dumps(
                 {"final": {}, "ledger": {"spent": {"train": {"seconds": 900.0}, "eval": {"seconds": 900.0}}}}))
     calls = []
-    cl._cached(runs / "opd" / "s1" / "claims_variance.json", lambda: calls.append(1) or {"tasks": []})
+    cl.recorded(runs / "opd" / "s1" / "claims_variance.json", lambda: calls.append(1) or {"tasks": []})
     cost = json.loads((runs / "opd" / "s1" / "claims_variance.json").read_text())["_cost"]
     assert cost["threads"] >= 1 and cost["seconds"] >= 0 and calls == [1]
     (runs / "opd" / "s1" / "claims_variance.json").write_text(json.dumps({"tasks": [], "_cost": {"seconds": 1800.0,

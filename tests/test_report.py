@@ -499,6 +499,38 @@ def test_a_rescored_report_records_each_runs_own_config_and_the_protocol_apart(r
     assert data["teachers"]["geneval"]["mean"] == pytest.approx(teacher["mean"])
 
 
+def test_an_archived_run_without_its_weights_reports_from_its_records(runs, tmp_path):
+    """A run folder's small files alone (the claims campaign archives them; the weights are lost with the machine)
+    give the same final scores and interference as the run with its weights: `report` records the final
+    evaluation and the interference in the folder (evalcache.RECORD, INTERFERENCE_RECORD) and reads them back."""
+    import shutil
+
+    from opd_bench.evalcache import INTERFERENCE_RECORD, RECORD
+    from opd_bench.report.build import build_report
+
+    live = tmp_path / "live"
+    shutil.copytree(runs / "runs" / "exp", live)
+    build_report([live], out=tmp_path / "a", interference=True, samples=0, protocol="quick")
+    assert all((live / r / RECORD).is_file() for r in ("opd_s0", "cascade_s0"))
+    assert (live / "opd_s0" / INTERFERENCE_RECORD).is_file()
+    archived = tmp_path / "archived"
+    shutil.copytree(live, archived, ignore=shutil.ignore_patterns("final", "state", "checkpoints", "*.safetensors"))
+    assert not list(archived.rglob("*.safetensors"))
+    build_report([archived], out=tmp_path / "b", interference=True, samples=0, protocol="quick")
+    a, b = (json.loads((tmp_path / x / "report.json").read_text().replace(str(live), str(archived))) for x in "ab")
+    assert a["protocol"] == b["protocol"] and a["protocol"]["name"] == "quick"
+    assert a["final_table"] == b["final_table"] and a["comparisons"] == b["comparisons"]
+    assert a["interference"] and a["interference"].keys() == b["interference"].keys()
+    for lab, res in a["interference"].items():
+        assert b["interference"][lab]["cosine"] == res["cosine"]
+    # without the records the archived run keeps its own (in-run) final evaluation and protocol, as before
+    for r in ("opd_s0", "cascade_s0"):
+        (archived / r / RECORD).unlink()
+    build_report([archived], out=tmp_path / "c", interference=False, samples=0, protocol="quick")
+    c = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert c["protocol"]["settings"]["prompts_per_task"] == 4 != a["protocol"]["settings"]["prompts_per_task"]
+
+
 def test_an_unknown_report_protocol_is_one_line(runs, capsys):
     assert main(["report", str(runs / "runs" / "exp"), "--protocol", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

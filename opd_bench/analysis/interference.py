@@ -435,6 +435,15 @@ def run_interference(run_path: Path, device="cpu", overrides: Sequence[str] = ()
     return out
 
 
+def recorded_interference(run_path: Path, device="cpu") -> dict:
+    """:func:`run_interference` at the run's final checkpoint, recorded in its folder
+    (:data:`~opd_bench.evalcache.INTERFERENCE_RECORD`): computed once, then read back, also once the weights are
+    gone (an archived claims-campaign run). `report` and `claims` both read it."""
+    from ..evalcache import INTERFERENCE_RECORD, recorded
+
+    return recorded(Path(run_path) / INTERFERENCE_RECORD, lambda: run_interference(run_path, device))
+
+
 # ----------------------------------------------------------------------------------------------- plots
 
 

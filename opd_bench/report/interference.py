@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from ..analysis import RunInfo
 from ..analysis import interference as itf
 from ..errors import UserError
+from ..evalcache import INTERFERENCE_RECORD
 from ..methods import method_class
 from .budget import spend_cell
 from .document import Doc, fmt
@@ -24,13 +25,14 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], rows: Mapping[str, dict], t
             r = rs[0]
             if method_class(r.method).single_task or len(r.tasks) < 2:
                 continue
-            if r.final_checkpoint is None and r.state_checkpoint is None:
+            final = r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()
+            if not final and r.state_checkpoint is None:
                 notes.append(f"{lab}: no checkpoint yet")
                 continue
             say(f"interference of {lab} (seed {r.seed})")
-            try:
-                inter[lab] = itf.run_interference(r.path, r.cfg.device,
-                                                  which="final" if r.final_checkpoint is not None else "state")
+            try:   # at the final checkpoint: recorded in the run folder (read back once its weights are gone)
+                inter[lab] = (itf.recorded_interference(r.path, r.cfg.device) if final
+                              else itf.run_interference(r.path, r.cfg.device, which="state"))
             except UserError as e:
                 notes.append(f"{lab}: {e}")
     neg = {lab: itf.negative_transfer({t: d["mean"] for t, d in r["tasks"].items()}, dict(tm))

@@ -99,18 +99,26 @@ def scoring_protocol(run: RunInfo, name: str):
     """The evaluation protocol the report scores ``run``'s models (its base, its final checkpoint, its teachers)
     under: ``run`` = the run's own (its config's ``eval`` section), else the named protocol (``full``: every test
     prompt at several noise seeds) with the run's sampling settings -- for a run it can re-score (finished, with
-    a final checkpoint; any other keeps its own rows, so its references stay under its own protocol). Pure: the
-    run's config is left as it ran."""
+    a final checkpoint or a recorded final evaluation under that protocol; any other keeps its own rows, so its
+    references stay under its own protocol). Pure: the run's config is left as it ran."""
     from ..evaluate import EvalProtocol
     from ..protocol import named
 
     own = EvalProtocol.from_config(run.cfg)
-    return named(name, own) if name != "run" and _rescorable(run) else own
+    if name == "run":
+        return own
+    other = named(name, own)
+    return other if _rescorable(run, other) else own
 
 
-def _rescorable(run: RunInfo) -> bool:
-    """Whether the report can re-score the run (a finished run with a final checkpoint); others keep their own."""
-    return run.final_checkpoint is not None and run.summary is not None
+def _rescorable(run: RunInfo, protocol) -> bool:
+    """Whether the report can score the run's final checkpoint under ``protocol``: a finished run with its weights,
+    or with that evaluation recorded in its folder (an archived run whose weights are gone,
+    :func:`~opd_bench.evalcache.final_results`); others keep their own rows."""
+    from ..evalcache import recorded_final
+
+    return run.summary is not None and (run.final_checkpoint is not None
+                                        or recorded_final(run.path, run.tasks, protocol) is not None)
 
 
 def protocol_record(runs: Sequence[RunInfo], name: str) -> Dict[str, object]:
@@ -124,16 +132,18 @@ def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
     """Score every run's start (its base model) and final checkpoint under the named protocol
     (:func:`scoring_protocol`) through the eval cache, in memory: its ``start`` and ``final`` rows are replaced;
     its config is not touched (report.json's run_configs stay what the run did; the references are scored under
-    the same protocol because the report passes it to them). A run without a final checkpoint keeps its rows."""
-    from ..evalcache import cached_eval
+    the same protocol because the report passes it to them). The final checkpoint's evaluation is recorded in the
+    run folder (:func:`~opd_bench.evalcache.final_results`), so an archived run whose weights are gone is still
+    scored from its record; a run with neither keeps its rows."""
+    from ..evalcache import cached_eval, final_results
     from ..evaluate import eval_row
 
     for r in runs:
-        if not _rescorable(r):
-            continue
         protocol = scoring_protocol(r, name)
+        if not _rescorable(r, protocol):
+            continue
         say(f"{name} protocol: {r.label or r.path.name} s{r.seed}")
-        final = eval_row(cached_eval(r.final_checkpoint, r.tasks, protocol, r.cfg.device), "final", protocol)
+        final = eval_row(final_results(r.path, r.tasks, protocol, r.cfg.device), "final", protocol)
         start = eval_row(cached_eval(r.cfg.model.checkpoint, r.tasks, protocol, r.cfg.device), "start", protocol)
         r.summary["final"] = {**r.summary["final"], **final}
         r.history = [dict(start, round=h["round"], budget=h["budget"], stage=h.get("stage", 0))
