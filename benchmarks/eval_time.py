@@ -13,6 +13,10 @@ run, the quick start (served from the cache: free) and final evaluations, the le
 (9 x curve_prompts val prompts per task) and the full final evaluation the report and claims use; plus the
 base's and the teachers' full evaluations once. Training time per run is the main job's measured 601 s
 (reports/main_job_timing), unless --train-seconds says otherwise.
+
+It also prints the full evaluation's compute bound: its denoiser FLOPs (the backbone's per-forward count x steps
+x 2 CFG halves x images) over a 2048^3 float32 matmul's FLOP/s measured in the same run at the same thread count,
+so a target below the bound is seen to be out of reach at this protocol and precision.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from opd_bench.config import load_config
 from opd_bench.evaluate import EvalProtocol, evaluate
 from opd_bench.protocol import named
 from opd_bench.tasks import get_task
+
+from main_job import matmul_peak  # noqa: E402  (benchmarks/main_job.py: the same peak the main job's bound uses)
 
 TASKS = ("aesthetic", "geneval", "ocr", "preference")
 
@@ -65,6 +71,14 @@ def main() -> None:
     one_full = sum(full_images[t] / rate[t] for t in TASKS)
     print(f"one model's full evaluation: {sum(full_images.values()):,} images, {one_full / 60:.1f} min projected "
           f"(target 5 min: ratio {one_full / 300:.2f})")
+    peak = matmul_peak()
+    per_image = model.flops_per_forward() * base.steps * (2 if base.guidance > 1 else 1)
+    bound = sum(full_images.values()) * per_image / peak
+    print(f"compute bound of one full evaluation: {sum(full_images.values()):,} images x {per_image / 1e9:.1f} GFLOP "
+          f"({base.steps} steps x {2 if base.guidance > 1 else 1} CFG halves x {model.flops_per_forward() / 1e9:.3f} "
+          f"GFLOP per forward) / {peak / 1e9:.0f} GFLOP/s (2048^3 float32 matmul, {torch.get_num_threads()} threads, "
+          f"this run) = {bound / 60:.1f} min; projected / bound {one_full / bound:.2f}; 5 min / bound "
+          f"{300 / bound:.2f}{' (the 5-min target is below the compute bound)' if bound > 300 else ''}")
     curve = cfg.eval.curve_prompts * len(TASKS) * (2 + int(cfg.budget.value // max(1, cfg.eval.curve_every)))
     quick = cfg.eval.prompts_per_task * len(TASKS)
     mean_rate = sum(rate.values()) / len(rate)
