@@ -666,7 +666,9 @@ def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str
     (share of task pairs whose cosine interval over 8 batches lies below 0: single-task gradient noise is inside
     that interval) and, for the opd group, log10 of the debiased relative variance of closed-form over
     PPO-style OPD gradients (same samples, ``k`` batches of ``batch``, averaged over tasks) at its final
-    checkpoint. ``{key: value}``, keys as in :func:`analyses`."""
+    checkpoint. ``{key: value}``, keys as in :func:`analyses`. Every other group's first run scored while its
+    weights exist records its interference too (one per group, not a claim): what `report`'s interference section
+    shows for that method once the campaign's weights are gone."""
     from .analysis import interference as itf
     from .analysis import variance as var
 
@@ -674,6 +676,8 @@ def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str
     if group.label in JOINT_GROUPS:
         res = itf.recorded_interference(d)
         out[f"conflict/{group.label}"] = float(res["conflict_over_batches"]["resolved_conflict_rate"])
+    elif (d / "final").is_dir() and not any((p / INTERFERENCE_RECORD).is_file() for p in d.parent.glob("s*")):
+        itf.recorded_interference(d)
     if group.label == "opd":
         def study():
             _, tasks, ctx = itf.run_analysis_context(d)

@@ -530,6 +530,30 @@ def test_each_run_is_completed_as_soon_as_it_is_trained(tmp_path, monkeypatch):
     assert json.loads((order[2] / cl.COMPLETE).read_text())["analyses"] == [4, 2]
 
 
+def test_interference_is_recorded_for_every_joint_run_and_once_for_any_other_group(tmp_path, monkeypatch):
+    """Joint groups' conflict is a claim (every seed); any other group records its interference once, in the first
+    run scored while its weights exist, so `report` can show it after the weights are gone."""
+    import opd_bench.analysis.interference as itf
+
+    calls = []
+
+    def fake(d, device="cpu"):
+        calls.append(f"{d.parent.name}/{d.name}")
+        (d / cl.INTERFERENCE_RECORD).write_text("{}")
+        return {"conflict_over_batches": {"resolved_conflict_rate": 0.25}}
+
+    monkeypatch.setattr(itf, "recorded_interference", fake)
+    for label in ("cascade", "multi-reward"):
+        for s in range(3):
+            d = tmp_path / label / f"s{s}"
+            (d / "final").mkdir(parents=True) if s else d.mkdir(parents=True)   # s0's weights are gone
+    cascade, joint = cl.Group("cascade", "cascade", 3), cl.Group("multi-reward", "multi-reward", 3)
+    for s in range(3):
+        assert cl.run_analyses(cascade, tmp_path / "cascade" / f"s{s}") == {}
+        assert cl.run_analyses(joint, tmp_path / "multi-reward" / f"s{s}") == {"conflict/multi-reward": 0.25}
+    assert calls == ["multi-reward/s0", "cascade/s1", "multi-reward/s1", "multi-reward/s2"]
+
+
 def test_the_campaign_script_restores_complete_runs_only(tmp_path):
     """scripts/claims_campaign.sh --restore-only: an archived run with its completion marker comes back into
     runs/claims/ (the report reads its records); one trained but never scored (no marker: its weights were not

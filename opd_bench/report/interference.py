@@ -22,7 +22,9 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], rows: Mapping[str, dict], t
     notes: List[str] = []
     if enabled:
         for lab, rs in groups.items():
-            r = rs[0]
+            # the first seed with its final weights or their recorded interference (an archived campaign run)
+            r = next((r for r in rs if r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()),
+                     rs[0])
             if method_class(r.method).single_task or len(r.tasks) < 2:
                 continue
             final = r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()
