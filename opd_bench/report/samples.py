@@ -88,7 +88,8 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], teachers: Mapping[str, dict
 
     if n <= 0:
         return None
-    first = {lab: rs[0] for lab, rs in groups.items() if rs[0].final_checkpoint is not None}
+    first = {lab: r for lab, rs in groups.items()      # each method's first seed whose final weights exist
+             for r in [next((r for r in rs if r.final_checkpoint is not None), None)] if r is not None}
     tck = {t: teachers[t]["source"] for t in tasks if t in teachers and teachers[t]["source"] != "given"}
     r0 = next(iter(groups.values()))[0]
     return model_grid(first, r0.cfg.model.checkpoint, tck, tasks, r0.cfg, n, out, scoring_protocol(r0, protocol))
