@@ -7,8 +7,8 @@ from tiny_world import make_tiny_world
 import torch
 
 from opd_bench.analysis import normalize
-from opd_bench.analysis.forgetting import (backward_transfer, first_trained_rows, forgetting, normalize_matrix,
-                                          score_matrix)
+from opd_bench.analysis.forgetting import (backward_transfer, first_trained_rows, forgetting, forgetting_resolution,
+                                          half_width_matrix, normalize_matrix, score_matrix)
 from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
 from opd_bench.analysis.interference import (
     GradContext, affinity_from_losses, conflict_over_batches, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
@@ -88,6 +88,23 @@ def test_score_matrix_rows_for_cascade_and_other_methods():
     assert labels == ["after stage 0", "final"] and np.allclose(R, [[0.5, 0.2], [0.3, 0.6]])
     labels, R = score_matrix(hist, ["a", "b"], cascade=False)
     assert labels == ["start", "end of stage 0", "final"] and R.shape == (3, 2)
+
+
+def test_forgetting_resolution_by_hand_and_unknown_where_the_intervals_are_degenerate():
+    """The smallest |F| a run resolves: sqrt(2) x the median 95% half-width of the rows F reads; a zero-width
+    interval (a stratified bootstrap with one prompt per category) is unknown, not perfect resolution."""
+    def row(label, k, a, ci_a, ci_b):
+        return {"label": label, "round": k, "budget": {"images": 8.0 * k}, "scores": {"a": a, "b": 0.25},
+                "ci": {"a": ci_a, "b": ci_b}}
+
+    hist = [row("start", 0, 0.1, [0.0, 0.2], [0.25, 0.25]), row("round 1", 1, 0.5, [0.3, 0.5], [0.25, 0.25]),
+            row("round 2", 2, 0.4, [0.3, 0.7], [0.25, 0.25]), row("final", 3, 0.3, [0.2, 0.6], [0.25, 0.25])]
+    H = half_width_matrix(hist, ["a", "b"])
+    assert np.allclose(H[:, 0], [0.1, 0.1, 0.2, 0.2]) and np.isnan(H[:, 1]).all()
+    first = first_trained_rows(score_matrix(hist, ["a", "b"])[0], 2, False)    # the start row is not read
+    res = forgetting_resolution(H, first)
+    assert res[0] == pytest.approx(math.sqrt(2) * 0.2) and np.isnan(res[1])
+    assert forgetting_resolution(H)[0] == pytest.approx(math.sqrt(2) * 0.15)
 
 
 # ------------------------------------------------------------------------------------------- interference

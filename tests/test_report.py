@@ -523,12 +523,15 @@ def test_an_archived_run_without_its_weights_reports_from_its_records(runs, tmp_
     assert a["interference"] and a["interference"].keys() == b["interference"].keys()
     for lab, res in a["interference"].items():
         assert b["interference"][lab]["cosine"] == res["cosine"]
-    # without the records the archived run keeps its own (in-run) final evaluation and protocol, as before
-    for r in ("opd_s0", "cascade_s0"):
-        (archived / r / RECORD).unlink()
-    build_report([archived], out=tmp_path / "c", interference=False, samples=0, protocol="quick")
-    c = json.loads((tmp_path / "c" / "report.json").read_text())
-    assert c["protocol"]["settings"]["prompts_per_task"] == 4 != a["protocol"]["settings"]["prompts_per_task"]
+    # without its record an archived run cannot be scored like the others: one line, exit 2, nothing written
+    (archived / "opd_s0" / RECORD).unlink()
+    from opd_bench.errors import UserError
+
+    with pytest.raises(UserError, match="opd_s0.*--protocol run"):        # the CLI prints it as one line, exit 2
+        build_report([archived], out=tmp_path / "c", interference=False, samples=0, protocol="quick")
+    assert not (tmp_path / "c").exists()
+    assert main(["report", str(archived), "--out", str(tmp_path / "c"), "--protocol", "run", "--samples", "0",
+                 "--no-interference"]) == 0
 
 
 def test_an_unknown_report_protocol_is_one_line(runs, capsys):

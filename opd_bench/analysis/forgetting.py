@@ -45,6 +45,23 @@ def forgetting(R, first_trained: Optional[Sequence[int]] = None) -> np.ndarray:
     return np.array([R[f:K, i].max() - R[K, i] if f < K else np.nan for i, f in enumerate(first)])
 
 
+def forgetting_resolution(half_widths, first_trained: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Per task (column), the smallest |F_i| one run resolves: the 95% half-width of a difference of two of its
+    checkpoint evaluations, sqrt(2) x the median per-evaluation half-width ``half_widths[k][i]`` over the rows F_i
+    reads (``first_trained[i]`` on). The checkpoints share prompts and noise, so a paired difference would be
+    tighter: this resolution is conservative. NaN where no half-width is known."""
+    H = np.asarray(half_widths, dtype=np.float64)
+    if H.ndim != 2 or H.shape[0] == 0:
+        return np.full(H.shape[-1] if H.ndim == 2 else 0, np.nan)
+    first = [0] * H.shape[1] if first_trained is None else list(first_trained)
+    out = []
+    for i, f in enumerate(first):
+        col = H[min(f, H.shape[0] - 1):, i]
+        col = col[np.isfinite(col)]
+        out.append(np.sqrt(2.0) * float(np.median(col)) if col.size else np.nan)
+    return np.array(out)
+
+
 def first_trained_rows(labels: Sequence[str], n_tasks: int, cascade: bool) -> List[int]:
     """Per task, the first row of :func:`score_matrix` at which it had been trained: for cascade the row after
     its own stage (row i for the task of stage i); for joint methods the first row after the start evaluation
@@ -84,26 +101,42 @@ def cascade_order(run: RunInfo) -> List[str]:
     return method_class(run.method).task_order(run.cfg, run.tasks)
 
 
-def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
-    """(row labels, R) from an eval history. Cascade: one row per completed stage (``end of stage k`` in stage
-    order, then ``final`` for the last stage). Otherwise the learning curve's evals in order (:func:`curve_rows`:
-    the periodic val evaluations when the run has them; duplicates at one point merged)."""
+def matrix_rows(history: Sequence[dict], cascade: bool = False) -> Tuple[List[str], List[dict]]:
+    """(row labels, eval rows) of the score matrix. Cascade: one row per completed stage (``end of stage k`` in
+    stage order, then ``final`` for the last stage). Otherwise the learning curve's evals in order
+    (:func:`curve_rows`: the periodic val evaluations when the run has them; duplicates at one point merged)."""
     if cascade:
         stages: Dict[int, dict] = {}
         for r in history:
             m = _STAGE.match(r.get("label", ""))
             if m:
                 stages[int(m.group(1))] = r
-        rows = [stages[k] for k in sorted(stages)]
         finals = [r for r in history if r.get("label") == "final"]
-        if finals:
-            rows.append(finals[-1])
-        labels = [f"after stage {k}" for k in sorted(stages)] + (["final"] if finals else [])
-    else:
-        rows = curve_rows(history)
-        labels = [r.get("label", "") for r in rows]
+        rows = [stages[k] for k in sorted(stages)] + finals[-1:]
+        return [f"after stage {k}" for k in sorted(stages)] + (["final"] if finals else []), rows
+    rows = curve_rows(history)
+    return [r.get("label", "") for r in rows], rows
+
+
+def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
+    """(row labels, R): R[k][i] = row k's (:func:`matrix_rows`) score on task i."""
+    labels, rows = matrix_rows(history, cascade)
     R = np.array([[float(r["scores"].get(t, np.nan)) for t in tasks] for r in rows], dtype=np.float64)
     return labels, R.reshape(len(rows), len(tasks))
+
+
+def half_width_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> np.ndarray:
+    """The 95% half-widths of :func:`score_matrix`'s entries (each evaluation's interval over its prompts, as the
+    eval recorded it). NaN where it recorded none or a degenerate one (zero width: a stratified bootstrap over
+    categories of one prompt each, as GenEval's 8-prompt curve evaluations have, cannot vary): unknown, not 0."""
+    def hw(r, t):
+        ci = (r.get("ci") or {}).get(t)
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci)
+        w = (float(ci[1]) - float(ci[0])) / 2 if ok else np.nan
+        return w if w > 0 else np.nan
+
+    rows = matrix_rows(history, cascade)[1]
+    return np.array([[hw(r, t) for t in tasks] for r in rows], dtype=np.float64).reshape(len(rows), len(tasks))
 
 
 def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, float]) -> dict:
@@ -116,11 +149,16 @@ def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, floa
     N = normalize_matrix(R, tasks, base, teacher)
     first = first_trained_rows(labels, len(tasks), cascade)
     F = forgetting(N, first)
+    res_raw = forgetting_resolution(half_width_matrix(run.history, tasks, cascade), first)
+    scale = [abs(teacher[t] - base[t]) if is_normalized(base.get(t), teacher.get(t)) else 1.0 for t in tasks]
     out = {
         "run": str(run.path), "label": run.label, "seed": run.seed, "tasks": list(tasks), "rows": labels,
         "R": R.tolist(), "R_normalized": N.tolist(),
         "forgetting": {t: _num(f) for t, f in zip(tasks, F)},
         "forgetting_raw": {t: _num(f) for t, f in zip(tasks, forgetting(R, first))},
+        # the smallest |F| the run's evaluations resolve, in F's units (normalised where F is) and raw
+        "forgetting_resolution": {t: _num(r / c) for t, r, c in zip(tasks, res_raw, scale)},
+        "forgetting_resolution_raw": {t: _num(r) for t, r in zip(tasks, res_raw)},
         "forgetting_definition": FORGETTING_DEFINITION,
         "bwt": None, "bwt_raw": None, "bwt_tasks": [],
     }

@@ -134,10 +134,18 @@ def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
     its config is not touched (report.json's run_configs stay what the run did; the references are scored under
     the same protocol because the report passes it to them). The final checkpoint's evaluation is recorded in the
     run folder (:func:`~opd_bench.evalcache.final_results`), so an archived run whose weights are gone is still
-    scored from its record; a run with neither keeps its rows."""
-    from ..evalcache import cached_eval, final_results
-    from ..evaluate import eval_row
+    scored from its record. A finished run with neither is refused (one line): its own evaluation is another
+    protocol, and a table mixing protocols compares nothing; an unfinished run keeps its rows (its curve so far)."""
+    from ..errors import UserError
+    from ..evalcache import RECORD, cached_eval, final_results
+    from ..evaluate import EvalProtocol, eval_row
+    from ..protocol import named
 
+    for r in runs:
+        if r.summary is not None and not _rescorable(r, named(name, EvalProtocol.from_config(r.cfg))):
+            raise UserError(f"run {r.path}: its final weights are gone and {r.path / RECORD} holds no {name}-protocol "
+                            f"evaluation of them, so it cannot be scored like the others: report it with "
+                            f"--protocol run, or leave it out")
     for r in runs:
         protocol = scoring_protocol(r, name)
         if not _rescorable(r, protocol):
