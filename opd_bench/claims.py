@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -123,6 +123,10 @@ class Evidence:
     extra: Dict[str, Dict[int, float]] = field(default_factory=dict)   # name -> seed -> value (e.g. variance)
     base_proxy: Dict[str, float] = field(default_factory=dict)     # the same evals scored with the learned proxy
     teacher_proxy: Dict[str, float] = field(default_factory=dict)
+    # per task, the per-prompt headline scores and strata of the base's and the teacher's evaluations
+    # (report.references.reference_entry): the normalised claims' denominators with their uncertainty
+    base_entries: Dict[str, dict] = field(default_factory=dict)
+    teacher_entries: Dict[str, dict] = field(default_factory=dict)
 
     @property
     def gold_tasks(self) -> List[str]:
@@ -166,6 +170,15 @@ class Claim:
 
 
 def _reach_teacher(ev: Evidence) -> Dict[str, Optional[Measurement]]:
+    """Per task, the student's normalised score (student - base) / (teacher - base) against 0.95. With the base's
+    and teacher's per-prompt scores (every campaign): a task whose teacher does not beat the base by more than its
+    MDE has no resolved denominator, so its normalised score is unbounded (below resolution, with the reason, as
+    the report leaves such a task out of the normalised average); otherwise the interval propagates the
+    denominator's uncertainty jointly with the seeds' (comparison.normalised_average_ci: prompts resampled for
+    base and teacher together, the seed mean t-distributed). Without them, the denominator is taken as exact."""
+    from .comparison import normalised_average_ci
+    from .report.headline import normalisation_plan
+
     g = ev.group("opd")
     out: Dict[str, Optional[Measurement]] = {}
     for t in ev.tasks:
@@ -173,9 +186,25 @@ def _reach_teacher(ev: Evidence) -> Dict[str, Optional[Measurement]]:
         if g is None or not math.isfinite(gap) or gap <= 0:
             out[t] = None
             continue
-        vals = [(g.scores[s][t] - ev.base[t]) / gap for s in g.scores]
-        out[t] = one_sample(vals, 0.95, "normalised score",
-                            f"(student - base) / (teacher - base) per seed, denominator {gap:+.3f} from the full test evals")
+        vals = [(g.scores[s][t] - ev.base[t]) / gap for s in sorted(g.scores)]
+        seeds_only = one_sample(vals, 0.95, "normalised score", "")
+        b, tt = ev.base_entries.get(t), ev.teacher_entries.get(t)
+        if not (b and tt and b.get("per_prompt") and tt.get("per_prompt")):
+            out[t] = replace(seeds_only, detail=f"(student - base) / (teacher - base) per seed, denominator {gap:+.3f} "
+                                                "from the full test evals, taken as exact")
+            continue
+        plan = normalisation_plan([t], {t: b}, {t: tt})[t]
+        if not plan["normalised"]:
+            out[t] = Measurement(float(np.mean(vals)), -math.inf, math.inf, len(vals), "normalised score",
+                                 f"{plan['reason'].split(':')[0]}: the normalised score's denominator is not resolved, "
+                                 "so its interval is unbounded", None, seeds_only.mde if seeds_only else None)
+            continue
+        est, lo, hi = normalised_average_ci({t: [g.scores[s][t] for s in sorted(g.scores)]}, {t: b["per_prompt"]},
+                                            {t: tt["per_prompt"]}, {t: tt.get("strata")})
+        out[t] = Measurement(est, lo, hi, len(vals), "normalised score",
+                             f"(student - base) / (teacher - base), denominator {plan['gain']:+.3f} (MDE "
+                             f"{plan['mde']:.3f}) from the full test evals, its uncertainty propagated jointly with "
+                             "the seeds'", None, seeds_only.mde if seeds_only else None)
     return out
 
 
@@ -623,21 +652,27 @@ def collect(camp: Campaign, runs_dir: Path, teachers: Dict[str, str], base: Tupl
     tasks = resolve_tasks(camp.tasks, load_config(camp.config, []))
     groups = {g.label: group_runs(camp, runs_dir, g, tasks, unit, protocol, view) for g in camp.groups}
     return Evidence(list(tasks), groups, base[0], teacher[0], teacher_cost(teachers), unit, dict(extra or {}),
-                    base[1], teacher[1])
+                    base[1], teacher[1], base[2] if len(base) > 2 else {}, teacher[2] if len(teacher) > 2 else {})
 
 
-def reference_scores(checkpoints: Dict[str, str], protocol, view=None) -> Tuple[Dict[str, float], Dict[str, float]]:
-    """(gold-first, proxy) test scores of fixed checkpoints ({task: checkpoint}), from the eval cache (computed
-    once per checkpoint and protocol); ``view`` as in :func:`group_runs`."""
+def reference_scores(checkpoints: Dict[str, str], protocol, view=None) -> Tuple[Dict[str, float], Dict[str, float],
+                                                                               Dict[str, dict]]:
+    """(gold-first, proxy, entries) test scores of fixed checkpoints ({task: checkpoint}), from the eval cache
+    (computed once per checkpoint and protocol); ``view`` as in :func:`group_runs`. ``entries[task]``: the per-prompt
+    headline scores and category strata (:func:`opd_bench.report.references.reference_entry`), which the
+    normalised claims need to propagate the teacher - base denominator's uncertainty."""
     from .evalcache import cached_eval
     from .evaluate import eval_row
+    from .report.references import reference_entry
 
-    head, proxy = {}, {}
+    head, proxy, entries = {}, {}, {}
     for t, ck in checkpoints.items():
         res = cached_eval(ck, [t], protocol)
-        h, p = row_scores(eval_row(view(res) if view else res, "reference", protocol), [t])
+        res = view(res) if view else res
+        h, p = row_scores(eval_row(res, "reference", protocol), [t])
         head[t], proxy[t] = h[t], p[t]
-    return head, proxy
+        entries[t] = reference_entry(res[t], t, str(ck), protocol)
+    return head, proxy, entries
 
 
 #: the joint multi-task groups whose interference is measured, and the estimators of the variance claim
@@ -732,8 +767,10 @@ def seed_half(results: Dict[str, dict], half: int, protocol, unsplit: Optional[s
         cols = list(range(k // 2)) if half == 0 else list(range(k // 2, k))
         per_sample = {m: np.asarray(v, dtype=np.float64)[:, cols].mean(axis=1) for m, v in per_seed.items()}
         kept = {key: v for key, v in res.items() if key not in ("per_prompt", "per_seed")}
+        per_prompt = [{"prompt": r["prompt"], **{m: float(v[i]) for m, v in per_sample.items()}}
+                      for i, r in enumerate(records)]
         out[t] = {**kept, **summarize_task(get_task(t), records, per_sample, protocol.bootstrap, protocol.seed),
-                  "seed_indices": cols}
+                  "per_prompt": per_prompt, "seed_indices": cols}
     return out
 
 

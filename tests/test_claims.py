@@ -92,6 +92,45 @@ def test_planted_claims_get_the_planted_verdicts(tmp_path):
         assert (tmp_path / name).stat().st_size > 500
 
 
+def test_reaching_the_teacher_propagates_the_denominator_and_leaves_an_unresolved_one_unbounded():
+    """With the references' per-prompt scores the student's normalised score carries the teacher - base
+    denominator's uncertainty (a wider interval than the seeds alone give); a task whose teacher does not beat the
+    base by more than its MDE has an unbounded interval: below resolution, with the reason."""
+    import copy
+
+    ev = planted_evidence()                              # opd ~0.5 per task, base 0.3, teacher 0.5 (normalised ~1)
+    rng = np.random.default_rng(3)
+    n = 200
+    base_pp = 0.3 + rng.normal(0, 0.1, n)
+    clear = base_pp + 0.2 + rng.normal(0, 0.05, n)       # teacher gain +0.2, far above its MDE
+    weak = base_pp + 0.001 + rng.normal(0, 0.05, n)      # gain ~0: below its MDE
+    without = cl._reach_teacher(ev)
+    ev2 = copy.deepcopy(ev)
+    ev2.base = {t: float(base_pp.mean()) for t in TASKS}
+    ev2.teacher = {t: float((clear if t != TASKS[-1] else base_pp + 0.2).mean()) for t in TASKS}
+    ev2.base_entries = {t: {"per_prompt": base_pp.tolist(), "strata": None} for t in TASKS}
+    ev2.teacher_entries = {t: {"per_prompt": (clear if t != TASKS[-1] else weak).tolist(), "strata": None}
+                           for t in TASKS}
+    with_pp = cl._reach_teacher(ev2)
+    t0 = TASKS[0]
+    assert "taken as exact" in without[t0].detail and "propagated" in with_pp[t0].detail
+    assert with_pp[t0].high - with_pp[t0].low > without[t0].high - without[t0].low
+    last = with_pp[TASKS[-1]]
+    assert (last.low, last.high) == (-math.inf, math.inf) and "not more than the task's MDE" in last.detail
+    assert cl.verdict(last, 0.95, +1) == UNRESOLVED
+
+
+def test_reference_strata_leave_out_separately_reported_categories():
+    """GenEval's held-out compositions are reported on their own row and left out of its score; the strata the
+    normalised denominators are computed on leave them out too, so the denominator is the headline scores'."""
+    from opd_bench.report.references import strata_indices
+
+    cats = {"a": "one", "b": "heldout", "c": "two", "d": "one"}
+    assert strata_indices(list("abcd"), cats, ("heldout",)) == [[0, 3], [2]]
+    assert strata_indices(list("abcd"), cats) == [[1], [0, 3], [2]]
+    assert strata_indices(["b"], cats, ("heldout",)) == [[0]]       # nothing else left: kept
+
+
 def _halves_of(ev, edit_b, sd=0.002):
     """Two copies of the evidence as the halves of its eval seeds: every final score drawn again with a little
     eval noise (``sd``), half b then edited."""

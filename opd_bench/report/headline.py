@@ -44,13 +44,11 @@ def normalisation_plan(tasks: Sequence[str], base: Mapping[str, dict], teachers:
                                 "teacher's gain cannot be tested against the task's MDE: shown raw, left out of "
                                 "the normalised average"}
         else:
-            cats = None
-            if tt.get("strata"):
-                cats = [""] * len(tt["per_prompt"])
-                for k, idx in enumerate(tt["strata"]):
-                    for i in idx:
-                        cats[i] = f"{k:03d}"
-            out[t] = normalisation_test(b["per_prompt"], tt["per_prompt"], cats, n_boot=n_boot)
+            bp, tp, cats = list(b["per_prompt"]), list(tt["per_prompt"]), None
+            if tt.get("strata"):    # the prompts of the task's score only (not a separately reported category)
+                keep = sorted((i, f"{k:03d}") for k, idx in enumerate(tt["strata"]) for i in idx)
+                bp, tp, cats = [bp[i] for i, _ in keep], [tp[i] for i, _ in keep], [c for _, c in keep]
+            out[t] = normalisation_test(bp, tp, cats, n_boot=n_boot)
     return out
 
 

@@ -41,14 +41,19 @@ def per_prompt_headline(res: dict, primary: str) -> List[float]:
     return [float(r[key]) for r in rows]
 
 
-def strata_indices(prompts: Sequence[str], categories: Optional[Mapping[str, str]]) -> Optional[List[List[int]]]:
-    """Index lists of the prompts of each category (sorted), or None without categories."""
+def strata_indices(prompts: Sequence[str], categories: Optional[Mapping[str, str]],
+                   separate: Sequence[str] = ()) -> Optional[List[List[int]]]:
+    """Index lists of the prompts of each category (sorted), or None without categories. The ``separate``
+    categories (a task's ``separate_categories``: GenEval's held-out compositions, reported on their own row) are
+    left out, as the task's score leaves them out (``evaluate.summarize_task``), unless nothing else is left: a
+    strata mean then equals the task's score."""
     if not categories:
         return None
     groups: Dict[str, List[int]] = {}
     for i, p in enumerate(prompts):
         groups.setdefault(str(categories.get(p)), []).append(i)
-    return [groups[k] for k in sorted(groups)]
+    scored = {k: v for k, v in groups.items() if k not in set(separate)} or groups
+    return [scored[k] for k in sorted(scored)]
 
 
 def _categories(task: str, protocol) -> Optional[Dict[str, str]]:
@@ -60,7 +65,9 @@ def _categories(task: str, protocol) -> Optional[Dict[str, str]]:
     return {r["prompt"]: r[key] for r in t.prompts(protocol.split)} if key else None
 
 
-def _entry(res: dict, task: str, source: str, protocol) -> dict:
+def reference_entry(res: dict, task: str, source: str, protocol) -> dict:
+    """One reference model's task result as the report and the claims read it: means, headline (gold first),
+    per-prompt headline scores and the category strata of its prompts."""
     from ..tasks import get_task
 
     primary = get_task(task).primary_metric
@@ -70,7 +77,8 @@ def _entry(res: dict, task: str, source: str, protocol) -> dict:
     return {"mean": float(res["mean"]), "ci": [res["ci_low"], res["ci_high"]], "source": source,
             "headline": float(gold) if gold is not None else float(res["mean"]),
             "headline_metric": GOLD if gold is not None else primary,
-            "per_prompt": pp or None, "strata": strata_indices(prompts, _categories(task, protocol))}
+            "per_prompt": pp or None,
+            "strata": strata_indices(prompts, _categories(task, protocol), get_task(task).separate_categories)}
 
 
 def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] = None,
@@ -114,7 +122,7 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
                 res = {}
             for t in todo:
                 if t in res:
-                    e = _entry(res[t], t, str(r.cfg.model.checkpoint), scoring)
+                    e = reference_entry(res[t], t, str(r.cfg.model.checkpoint), scoring)
                     base[t]["per_prompt"], base[t]["strata"] = e["per_prompt"], e["strata"]
         by_ckpt: Dict[str, List[str]] = {}  # one load per teacher checkpoint, whatever its number of tasks
         for t in r.tasks:
@@ -126,7 +134,7 @@ def compute(runs: Sequence[RunInfo], teacher_scores: Optional[Dict[str, float]] 
             except UserError:
                 continue
             for t in ts:
-                teachers[t] = _entry(res[t], t, name, scoring)
+                teachers[t] = reference_entry(res[t], t, name, scoring)
     return base, teachers
 
 
