@@ -29,7 +29,8 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], rows: Mapping[str, dict], t
                 continue
             final = r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()
             if not final and r.state_checkpoint is None:
-                notes.append(f"{lab}: no checkpoint yet")
+                notes.append(f"{lab}: no checkpoint (none yet, or its weights are gone and no run folder records its "
+                             "interference)")
                 continue
             say(f"interference of {lab} (seed {r.seed})")
             try:   # at the final checkpoint: recorded in the run folder (read back once its weights are gone)
