@@ -141,3 +141,25 @@ def test_what_to_expect_times_are_the_recorded_ones():
     rates = [float(x) for x in e.groups()[:4]]
     assert m.group(1) == e.group(5)
     assert (float(m.group(2)), float(m.group(3))) == (round(min(rates), 1), round(max(rates), 1))
+
+def test_full_protocol_teachers_vs_base_table_is_its_report_and_recomputes_from_the_shipped_evals():
+    """README's full-protocol teacher table is reports/teachers_vs_base_full (scripts/teachers_vs_base_full.py),
+    and that report is what the shipped full-protocol evaluations give today (no sampling: they are shipped)."""
+    import importlib.util
+
+    doc = json.loads((ROOT / "reports" / "teachers_vs_base_full" / "table.json").read_text())
+    header, rows = md_table("| task | scored by | prompts x seeds | base | teacher |")
+    assert [r[0] for r in rows] == list(doc["tasks"])
+    for cells in rows:
+        r = doc["tasks"][cells[0]]
+        assert cells[3:5] == [r3(r["base"]), r3(r["teacher"])]
+        assert cells[5] == f"{r['gain']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" and cells[6] == r3(r["mde"])
+        assert ("beats the base" in cells[7]) == r["beats_base_beyond_mde"] == (r["gain"] > r["mde"])
+    spec = importlib.util.spec_from_file_location("tvb", ROOT / "scripts" / "teachers_vs_base_full.py")
+    tvb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tvb)
+    fresh = json.loads(json.dumps(tvb.table()))
+    assert fresh["protocol"] == doc["protocol"]
+    for t, r in doc["tasks"].items():
+        for k, v in r.items():
+            assert fresh["tasks"][t][k] == (pytest.approx(v, abs=1e-9) if isinstance(v, float) else v), (t, k)
