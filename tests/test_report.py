@@ -538,3 +538,11 @@ def test_an_unknown_report_protocol_is_one_line(runs, capsys):
     assert main(["report", str(runs / "runs" / "exp"), "--protocol", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--protocol" in err[0]
+
+
+def test_each_tasks_mde_is_shown_against_the_protocols_target():
+    """The report states, per task, whether the measured MDE reaches issue 19's target (0.03 GenEval, else 0.02)."""
+    from opd_bench.report.headline import target_cell
+
+    assert target_cell("geneval", 0.054) == "0.03 (not reached)" and target_cell("ocr", 0.0199) == "0.02 (reached)"
+    assert target_cell("ocr", float("nan")) == "0.02 (not reached)" and target_cell("rpt_glow", 0.1) == "–"
