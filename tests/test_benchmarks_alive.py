@@ -58,6 +58,7 @@ def test_eval_time_projects_the_protocols_cost():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("images/s") == 4 and "one model's full evaluation:" in proc.stdout
     assert "(target 5 min: ratio" in proc.stdout and "(target 3 h: ratio" in proc.stdout
+    assert "compute bound of one full evaluation: 6,400 images" in proc.stdout and "projected / bound" in proc.stdout
 
 
 def _bench(script: str, *args: str, timeout: int = 300) -> str:
