@@ -131,6 +131,16 @@ def test_reference_strata_leave_out_separately_reported_categories():
     assert strata_indices(["b"], cats, ("heldout",)) == [[0]]       # nothing else left: kept
 
 
+def test_threats_say_when_the_teachers_cost_decides_the_total_cost_claim():
+    """A threat written from the ledgers: teachers costing more than a baseline's whole budget decide the
+    equal-total-cost claim by accounting; cheap teachers raise no such threat."""
+    ev = planted_evidence()                              # baselines spend 2,000 images; teachers 1,000
+    assert not any("decided by how the teachers were trained" in t for t in cl.threats(ev, [], []))
+    ev.teacher_cost = {"images": 95360.0}
+    said = [t for t in cl.threats(ev, [], []) if "decided by how the teachers were trained" in t]
+    assert len(said) == 1 and "95,360 images" in said[0] and "48x" in said[0]
+
+
 def _halves_of(ev, edit_b, sd=0.002):
     """Two copies of the evidence as the halves of its eval seeds: every final score drawn again with a little
     eval noise (``sd``), half b then edited."""
