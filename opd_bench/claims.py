@@ -188,6 +188,9 @@ def _reach_teacher(ev: Evidence) -> Dict[str, Optional[Measurement]]:
             continue
         vals = [(g.scores[s][t] - ev.base[t]) / gap for s in sorted(g.scores)]
         seeds_only = one_sample(vals, 0.95, "normalised score", "")
+        if seeds_only is None:          # fewer than two finite seed values
+            out[t] = None
+            continue
         b, tt = ev.base_entries.get(t), ev.teacher_entries.get(t)
         if not (b and tt and b.get("per_prompt") and tt.get("per_prompt")):
             out[t] = replace(seeds_only, detail=f"(student - base) / (teacher - base) per seed, denominator {gap:+.3f} "
@@ -197,14 +200,14 @@ def _reach_teacher(ev: Evidence) -> Dict[str, Optional[Measurement]]:
         if not plan["normalised"]:
             out[t] = Measurement(float(np.mean(vals)), -math.inf, math.inf, len(vals), "normalised score",
                                  f"{plan['reason'].split(':')[0]}: the normalised score's denominator is not resolved, "
-                                 "so its interval is unbounded", None, seeds_only.mde if seeds_only else None)
+                                 "so its interval is unbounded", None, seeds_only.mde)
             continue
         est, lo, hi = normalised_average_ci({t: [g.scores[s][t] for s in sorted(g.scores)]}, {t: b["per_prompt"]},
                                             {t: tt["per_prompt"]}, {t: tt.get("strata")})
         out[t] = Measurement(est, lo, hi, len(vals), "normalised score",
                              f"(student - base) / (teacher - base), denominator {plan['gain']:+.3f} (MDE "
                              f"{plan['mde']:.3f}) from the full test evals, its uncertainty propagated jointly with "
-                             "the seeds'", None, seeds_only.mde if seeds_only else None)
+                             "the seeds'", None, seeds_only.mde)
     return out
 
 

@@ -21,13 +21,14 @@ def compute(groups: Mapping[str, Sequence[RunInfo]], rows: Mapping[str, dict], t
     inter: Dict[str, dict] = {}
     notes: List[str] = []
     if enabled:
+        def at_final(r: RunInfo) -> bool:   # its final weights, or their interference recorded (weights gone)
+            return r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()
+
         for lab, rs in groups.items():
-            # the first seed with its final weights or their recorded interference (an archived campaign run)
-            r = next((r for r in rs if r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()),
-                     rs[0])
+            r = next((r for r in rs if at_final(r)), rs[0])    # the first seed measurable at its final checkpoint
             if method_class(r.method).single_task or len(r.tasks) < 2:
                 continue
-            final = r.final_checkpoint is not None or (r.path / INTERFERENCE_RECORD).is_file()
+            final = at_final(r)
             if not final and r.state_checkpoint is None:
                 notes.append(f"{lab}: no checkpoint (none yet, or its weights are gone and no run folder records its "
                              "interference)")

@@ -136,20 +136,18 @@ def rescore(runs: Sequence[RunInfo], name: str, say=lambda msg: None) -> None:
     run folder (:func:`~opd_bench.evalcache.final_results`), so an archived run whose weights are gone is still
     scored from its record. A finished run with neither is refused (one line): its own evaluation is another
     protocol, and a table mixing protocols compares nothing; an unfinished run keeps its rows (its curve so far)."""
-    from ..errors import UserError
     from ..evalcache import RECORD, cached_eval, final_results
     from ..evaluate import EvalProtocol, eval_row
     from ..protocol import named
 
-    for r in runs:
-        if r.summary is not None and not _rescorable(r, named(name, EvalProtocol.from_config(r.cfg))):
+    # every finished run and its protocol, all checked before anything is scored; an unfinished one keeps its rows
+    todo = [(r, named(name, EvalProtocol.from_config(r.cfg))) for r in runs if r.summary is not None]
+    for r, protocol in todo:
+        if not _rescorable(r, protocol):
             raise UserError(f"run {r.path}: its final weights are gone and {r.path / RECORD} holds no {name}-protocol "
                             f"evaluation of them, so it cannot be scored like the others: report it with "
                             f"--protocol run, or leave it out")
-    for r in runs:
-        protocol = scoring_protocol(r, name)
-        if not _rescorable(r, protocol):
-            continue
+    for r, protocol in todo:
         say(f"{name} protocol: {r.label or r.path.name} s{r.seed}")
         final = eval_row(final_results(r.path, r.tasks, protocol, r.cfg.device), "final", protocol)
         start = eval_row(cached_eval(r.cfg.model.checkpoint, r.tasks, protocol, r.cfg.device), "start", protocol)
