@@ -689,17 +689,6 @@ VARIANCE_PAIR = ("opd_sde", "opd_ppo")
 ANALYSIS_FILES = (INTERFERENCE_RECORD, VARIANCE_RECORD)
 
 
-def variance_ratio(task_result: dict) -> Optional[float]:
-    """V(closed form) / V(PPO-style) on one task: the debiased relative variances where both are resolved; where
-    one is not (its mean gradient's estimated signal <= 0: V infinite), the plug-in V of both, which cannot
-    exceed K - 1 and so understates the noisier estimator's variance -- conservative against the claim."""
-    a, b = (task_result[e] for e in VARIANCE_PAIR)
-    ok = lambda x: isinstance(x, float) and math.isfinite(x) and x > 0
-    if ok(a["V_debiased"]) and ok(b["V_debiased"]):
-        return a["V_debiased"] / b["V_debiased"]
-    return a["V"] / b["V"] if ok(a["V"]) and ok(b["V"]) else None
-
-
 def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str, float]:
     """The analysis numbers one finished run contributes, each computed once and cached in its folder
     (``claims_interference.json``, ``claims_variance.json``): a joint group's resolved gradient-conflict rate
@@ -723,7 +712,7 @@ def run_analyses(group: Group, d: Path, k: int = 16, batch: int = 8) -> Dict[str
             _, tasks, ctx = itf.run_analysis_context(d)
             return var._jsonable(var.variance_study(ctx, tasks, VARIANCE_PAIR, k, (batch,)))
         res = recorded(d / VARIANCE_RECORD, study)
-        ratios = [variance_ratio(res["results"][t]) for t in res["tasks"]]
+        ratios = [var.variance_ratio(res["results"][t], VARIANCE_PAIR) for t in res["tasks"]]
         ratios = [r for r in ratios if r is not None]
         if ratios:
             out["log10_variance_ratio"] = float(np.mean(np.log10(ratios)))

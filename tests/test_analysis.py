@@ -14,7 +14,7 @@ from opd_bench.analysis.interference import (
     GradContext, affinity_from_losses, conflict_over_batches, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
     negative_transfer, task_loss_and_grad,
 )
-from opd_bench.analysis.variance import GradMoments, estimator_variance, variance_stats
+from opd_bench.analysis.variance import GradMoments, estimator_variance, variance_ratio, variance_stats
 from opd_bench.backbones import load_backbone
 from opd_bench.config import build_config
 from opd_bench.tasks import register_task, registry
@@ -108,6 +108,17 @@ def test_forgetting_resolution_by_hand_and_unknown_where_the_intervals_are_degen
 
 
 # ------------------------------------------------------------------------------------------- interference
+
+
+def test_variance_ratio_falls_back_to_the_plug_in_estimate_when_a_signal_is_unresolved():
+    pair = ("opd_sde", "opd_ppo")
+    both = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": 8.0}}
+    assert variance_ratio(both, pair) == pytest.approx(0.25)
+    assert variance_ratio(both, pair[::-1]) == pytest.approx(4.0)
+    unresolved = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": "inf"}}
+    assert variance_ratio(unresolved, pair) == pytest.approx(0.5)   # plug-in of both: 1.5 / 3.0
+    assert variance_ratio({"opd_sde": {"V": 0.0, "V_debiased": "inf"}, "opd_ppo": {"V": 3.0, "V_debiased": 1.0}},
+                          pair) is None
 
 
 def test_conflict_rate_and_imbalance_on_hand_made_gradients():

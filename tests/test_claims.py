@@ -473,14 +473,6 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
         cl.final_results(d, ["rpt_glow"], replace(two, seeds_per_prompt={"rpt_glow": 3, "clm_dim": 3}))
 
 
-def test_variance_ratio_falls_back_to_the_plug_in_estimate_when_a_signal_is_unresolved():
-    both = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": 8.0}}
-    assert cl.variance_ratio(both) == pytest.approx(0.25)
-    unresolved = {"opd_sde": {"V": 1.5, "V_debiased": 2.0}, "opd_ppo": {"V": 3.0, "V_debiased": "inf"}}
-    assert cl.variance_ratio(unresolved) == pytest.approx(0.5)   # plug-in of both: 1.5 / 3.0
-    assert cl.variance_ratio({"opd_sde": {"V": 0.0, "V_debiased": "inf"}, "opd_ppo": {"V": 3.0, "V_debiased": 1.0}}) is None
-
-
 def test_a_campaign_run_started_with_other_settings_is_refused(tmp_path):
     from opd_bench.config import dump_config
     from opd_bench.errors import UserError

@@ -1,6 +1,7 @@
 """``opd-bench report`` on tiny real runs (cascade and OPD on a test task + GenEval): every section's numbers
 are checked against the runs' own files, the page is self-contained, and a non-run folder is one clear error."""
 import json
+import math
 import os
 import re
 import shutil
@@ -222,6 +223,45 @@ def test_variance_cli_feeds_the_report(runs, capsys):
     md = (out / "report.md").read_text()
     assert "variance0_overall.png" in md and (out / "variance0_per_step.png").is_file()
     assert "opd-bench analyze variance --checkpoint" not in md
+
+
+def test_variance_ratios_across_results_against_an_independent_t_interval():
+    from scipy import stats as st
+
+    from opd_bench.report.variance import ratio_rows
+
+    def study(ratios_a, ratios_b):   # V_debiased of opd_sde = ratio x that of opd_ppo (= 2); b: plug-in only
+        return {"estimators": ["opd_sde", "opd_ppo"],
+                "results": {"a": {"opd_sde": {"V": 1.0, "V_debiased": 2.0 * ratios_a}, "opd_ppo": {"V": 1.0, "V_debiased": 2.0}},
+                            "b": {"opd_sde": {"V": ratios_b, "V_debiased": "inf"}, "opd_ppo": {"V": 1.0, "V_debiased": 3.0}}}}
+    data = {"r0": study(0.01, 0.5), "r1": study(0.02, 2.0), "r2": study(0.04, 1.0)}
+    rows = {r[1]: r for r in ratio_rows(data)}
+    assert set(rows) == {"a", "b", "all tasks (mean log10)"}
+    logs = np.log10([0.01, 0.02, 0.04])
+    half = st.t.ppf(0.975, 2) * logs.std(ddof=1) / math.sqrt(3)
+    want = [10 ** logs.mean(), 10 ** (logs.mean() - half), 10 ** (logs.mean() + half)]
+    assert rows["a"][4] == "{:.3g} [{:.3g}, {:.3g}]".format(*want) and rows["a"][5] == "opd_sde lower"
+    assert rows["a"][3] == "0.01, 0.02, 0.04" and rows["a"][2] == "3"
+    assert rows["b"][5] == "below resolution"   # 0.5, 2, 1: the interval covers 1
+    avg = (logs + np.log10([0.5, 2.0, 1.0])) / 2
+    assert rows["all tasks (mean log10)"][3] == ", ".join(f"{10 ** x:.3g}" for x in avg)
+    assert ratio_rows({"r0": data["r0"]}) == []   # one result: no interval
+
+
+def test_the_claims_campaign_variance_record_feeds_the_report(tmp_path):
+    from opd_bench.analysis import RunInfo
+    from opd_bench.evalcache import VARIANCE_RECORD
+    from opd_bench.report.runs import find_variance_files
+
+    runs = []
+    for name in ("s0", "s1"):
+        (tmp_path / name).mkdir()
+        runs.append(RunInfo(path=tmp_path / name, cfg=None, history=[], metrics=[], ledger={}))
+    (tmp_path / "s0" / VARIANCE_RECORD).write_text("{}")
+    (tmp_path / "s1" / "variance").mkdir()
+    (tmp_path / "s1" / "variance" / "variance.json").write_text("{}")
+    (tmp_path / "s1" / VARIANCE_RECORD).write_text("{}")     # `analyze variance`'s own output comes first
+    assert find_variance_files(runs) == [tmp_path / "s0" / VARIANCE_RECORD, tmp_path / "s1" / "variance" / "variance.json"]
 
 
 def test_non_run_folder_is_one_clear_error(tmp_path, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -303,6 +304,18 @@ def plot_variance(result: dict, out_dir: Path, prefix: str = "variance") -> List
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+def variance_ratio(task_result: dict, pair: Sequence[str]) -> Optional[float]:
+    """V(pair[0]) / V(pair[1]) on one task of a study (:func:`variance_study`, or its JSON read back): the debiased
+    relative variances where both are resolved; where one is not (its mean gradient's estimated signal <= 0: V
+    infinite), the plug-in V of both, which cannot exceed K - 1 and so understates the noisier estimator's
+    variance -- a ratio pulled towards 1, conservative against either side. None when a plug-in V is 0 or missing."""
+    a, b = (task_result[e] for e in pair)
+    ok = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+    if ok(a.get("V_debiased")) and ok(b.get("V_debiased")):
+        return float(a["V_debiased"]) / float(b["V_debiased"])
+    return float(a["V"]) / float(b["V"]) if ok(a.get("V")) and ok(b.get("V")) else None
 
 
 def load_variance(path: Path) -> dict:

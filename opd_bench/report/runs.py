@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 from ..analysis import RunInfo
 from ..config import to_dict
 from ..errors import UserError
+from ..evalcache import VARIANCE_RECORD
 from ..runner import is_run_dir
 
 
@@ -88,7 +89,8 @@ def config_differences(runs: Sequence[RunInfo], ignore: Sequence[str] = ("name",
 def find_variance_files(runs: Sequence[RunInfo]) -> List[Path]:
     out = []
     for r in runs:
-        for cand in (r.path / "variance" / "variance.json", r.path / "variance.json"):
+        # `analyze variance`'s output, else the claims campaign's recorded study of the run's final checkpoint
+        for cand in (r.path / "variance" / "variance.json", r.path / "variance.json", r.path / VARIANCE_RECORD):
             if cand.is_file():
                 out.append(cand)
                 break
