@@ -59,6 +59,12 @@ class Measurement:
     family: Optional[str] = None
 
 
+#: the rule :func:`verdict` applies, as the reports state it
+VERDICT_RULE = ("Each claim is a quantity and the value the paper's claim must beat (the null). Confirmed only when "
+                "the 95% interval excludes the null on the claimed side (and, in a family of comparisons, the "
+                "Holm-adjusted p < 0.05); refuted when it excludes it on the other side; else below resolution.")
+
+
 def verdict(m: Optional[Measurement], null: float, direction: int) -> str:
     """The one verdict rule. ``direction`` +1: the claim says the quantity exceeds ``null``; -1: lies below it."""
     if m is None or any(x is None or math.isnan(x) for x in (m.estimate, m.low, m.high)):
@@ -856,7 +862,9 @@ def _fmt(m: Optional[dict]) -> str:
         return "-"
     lo = "-inf" if m["low"] == -math.inf else f"{m['low']:+.3f}"
     s = f"{m['estimate']:+.3f} [{lo}, {m['high']:+.3f}] {m['unit']}, n = {m['n']}"
-    if m.get("mde") is not None and math.isfinite(m["mde"]):
+    if m["n"] >= 2 and m["low"] == m["high"] == m["estimate"]:
+        s += ", the same in every seed (no spread: no MDE)"
+    elif m.get("mde") is not None and math.isfinite(m["mde"]):
         s += f", MDE {m['mde']:.3f}"
     if m.get("family"):
         s += f", p {m['p']:.3g} ({m['family']})"
@@ -932,9 +940,7 @@ def write_claims(ev: Evidence, out: Path, status_: Dict[str, List[str]], hours, 
     rows = evaluate_claims(ev)
     seed_split(rows, halves, ev.tasks)
     flips = verdict_flips(ev, rows)
-    doc = {"claims": rows, "verdict_rule": verdict.__doc__.strip() + " Confirmed only when the interval excludes "
-           "the null on the claimed side (and a family's Holm-adjusted p < 0.05); refuted when it excludes it on the "
-           "other side; else below resolution.",
+    doc = {"claims": rows, "verdict_rule": VERDICT_RULE,
            "tasks": ev.tasks, "unit": ev.unit, "teacher_cost": ev.teacher_cost, "base": ev.base,
            "teacher": ev.teacher, "runs": status_, "cpu_hours": hours["total"], "cpu_hours_by_part": hours, "command": command,
            "threats": threats(ev, rows, flips), "flips": flips,

@@ -32,8 +32,12 @@ def eval_cache_dir() -> Path:
 def cache_key(checkpoint, protocol: EvalProtocol, options: Optional[dict] = None) -> str:
     from .backbones import model_digest, resolve_checkpoint
 
-    digest = model_digest(resolve_checkpoint(checkpoint), options)
-    return hashlib.sha256((digest + json.dumps(protocol.to_dict(), sort_keys=True)).encode()).hexdigest()[:20]
+    return digest_key(model_digest(resolve_checkpoint(checkpoint), options), protocol.to_dict())
+
+
+def digest_key(digest: str, protocol: dict) -> str:
+    """The cache key of a model's digest (:func:`~opd_bench.backbones.model_digest`) under a protocol's dict."""
+    return hashlib.sha256((digest + json.dumps(protocol, sort_keys=True)).encode()).hexdigest()[:20]
 
 
 def lookup(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, options: Optional[dict] = None) -> Dict[str, dict]:
@@ -137,6 +141,25 @@ def recorded_final(d: Path, tasks: Sequence[str], protocol: EvalProtocol) -> Opt
     return rec if rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"]) else None
 
 
+def _seeded(digest: str, protocol: dict) -> Path:
+    return eval_cache_dir() / "records" / f"{digest_key(digest, protocol)}.json"
+
+
+def seed_from_record(path: Path) -> bool:
+    """Keep a copy of a run-folder :data:`RECORD` in the local cache tier, under the digest and protocol it
+    records, so that :func:`final_results` of weights with that digest -- a run trained again bit for bit after
+    its folder was lost, only its small files archived -- takes it (its cost included) instead of scoring again.
+    False for a file that is not a record."""
+    try:
+        rec = json.loads(Path(path).read_text())
+        ok = isinstance(rec["digest"], str) and isinstance(rec["protocol"], dict) and isinstance(rec["results"], dict)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if ok:
+        atomic_write_json(_seeded(rec["digest"], rec["protocol"]), rec)
+    return ok
+
+
 def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:
     """Per-task results of run ``d``'s final checkpoint under ``protocol``, recorded in the run folder
     (:data:`RECORD`: the checkpoint's digest, the protocol, the results) so that the folder's small files alone
@@ -157,6 +180,12 @@ def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device=
                         "evaluation under this protocol: retrain it (move the folder away)") from None
     if rec is not None and rec.get("digest") == digest:
         return {t: rec["results"][t] for t in tasks}
+    seeded = _seeded(digest, protocol.to_dict())
+    if seeded.is_file():   # the same weights scored before, in a folder since lost (:func:`seed_from_record`)
+        rec = json.loads(seeded.read_text())
+        if set(tasks) <= set(rec["results"]):
+            atomic_write_json(d / RECORD, rec)
+            return {t: rec["results"][t] for t in tasks}
     res, cost = timed(lambda: cached_eval(d / "final", tasks, protocol, device))
     atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res, **cost})
     return res

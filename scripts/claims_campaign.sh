@@ -67,6 +67,18 @@ restore() {
     mkdir -p "runs/claims/$g"
     cp -p "$d"/* "runs/claims/$g/"
   done
+  # a run trained and scored but not complete when the machine went is trained again, bit for bit on the same CPU
+  # (its final checkpoint's digest is the archived record's): its recorded final evaluation, kept in the eval
+  # cache, is then taken instead of scoring it again (opd_bench.evalcache.seed_from_record)
+  local recs=()
+  for f in "$RUNS_ARCHIVE"/*/s*/claims_eval.json; do
+    [ -f "$f" ] && [ ! -f "$(dirname "$f")/claims_complete.json" ] && recs+=("$f")
+  done
+  if [ ${#recs[@]} -gt 0 ]; then
+    "$(dirname "$(command -v opd-bench)")/python" -c \
+      'import sys; from opd_bench.evalcache import seed_from_record; [seed_from_record(p) for p in sys.argv[1:]]' \
+      "${recs[@]}"
+  fi
   for f in "$ARCHIVE"/*/trial_*/summary.json; do
     [ -f "$f" ] || continue
     d=$(dirname "$f"); d=$SWEEPS/sweep_${d#"$ARCHIVE"/}

@@ -36,6 +36,18 @@ def test_one_sample_matches_scipy():
     assert m.p == pytest.approx(stats.ttest_1samp(x, 0.95).pvalue)
 
 
+def test_a_measurement_without_spread_reads_as_such_not_as_a_zero_mde():
+    from dataclasses import asdict
+
+    zero = cl.one_sample([0.0, 0.0, 0.0], 0.0, "resolved conflict rate", "")
+    assert cl.verdict(zero, 0.0, +1) == UNRESOLVED           # every seed at the null: nothing shown either way
+    text = cl._fmt(asdict(zero))
+    assert "no spread" in text and "MDE" not in text.replace("no MDE", "")
+    spread = asdict(cl.one_sample([0.1, 0.2, 0.3], 0.0, "u", ""))
+    assert "no spread" not in cl._fmt(spread) and f"MDE {spread['mde']:.3f}" in cl._fmt(spread)
+    assert "``" not in cl.VERDICT_RULE and "Holm" in cl.VERDICT_RULE
+
+
 def test_reach_cost_interpolates_between_eval_points():
     curve = [(0, 0.2), (100, 0.3), (200, 0.5), (300, 0.45)]
     assert cl.reach_cost(curve, 0.4) == pytest.approx(150.0)
@@ -464,6 +476,17 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     assert json.loads((d / cl.RECORD).read_text())["results"]["rpt_glow"] == full
     rec = json.loads((d / cl.RECORD).read_text())
     assert rec["seconds"] > 0 and rec["threads"] >= 1   # its cost, for the report's CPU hours
+    # the same weights trained again after the folder was lost: its archived record, seeded into the cache, is taken
+    # with the cost it recorded (no second evaluation); a file that is not a record seeds nothing
+    archived = tmp_path / "archived_record.json"
+    archived.write_text(json.dumps({**rec, "seconds": 1234.5, "results": {"rpt_glow": {"marker": 1}, "clm_dim": {}}}))
+    assert not ec.seed_from_record(tmp_path / "missing.json") and not ec.seed_from_record(spec)
+    (d / cl.RECORD).unlink()
+    assert ec.seed_from_record(archived)
+    assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": {"marker": 1}}
+    assert json.loads((d / cl.RECORD).read_text())["seconds"] == 1234.5
+    for f in (ec.eval_cache_dir() / "records").iterdir():   # the seeded copy would answer the next lines too
+        f.unlink()
     (d / cl.RECORD).write_text(json.dumps({**rec, "digest": "0" * 64, "results": {"rpt_glow": {"stale": 1},
                                                                                   "clm_dim": {"stale": 1}}}))
     assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # other weights: read again
