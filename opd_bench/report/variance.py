@@ -69,24 +69,26 @@ def render(doc: Doc, data: Dict[str, dict], out: Path) -> None:
               "V (capped at K − 1: a ratio pulled towards 1, conservative). The interval is Student-t on log10 over "
               "the results (one per run), back-transformed; 'below resolution' when it covers 1.", note=True)
     if data:
+        k = next(iter(data.values()))["k"]
+        doc.sign(f"V = mean_k ‖g_k − ḡ‖² / ‖ḡ‖² over K = {k} mini-batch gradients: lower is a less noisy "
+                 f"gradient estimate; V near K − 1 = {k - 1} means the mean gradient is noise. SNR = 1 / V: "
+                 "higher is better.")
+        doc.p("V_debiased = S / (‖ḡ‖² − S/K) with S the unbiased per-batch variance: it removes the noise in "
+              "‖ḡ‖² that caps V at K − 1, with a 95% leave-one-block-out jackknife interval; ∞ = the mean "
+              "gradient is not distinguishable from 0 at this K.", note=True)
         for i, (vf, v) in enumerate(data.items()):
             prefix = f"variance{i}"
-            var.plot_variance(v, out, prefix=prefix)
             doc.h3(f"{vf} (K = {v['k']} mini-batches)")
             n = v["batch_sizes"][-1]
-            doc.sign(f"V = mean_k ‖g_k − ḡ‖² / ‖ḡ‖² over K = {v['k']} mini-batch gradients: lower is a less noisy "
-                     f"gradient estimate; V near K − 1 = {v['k'] - 1} means the mean gradient is noise. SNR = 1 / V: "
-                     "higher is better.")
-            doc.p("V_debiased = S / (‖ḡ‖² − S/K) with S the unbiased per-batch variance: it removes the noise in "
-                  "‖ḡ‖² that caps V at K − 1, with a 95% leave-one-block-out jackknife interval; ∞ = the mean "
-                  "gradient is not distinguishable from 0 at this K.", note=True)
             doc.table(["task", "estimator", f"V ({n} samples)", "V_debiased [95% CI]", "SNR", "V by batch size"],
                       [[t, e, fmt(var._f(r[e]["V"]), 4), _vdeb_cell(r[e]), fmt(var._f(r[e]["SNR"]), 4),
                         ", ".join(f"{b}: {var._f(x['V']):.3g}" for b, x in r[e]["by_batch_size"].items())]
                        for t, r in v["results"].items() for e in v["estimators"] if e in r])
-            for kind, cap in (("overall", "relative variance per estimator"), ("per_step", "per trained timestep"),
-                              ("batch", "against the batch size")):
-                doc.image(out / f"{prefix}_{kind}.png", f"Gradient variance: {cap}")
+            if i == 0:   # the first result's figures only: the others' numbers are in their tables and report.json
+                var.plot_variance(v, out, prefix=prefix)
+                for kind, cap in (("overall", "relative variance per estimator"),
+                                  ("per_step", "per trained timestep"), ("batch", "against the batch size")):
+                    doc.image(out / f"{prefix}_{kind}.png", f"Gradient variance: {cap}")
     else:
         doc.p("No variance results found (variance/variance.json in the run folders, or --variance). Produce them "
               "with: opd-bench analyze variance --checkpoint <run folder> [--tasks ...] [--k 16]; they are written "
