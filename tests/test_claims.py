@@ -256,7 +256,23 @@ def test_cost_ratio_from_curves():
 
 def test_claims_json_verdicts_follow_from_its_numbers(tmp_path):
     cl.write_claims(planted_evidence(), tmp_path, {"done": [], "partial": [], "missing": []}, 0.0, "cmd")
-    doc = json.loads((tmp_path / "claims.json").read_text())
+    assert_verdicts_follow_from_numbers(json.loads((tmp_path / "claims.json").read_text()))
+
+
+def test_the_committed_claims_report_verdicts_follow_from_its_numbers():
+    """reports/claims/claims.json (the campaign's report, README's claims table): every verdict from its own
+    numbers, and every headline either that verdict or, for a decided one, 'unstable across eval seeds' when its
+    two eval-seed halves lie on opposite sides of the null."""
+    doc = json.loads((Path(__file__).resolve().parents[1] / "reports" / "claims" / "claims.json").read_text())
+    assert_verdicts_follow_from_numbers(doc)
+    for r in doc["claims"]:
+        if r["headline"] != r["verdict"]:
+            assert r["verdict"] in (CONFIRMED, REFUTED) and r["headline"] == cl.UNSTABLE, r
+            est = r["seed_split"]["estimates"]
+            assert (est[0] - r["null"]) * (est[1] - r["null"]) < 0, r
+
+
+def assert_verdicts_follow_from_numbers(doc: dict) -> None:
     assert doc["claims"]
     for r in doc["claims"]:
         m, null, d = r["measurement"], r["null"], r["direction"]

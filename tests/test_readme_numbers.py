@@ -163,3 +163,29 @@ def test_full_protocol_teachers_vs_base_table_is_its_report_and_recomputes_from_
     for t, r in doc["tasks"].items():
         for k, v in r.items():
             assert fresh["tasks"][t][k] == (pytest.approx(v, abs=1e-9) if isinstance(v, float) else v), (t, k)
+
+
+def test_claims_and_default_comparison_tables_are_the_committed_reports():
+    """README's claims table and its default-comparison table are what scripts/readme_results.py generates from
+    reports/claims/claims.json and reports/default_5seed/report.json, line for line; the campaign's run count and
+    CPU hours quoted beside them are claims.json's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    rr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rr)
+    doc = json.loads(rr.CLAIMS.read_text())
+    text = (ROOT / "README.md").read_text()
+    for line in rr.claims_table(doc) + rr.comparison_table(json.loads(rr.DEFAULT.read_text()), doc):
+        assert line in text, line
+    flat = " ".join(text.split())
+    for name, value in rr.prose_numbers(json.loads(rr.DEFAULT.read_text()), doc).items():
+        assert value in flat, (name, value)    # the "what changed" paragraph's numbers
+    done = len(doc["runs"]["done"])
+    assert f"**Where the campaign stands**: {done} of its 45 runs are finished" in flat
+    assert f"{doc['cpu_hours']:.1f} CPU hours recorded so far" in flat
+    # the comparison's runs are the claims' runs: the same seeds per method
+    rep = json.loads(rr.DEFAULT.read_text())
+    for m in rr.METHODS:
+        assert sorted(rep["final_table"][m]["seeds"]) == sorted(
+            int(r.rsplit("/s", 1)[1]) for r in doc["runs"]["done"] if r.startswith(f"{m}/"))
