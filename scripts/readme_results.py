@@ -43,11 +43,18 @@ def _score(t: dict) -> str:
     return f"{t['mean']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
 
 
+def _interval(m: dict) -> str:
+    return f"{m['estimate']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}]"
+
+
+def _beats(doc: dict) -> dict:
+    """The claims' DiffusionOPD-vs-baseline sub-claims by part ("vs cascade: ocr", ...)."""
+    return {r["part"]: r for r in doc["claims"] if r["claim"] == "beats-multitask-and-cascade"}
+
+
 def _diff(row: dict) -> str:
     m = row["measurement"]
-    if m is None:
-        return "–"
-    return f"{m['estimate']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] (MDE {m['mde']:.3f})"
+    return "–" if m is None else f"{_interval(m)} (MDE {m['mde']:.3f})"
 
 
 def _verdict(row: dict) -> str:
@@ -68,7 +75,7 @@ def raw_average(entry: dict, tasks) -> dict:
 def comparison_table(report: dict, doc: dict) -> List[str]:
     """Per task (and the raw average): each method's final score (mean [95% t-interval] over its seeds), then
     DiffusionOPD minus each baseline, paired by seed, with the claims' verdict and eval-seed-halves status."""
-    beats = {r["part"]: r for r in doc["claims"] if r["claim"] == "beats-multitask-and-cascade"}
+    beats = _beats(doc)
     ft = report["final_table"]
     head = ["task (scored by)", *(f"{METHODS[m]} ({len(ft[m]['seeds'])} seeds)"
                                   for m in METHODS)]
@@ -95,9 +102,9 @@ def prose_numbers(report: dict, doc: dict) -> dict:
     """The numbers README's "what changed" paragraph quotes, by placeholder name: each method's normalised average
     [95% CI], DiffusionOPD's paired raw lead on the average and on preference, each method's OCR score."""
     ft = report["final_table"]
-    beats = {r["part"]: r["measurement"] for r in doc["claims"] if r["claim"] == "beats-multitask-and-cascade"}
+    beats = _beats(doc)
     na = lambda m: "{:.3f} [{:.3f}, {:.3f}]".format(ft[m]["normalized_avg"]["mean"], *ft[m]["normalized_avg"]["ci"])
-    d = lambda k: "{:+.3f} [{:+.3f}, {:+.3f}]".format(beats[k]["estimate"], beats[k]["low"], beats[k]["high"])
+    d = lambda k: _interval(beats[k]["measurement"])
     ocr = lambda m: f"{ft[m]['tasks']['ocr']['mean']:.3f}"
     return {"OPD_NORM": na("opd"), "CAS_NORM": na("cascade"), "MR_NORM": na("multi-reward"),
             "MR_DIFF": d("vs multi-reward: average"), "CAS_DIFF": d("vs cascade: average"),
@@ -106,12 +113,12 @@ def prose_numbers(report: dict, doc: dict) -> dict:
 
 
 def main() -> None:
-    doc = json.loads(CLAIMS.read_text())
+    doc, report = json.loads(CLAIMS.read_text()), json.loads(DEFAULT.read_text())
     print("\n".join(claims_table(doc)))
     print()
-    print("\n".join(comparison_table(json.loads(DEFAULT.read_text()), doc)))
+    print("\n".join(comparison_table(report, doc)))
     print()
-    for k, v in prose_numbers(json.loads(DEFAULT.read_text()), doc).items():
+    for k, v in prose_numbers(report, doc).items():
         print(f"{k}: {v}")
 
 

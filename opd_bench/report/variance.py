@@ -1,8 +1,8 @@
 """Gradient variance: the results of ``opd-bench analyze variance`` found in the run folders or given."""
 from __future__ import annotations
 
-from pathlib import Path
 import math
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -37,6 +37,7 @@ def ratio_rows(data: Dict[str, dict]) -> List[List[str]]:
     studies = list(data.values())
     ests = [e for e in studies[0]["estimators"] if all(e in v["estimators"] for v in studies)]
     tasks = [t for t in studies[0]["results"] if all(t in v["results"] for v in studies)]
+    g = lambda x: f"{10 ** x:.3g}" if math.isfinite(x) else "–"   # a log10 value shown as its ratio
     rows = []
     for other in ests[1:]:
         pair = (ests[0], other)
@@ -52,7 +53,6 @@ def ratio_rows(data: Dict[str, dict]) -> List[List[str]]:
             m, lo, hi = t_interval(fin)
             reading = ("below resolution" if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi
                        else f"{pair[0]} lower" if hi < 0 else f"{pair[0]} higher")
-            g = lambda x: f"{10 ** x:.3g}" if math.isfinite(x) else "–"
             cell = f"{g(m)} [{g(lo)}, {g(hi)}]" if math.isfinite(lo) else g(m)
             rows.append([f"V({pair[0]}) / V({pair[1]})", label, str(len(fin)), ", ".join(g(x) for x in vals), cell,
                          reading])
