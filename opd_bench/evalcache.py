@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .checkpoint import atomic_write_json
-from .evaluate import EvalProtocol, evaluate
+from .protocol import EvalProtocol
 from .paths import RELEASED_DIR
 
 #: the local, writable cache (relative to the working directory)
@@ -71,6 +71,7 @@ def evaluate_cached(checkpoint, tasks: Sequence[str], protocol: EvalProtocol, de
     """(per-task results, the tasks that had to be computed now). ``options`` build a raw diffusers folder (the
     real backend's base model, :func:`~opd_bench.backbones.backbone_options`)."""
     from .backbones import load_backbone, resolve_checkpoint
+    from .evaluate import evaluate
 
     path = resolve_checkpoint(checkpoint)
     out = lookup(path, tasks, protocol, options)

@@ -8,7 +8,7 @@ import torch
 
 from opd_bench.analysis import normalize
 from opd_bench.analysis.forgetting import (backward_transfer, first_trained_rows, forgetting, forgetting_resolution,
-                                          half_width_matrix, normalize_matrix, score_matrix)
+                                          half_width_matrix, matrix_rows, normalize_matrix, score_matrix)
 from opd_bench.analysis.hacking import hacking_summary, proxy_gold_series
 from opd_bench.analysis.interference import (
     GradContext, affinity_from_losses, conflict_over_batches, conflict_rate, cosine_matrix, lookahead, magnitude_imbalance,
@@ -99,7 +99,7 @@ def test_forgetting_resolution_by_hand_and_unknown_where_the_intervals_are_degen
 
     hist = [row("start", 0, 0.1, [0.0, 0.2], [0.25, 0.25]), row("round 1", 1, 0.5, [0.3, 0.5], [0.25, 0.25]),
             row("round 2", 2, 0.4, [0.3, 0.7], [0.25, 0.25]), row("final", 3, 0.3, [0.2, 0.6], [0.25, 0.25])]
-    H = half_width_matrix(hist, ["a", "b"])
+    H = half_width_matrix(matrix_rows(hist)[1], ["a", "b"])
     assert np.allclose(H[:, 0], [0.1, 0.1, 0.2, 0.2]) and np.isnan(H[:, 1]).all()
     first = first_trained_rows(score_matrix(hist, ["a", "b"])[0], 2, False)    # the start row is not read
     res = forgetting_resolution(H, first)

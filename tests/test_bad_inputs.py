@@ -429,7 +429,7 @@ CASES = _cases()
 #: where the work starts (every module that binds ``evaluate`` by name is imported first, so each binding is
 #: patched for the case and restored after it)
 NO_WORK = ("opd_bench.runner.Runner._run", "opd_bench.evaluate.evaluate", "opd_bench.runner.evaluate",
-           "opd_bench.evalcache.evaluate", "opd_bench.check.evaluate", "opd_bench.world.build.pretrain.pretrain",
+           "opd_bench.check.evaluate", "opd_bench.world.build.pretrain.pretrain",
            "opd_bench.analysis.variance.variance_study")
 
 

@@ -121,21 +121,25 @@ def matrix_rows(history: Sequence[dict], cascade: bool = False) -> Tuple[List[st
 def score_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> Tuple[List[str], np.ndarray]:
     """(row labels, R): R[k][i] = row k's (:func:`matrix_rows`) score on task i."""
     labels, rows = matrix_rows(history, cascade)
+    return labels, _scores(rows, tasks)
+
+
+def _scores(rows: Sequence[dict], tasks: Sequence[str]) -> np.ndarray:
     R = np.array([[float(r["scores"].get(t, np.nan)) for t in tasks] for r in rows], dtype=np.float64)
-    return labels, R.reshape(len(rows), len(tasks))
+    return R.reshape(len(rows), len(tasks))
 
 
-def half_width_matrix(history: Sequence[dict], tasks: Sequence[str], cascade: bool = False) -> np.ndarray:
-    """The 95% half-widths of :func:`score_matrix`'s entries (each evaluation's interval over its prompts, as the
-    eval recorded it). NaN where it recorded none or a degenerate one (zero width: a stratified bootstrap over
-    categories of one prompt each, as GenEval's 8-prompt curve evaluations have, cannot vary): unknown, not 0."""
+def half_width_matrix(rows: Sequence[dict], tasks: Sequence[str]) -> np.ndarray:
+    """The 95% half-widths of the score matrix of ``rows`` (:func:`matrix_rows`'s eval rows): each evaluation's
+    interval over its prompts, as the eval recorded it. NaN where it recorded none or a degenerate one (zero width: a
+    stratified bootstrap over categories of one prompt each, as GenEval's 8-prompt curve evaluations have, cannot
+    vary): unknown, not 0."""
     def hw(r, t):
         ci = (r.get("ci") or {}).get(t)
         ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci)
         w = (float(ci[1]) - float(ci[0])) / 2 if ok else np.nan
         return w if w > 0 else np.nan
 
-    rows = matrix_rows(history, cascade)[1]
     return np.array([[hw(r, t) for t in tasks] for r in rows], dtype=np.float64).reshape(len(rows), len(tasks))
 
 
@@ -145,11 +149,12 @@ def run_forgetting(run: RunInfo, base: Dict[str, float], teacher: Dict[str, floa
     normalised BWT averages the normalised tasks only (``bwt_tasks``); ``bwt_raw`` averages every task raw."""
     cascade = method_class(run.method).trains_tasks_in_sequence
     tasks = cascade_order(run) if cascade else run.tasks
-    labels, R = score_matrix(run.history, tasks, cascade)
+    labels, rows = matrix_rows(run.history, cascade)
+    R = _scores(rows, tasks)
     N = normalize_matrix(R, tasks, base, teacher)
     first = first_trained_rows(labels, len(tasks), cascade)
     F = forgetting(N, first)
-    res_raw = forgetting_resolution(half_width_matrix(run.history, tasks, cascade), first)
+    res_raw = forgetting_resolution(half_width_matrix(rows, tasks), first)
     scale = [abs(teacher[t] - base[t]) if is_normalized(base.get(t), teacher.get(t)) else 1.0 for t in tasks]
     out = {
         "run": str(run.path), "label": run.label, "seed": run.seed, "tasks": list(tasks), "rows": labels,
