@@ -120,6 +120,15 @@ def cost_hours(cost: dict) -> float:
     return float(cost.get("seconds", 0.0)) * int(cost.get("threads", 1)) / 3600.0
 
 
+def add_costs(a: dict, b: dict) -> Dict[str, float]:
+    """Two :func:`timed` costs as one (``cost_hours`` of the sum is the sum of theirs): at their thread count
+    when they share it, else in CPU seconds (one thread)."""
+    sa, sb, ta, tb = float(a.get("seconds", 0.0)), float(b.get("seconds", 0.0)), int(a.get("threads", 1)), \
+        int(b.get("threads", 1))
+    return {"seconds": round(sa + sb, 2), "threads": ta} if ta == tb else {"seconds": round(sa * ta + sb * tb, 2),
+                                                                          "threads": 1}
+
+
 def recorded(path: Path, compute: Callable[[], dict]) -> dict:
     """``compute()`` (a JSON mapping) recorded once at ``path`` with its ``_cost`` (:func:`timed`), read back after."""
     path = Path(path)
@@ -149,7 +158,8 @@ def _seeded(digest: str, protocol: dict) -> Path:
 def seed_from_record(path: Path) -> bool:
     """Keep a copy of a run-folder :data:`RECORD` in the local cache tier, under the digest and protocol it
     records, so that :func:`final_results` of weights with that digest -- a run trained again bit for bit after
-    its folder was lost, only its small files archived -- takes it (its cost included) instead of scoring again.
+    its folder was lost, only its small files archived -- takes it (its cost included) instead of scoring again;
+    a record of some of the tasks (a scoring killed part way) spares those.
     False for a file that is not a record."""
     try:
         rec = json.loads(Path(path).read_text())
@@ -163,10 +173,13 @@ def seed_from_record(path: Path) -> bool:
 
 def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device="cpu") -> Dict[str, dict]:
     """Per-task results of run ``d``'s final checkpoint under ``protocol``, recorded in the run folder
-    (:data:`RECORD`: the checkpoint's digest, the protocol, the results) so that the folder's small files alone
-    (an archived copy whose weights are gone) still give its scores. Computed through the eval cache when the
+    (:data:`RECORD`: the checkpoint's digest, the protocol, the results, the cost) so that the folder's small files
+    alone (an archived copy whose weights are gone) still give its scores. Computed through the eval cache when the
     record is missing, is of other weights or another protocol, or lacks a task; a record read without the
-    weights is one of the same protocol and tasks."""
+    weights is one of the same protocol and tasks. The record is written after each task, so a scoring killed
+    part way keeps its finished tasks: scoring the same weights again (in this folder, or after the folder was lost
+    and the weights trained again bit for bit, :func:`seed_from_record`) computes only the rest, and the record's
+    cost adds both parts."""
     from .backbones import model_digest
     from .errors import CheckpointError, UserError
 
@@ -181,12 +194,31 @@ def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device=
                         "evaluation under this protocol: retrain it (move the folder away)") from None
     if rec is not None and rec.get("digest") == digest:
         return {t: rec["results"][t] for t in tasks}
-    seeded = _seeded(digest, protocol.to_dict())
-    if seeded.is_file():   # the same weights scored before, in a folder since lost (:func:`seed_from_record`)
-        rec = json.loads(seeded.read_text())
-        if set(tasks) <= set(rec["results"]):
-            atomic_write_json(d / RECORD, rec)
-            return {t: rec["results"][t] for t in tasks}
-    res, cost = timed(lambda: cached_eval(d / "final", tasks, protocol, device))
-    atomic_write_json(d / RECORD, {"digest": digest, "protocol": protocol.to_dict(), "results": res, **cost})
-    return res
+    proto = protocol.to_dict()
+    # what was scored of these weights before: in this folder by a scoring that was killed, or in a folder since
+    # lost (the seeded record); the seeded one may be the whole evaluation
+    priors = [r for r in (_record_of(d / RECORD, digest, proto), _record_of(_seeded(digest, proto), digest, proto))
+              if r is not None]
+    prior = max(priors, key=lambda r: len(r["results"]), default=None)
+    results = dict(prior["results"]) if prior else {}
+    cost = {"seconds": prior.get("seconds", 0.0), "threads": prior.get("threads", 1)} if prior else None
+    todo = [t for t in tasks if t not in results]
+    for t in todo:
+        res, spent = timed(lambda: cached_eval(d / "final", [t], protocol, device))
+        results[t] = res[t]
+        cost = spent if cost is None else add_costs(cost, spent)
+        atomic_write_json(d / RECORD, {"digest": digest, "protocol": proto, "results": results, **cost})
+    if not todo and prior is not None:   # all from a lost folder's record: this folder records it too
+        atomic_write_json(d / RECORD, {**prior, "digest": digest, "protocol": proto})
+    return {t: results[t] for t in tasks}
+
+
+def _record_of(path: Path, digest: str, protocol: dict) -> Optional[dict]:
+    """The :data:`RECORD` at ``path`` when it is one of weights ``digest`` under ``protocol`` (any tasks), else None."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(rec, dict) and rec.get("digest") == digest and rec.get("protocol") == protocol \
+        and isinstance(rec.get("results"), dict)
+    return rec if ok else None

@@ -67,9 +67,10 @@ restore() {
     mkdir -p "runs/claims/$g"
     cp -p "$d"/* "runs/claims/$g/"
   done
-  # a run trained and scored but not complete when the machine went is trained again, bit for bit on the same CPU
-  # (its final checkpoint's digest is the archived record's): its recorded final evaluation, kept in the eval
-  # cache, is then taken instead of scoring it again (opd_bench.evalcache.seed_from_record)
+  # a run trained and (wholly or partly: the record is written after each task) scored but not complete when the
+  # machine went is trained again, bit for bit on the same CPU (its final checkpoint's digest is the archived
+  # record's): the tasks its record holds, kept in the eval cache, are then taken and only the rest scored
+  # (opd_bench.evalcache.seed_from_record, final_results)
   local recs=()
   for f in "$RUNS_ARCHIVE"/*/s*/claims_eval.json; do
     [ -f "$f" ] && [ ! -f "$(dirname "$f")/claims_complete.json" ] && recs+=("$f")

@@ -475,7 +475,8 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     base_ck = {t: cfg.model.checkpoint for t in cfg.tasks}
     cl.collect(camp, tmp_path / "runs", teachers, cl.reference_scores(base_ck, two),
                cl.reference_scores(teachers, two), {}, two)
-    monkeypatch.setattr(ec, "evaluate", lambda *a, **k: pytest.fail("the halves must reuse the cached evaluations"))
+    monkeypatch.setattr("opd_bench.evaluate.evaluate",
+                        lambda *a, **k: pytest.fail("the halves must reuse the cached evaluations"))
     half_a, half_b, unsplit = cl.seed_halves(camp, tmp_path / "runs", base_ck, teachers, two)
     assert unsplit == []
     full = ec.cached_eval(tmp_path / "runs" / "opd" / "s1" / "final", ["rpt_glow"], two)["rpt_glow"]
@@ -506,6 +507,17 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     (d / cl.RECORD).write_text(json.dumps({**rec, "digest": "0" * 64, "results": {"rpt_glow": {"stale": 1},
                                                                                   "clm_dim": {"stale": 1}}}))
     assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # other weights: read again
+    # a scoring killed after its first task has recorded that task: scoring again computes only the rest, and the
+    # record's cost adds both parts
+    part = json.loads((d / cl.RECORD).read_text())
+    assert set(part["results"]) == {"rpt_glow"}
+    (d / cl.RECORD).write_text(json.dumps({**part, "seconds": 100.0, "threads": 1}))
+    asked, real = [], ec.cached_eval
+    monkeypatch.setattr(ec, "cached_eval", lambda ck, ts, *a, **k: asked.append(list(ts)) or real(ck, ts, *a, **k))
+    assert cl.final_results(d, ["rpt_glow", "clm_dim"], two)["rpt_glow"] == full and asked == [["clm_dim"]]
+    both = json.loads((d / cl.RECORD).read_text())
+    assert set(both["results"]) == {"rpt_glow", "clm_dim"} and ec.cost_hours(both) >= 100.0 / 3600   # the first part kept
+    assert cl.final_results(d, ["rpt_glow", "clm_dim"], two) and asked == [["clm_dim"]]   # complete: read back
     (d / "final" / "model.safetensors").unlink()
     assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": full}        # no weights: the record
     with pytest.raises(cl.UserError, match="cannot be read"):

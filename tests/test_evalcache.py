@@ -32,6 +32,14 @@ def test_a_shipped_entry_is_used_and_a_missing_one_computed_into_the_local_cache
     assert evalcache.cache_key(world / "base", EvalProtocol(steps=3, prompts_per_task=2, bootstrap=10)) != key
 
 
+@pytest.mark.parametrize("a, b", [({"seconds": 10.0, "threads": 2}, {"seconds": 5.5, "threads": 2}),
+                                  ({"seconds": 10.0, "threads": 2}, {"seconds": 5.5, "threads": 1}), ({}, {"seconds": 3})])
+def test_two_costs_added_keep_their_cpu_hours(a, b):
+    total = evalcache.add_costs(a, b)
+    assert evalcache.cost_hours(total) == pytest.approx(evalcache.cost_hours(a) + evalcache.cost_hours(b))
+    assert total["threads"] == (a.get("threads", 1) if a.get("threads", 1) == b.get("threads", 1) else 1)
+
+
 def test_shipped_evaluations_match_the_released_checkpoints():
     index_file = evalcache.SHIPPED_EVALS / "index.json"
     if not index_file.is_file():
