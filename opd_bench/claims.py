@@ -886,13 +886,20 @@ def threats(ev: Evidence, rows: Sequence[dict], flips: Sequence[dict]) -> List[s
         if gaps:
             out.append(f"  - {label}: {', '.join(f'{t} {x:+.3f}' for t, x in zip(gold, gaps))}")
     offset = ev.teacher_cost.get(ev.unit, 0.0)
-    budgets = [v.get(ev.unit) for b in BASELINES if b in ev.groups for v in ev.groups[b].spent.values()]
-    budgets = [float(v) for v in budgets if v]
+    spends = [v for b in BASELINES if b in ev.groups for v in ev.groups[b].spent.values() if v.get(ev.unit)]
+    budgets = [float(v[ev.unit]) for v in spends]
     if offset > 0 and budgets and offset >= max(budgets):
         out.append(f"DiffusionOPD's teachers recorded {offset:,.0f} {ev.unit} of training, {offset / max(budgets):.0f}x "
                    f"a baseline's whole budget ({max(budgets):,.0f} {ev.unit}): at equal total cost the cost claim is "
                    "decided by how the teachers were trained (their recipes and budgets), not by how fast the student "
                    "learns; teachers trained more cheaply, or reused across many students, would change it.")
+        seconds = sum(float(v.get("seconds", 0.0)) for v in spends)
+        if seconds > 0:   # what an equal-total-budget baseline would have cost at the baselines' recorded rate
+            hours = (offset + max(budgets)) * seconds / sum(budgets) / 3600
+            out.append(f"No baseline was trained at that equal total budget ({offset + max(budgets):,.0f} {ev.unit} "
+                       f"a run, about {hours:.1f} h each at the baselines' recorded training rate): the cost claim "
+                       "reads their score-vs-total-cost curves, which end at their own budget, so it asks whether "
+                       "DiffusionOPD reaches their final score, not what they would reach with the teachers' compute.")
     n_unres = sum(r["verdict"] == UNRESOLVED for r in rows)
     out.append(f"{n_unres} of {len(rows)} sub-claims are below resolution at the seeds used: more seeds or a larger "
                "test split would be needed to decide them.")

@@ -151,6 +151,12 @@ def test_threats_say_when_the_teachers_cost_decides_the_total_cost_claim():
     ev.teacher_cost = {"images": 95360.0}
     said = [t for t in cl.threats(ev, [], []) if "decided by how the teachers were trained" in t]
     assert len(said) == 1 and "95,360 images" in said[0] and "48x" in said[0]
+    assert not any("No baseline was trained at" in t for t in cl.threats(ev, [], []))   # no recorded seconds
+    for g in ev.groups.values():
+        for s in g.spent:
+            g.spent[s]["seconds"] = 500.0                # 4 images/s: 97,360 images take 6.76 h
+    said = [t for t in cl.threats(ev, [], []) if "No baseline was trained at" in t]
+    assert len(said) == 1 and "97,360 images a run, about 6.8 h" in said[0]
 
 
 def _halves_of(ev, edit_b, sd=0.002):
