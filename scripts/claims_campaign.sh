@@ -40,10 +40,6 @@ archive() {
       if [ -f "$d/$n" ]; then cp -p "$d/$n" "$RUNS_ARCHIVE/$g/"; fi
     done
   done
-  mkdir -p experiments/claims_campaign/recipes
-  for f in configs/recipes/*.yaml; do
-    if [ -f "$f" ]; then cp -p "$f" experiments/claims_campaign/recipes/; fi
-  done
   for f in "$SWEEPS"/sweep_*/trial_*/summary.json; do
     [ -f "$f" ] || continue
     d=$(dirname "$f"); d=${d#"$SWEEPS"/sweep_}
@@ -53,11 +49,6 @@ archive() {
 }
 restore() {
   local f d g
-  mkdir -p configs/recipes
-  for f in experiments/claims_campaign/recipes/*.yaml; do   # recipes written by earlier sweeps (see its README)
-    [ -f "$f" ] || continue
-    [ -f "configs/recipes/$(basename "$f")" ] || cp -p "$f" configs/recipes/
-  done
   # only a complete run (its final evaluation and analyses recorded, opd_bench.claims.COMPLETE): the weights are
   # not archived, so a run trained but not yet scored when the machine went is trained again
   for f in "$RUNS_ARCHIVE"/*/s*/claims_complete.json; do
@@ -112,7 +103,7 @@ ship_refs() {
   python scripts/ship_evals.py --protocol full --checkpoints "$1"
 }
 restore
-if [ "${1:-}" = "--restore-only" ]; then exit 0; fi   # only put the archive back into runs/ and configs/recipes/
+if [ "${1:-}" = "--restore-only" ]; then exit 0; fi   # only put the archive back into runs/
 ( while sleep 300; do archive; done ) & keeper=$!
 trap 'archive; kill "$keeper" 2>/dev/null' EXIT
 CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims --out reports/claims)
