@@ -90,3 +90,25 @@ def test_main_job_prints_its_bound_and_projection():
                  "tiny=eval.prompts_per_task=1,eval.curve_prompts=1,train.prompts_per_step=1")
     row = next(line for line in out.splitlines() if line.startswith("| tiny | 4 |"))
     assert "min |" in row and "matmul peak (2048^3 float32" in out
+
+
+def test_campaign_time_adds_the_archived_runs_own_records():
+    """benchmarks/campaign_time.py on the committed stage-0 runs: its total is the sum of the records' seconds,
+    recomputed here from the files."""
+    import re
+
+    out = _bench("campaign_time.py")
+    runs = ROOT / "experiments" / "claims_campaign" / "runs"
+    total, n = 0.0, 0
+    for g in ("opd", "multi-reward", "cascade"):
+        for d in runs.glob(f"{g}/s*"):
+            if (d / "claims_complete.json").is_file():
+                spent = json.loads((d / "ledger.json").read_text())["spent"]
+                rec = json.loads((d / "claims_eval.json").read_text())
+                total += sum(float(spent[p]["seconds"]) for p in ("train", "teacher", "eval"))
+                total += float(rec["seconds"]) * int(rec.get("threads", 1))
+                n += 1
+    m = re.search(r"(\d+) runs: (\d+\.\d+) process-hours; with --jobs 2 .* (\d+\.\d+) h against the 3 h target: "
+                  r"ratio (\d+\.\d+)", out)
+    assert m and int(m.group(1)) == n >= 15
+    assert float(m.group(2)) == round(total / 3600, 2) and float(m.group(4)) == round(total / 2 / 10800, 2)
