@@ -123,10 +123,10 @@ def cost_hours(cost: dict) -> float:
 def add_costs(a: dict, b: dict) -> Dict[str, float]:
     """Two :func:`timed` costs as one (``cost_hours`` of the sum is the sum of theirs): at their thread count
     when they share it, else in CPU seconds (one thread)."""
-    sa, sb, ta, tb = float(a.get("seconds", 0.0)), float(b.get("seconds", 0.0)), int(a.get("threads", 1)), \
-        int(b.get("threads", 1))
-    return {"seconds": round(sa + sb, 2), "threads": ta} if ta == tb else {"seconds": round(sa * ta + sb * tb, 2),
-                                                                          "threads": 1}
+    (sa, ta), (sb, tb) = ((float(c.get("seconds", 0.0)), int(c.get("threads", 1))) for c in (a, b))
+    if ta == tb:
+        return {"seconds": round(sa + sb, 2), "threads": ta}
+    return {"seconds": round(sa * ta + sb * tb, 2), "threads": 1}
 
 
 def recorded(path: Path, compute: Callable[[], dict]) -> dict:
