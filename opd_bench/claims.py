@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -509,14 +512,35 @@ def in_shard(position: int, shard: Tuple[int, int]) -> bool:
     return position % shard[1] == shard[0]
 
 
+def parse_start_before(text: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """``--start-before`` -> a POSIX time: ``HH:MM`` is that time's next occurrence (local clock), else an ISO
+    date-time (``2026-12-02T17:50``); None -> None (no limit)."""
+    if text is None:
+        return None
+    now = now or datetime.now()
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if m and int(m[1]) < 24 and int(m[2]) < 60:
+        at = now.replace(hour=int(m[1]), minute=int(m[2]), second=0, microsecond=0)
+        return (at + timedelta(days=1) if at <= now else at).timestamp()
+    if not m:
+        try:
+            return datetime.fromisoformat(text.strip()).timestamp()
+        except ValueError:
+            pass
+    raise UserError(f"--start-before: {text!r} is neither HH:MM nor an ISO date-time (e.g. 17:50 or 2026-12-02T17:50)")
+
+
 def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int] = (0, 1),
-                 after: Optional[Callable[[Group, Path], None]] = None) -> List[Path]:
+                 after: Optional[Callable[[Group, Path], None]] = None, start_before: Optional[float] = None,
+                 clock: Callable[[], float] = time.time) -> List[Path]:
     """Train every run not finished yet, in the campaign's order: finished runs are skipped, interrupted ones
     resumed (``run(cfg, dir, resume) -> summary``, default the one runner), so rerunning continues it. With
     ``shard=(i, n)`` only every n-th run from the i-th (:func:`in_shard`): n processes, each with its own shard,
     train the campaign side by side (each run folder is owned by one process); every config is still validated.
     ``after(group, dir)`` runs on each of the shard's finished runs as soon as it is trained (or, trained before,
-    when its turn comes): :func:`complete_run`, which scores it while its weights exist."""
+    when its turn comes): :func:`complete_run`, which scores it while its weights exist. From ``start_before`` (a
+    ``clock()`` time) on, no run that is not :data:`COMPLETE` is started, trained or scored (a machine that goes
+    away at a known time then loses no work half done); the one in progress finishes."""
     from .train import run_one
 
     run = run or run_one
@@ -534,6 +558,8 @@ def run_campaign(camp: Campaign, runs_dir: Path, run=None, shard: Tuple[int, int
         d = run_dir(runs_dir, g, s)
         dirs.append(d)
         if not in_shard(k, shard):
+            continue
+        if start_before is not None and clock() >= start_before and not (d / COMPLETE).is_file():
             continue
         if not (d / "summary.json").is_file():
             # resolved again when its turn comes: a recipe a sweep wrote since this process started (a shard

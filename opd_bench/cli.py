@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -208,6 +209,9 @@ def claims(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: with --run, train and score only every N-th "
                                         "run and reference from the I-th (N processes side by side, e.g. 0/2 and "
                                         "1/2 with OMP_NUM_THREADS=1 each); no report. Then run without --shard"),
+    start_before: Optional[str] = typer.Option(None, "--start-before", help="HH:MM (its next occurrence) or an ISO "
+                                               "date-time: with --run, start no run, scoring or report from then "
+                                               "on; the run in progress finishes (rerun to continue)"),
 ):
     """The DiffusionOPD paper's claims re-tested: each confirmed, refuted or below resolution (opd_bench/claims.py)."""
     from . import claims as cl
@@ -218,6 +222,9 @@ def claims(
     if protocol_name not in ("full", "run"):
         raise UserError(f"--protocol: {protocol_name!r} is not one of full, run")
     part = cl.parse_shard(shard)
+    deadline = cl.parse_start_before(start_before)
+    if start_before is not None and not train:
+        raise UserError("--start-before limits the training and scoring of --run: add --run")
     if shard is not None and not train:
         raise UserError("--shard splits the training and scoring of --run: add --run (the report is written by an "
                         "invocation without --shard)")
@@ -239,8 +246,15 @@ def claims(
     if train:   # each run scored and analysed as soon as it is trained, while its weights exist
         analysis = (variance_batches, variance_batch_size) if analyses else None
         cl.run_campaign(camp, runs_dir, shard=part,
-                        after=lambda g, d: cl.complete_run(g, d, tasks, protocol, analysis))
+                        after=lambda g, d: cl.complete_run(g, d, tasks, protocol, analysis), start_before=deadline)
         st = cl.status(camp, runs_dir)
+        if deadline is not None and time.time() >= deadline:
+            left = sum(not (d / cl.COMPLETE).is_file() for k, (g, s) in enumerate(camp.runs())
+                       if cl.in_shard(k, part) for d in [cl.run_dir(runs_dir, g, s)])
+            console.print(f"--start-before {start_before} reached: {left} run(s){f' of shard {shard}' if shard else ''} "
+                          "not complete, nothing more started; rerun the same command to continue", markup=False,
+                          highlight=False)
+            return
     teachers = {t: teacher_name(cfg, t) for t in tasks}
     base_ck = {t: cfg.model.checkpoint for t in tasks}
     if shard is not None:   # this process's share of the final scores, into the eval cache; no report

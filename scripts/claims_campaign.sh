@@ -13,6 +13,7 @@
 # and restores them into runs/ at its start, so a fresh checkout carrying the archive resumes the sweeps.
 #   nohup bash scripts/claims_campaign.sh > runs/claims_campaign.log 2>&1 &
 #   bash scripts/claims_campaign.sh --restore-only     # only restore the archive (nothing trains)
+#   OPD_BENCH_START_BEFORE=17:50 nohup bash scripts/claims_campaign.sh ...   # start no run from 17:50 on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID=configs/sweeps/equal_tuning.yaml
@@ -107,6 +108,9 @@ if [ "${1:-}" = "--restore-only" ]; then exit 0; fi   # only put the archive bac
 ( while sleep 300; do archive; done ) & keeper=$!
 trap 'archive; kill "$keeper" 2>/dev/null' EXIT
 CLAIMS=(opd-bench claims --run --spec configs/claims.yaml --runs-dir runs/claims --out reports/claims)
+# OPD_BENCH_START_BEFORE=17:50 (HH:MM or an ISO date-time): no run starts from then on, the ones in progress finish;
+# for a machine that goes away at a known time (a session's end), so that it loses no run half done
+if [ -n "${OPD_BENCH_START_BEFORE:-}" ]; then CLAIMS+=(--start-before "$OPD_BENCH_START_BEFORE"); fi
 if [ "$JOBS" = 1 ]; then
   sweep_plain
   sweep_objectives

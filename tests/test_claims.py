@@ -335,6 +335,58 @@ def test_campaign_file_validates_and_resumes(tmp_path):
     assert calls == [(1, "s1", True), (2, "s2", False)]   # the finished run is not retrained
 
 
+def test_nothing_starts_after_start_before_and_the_run_in_progress_finishes(tmp_path):
+    """--start-before: runs (training or scoring) that would start at or after the time are left for the next
+    invocation; the run in progress when it passes finishes; a complete run is still read back."""
+    small = cl.Campaign("ocr", "8:images", 0, [cl.Group("opd", "opd", 3)])
+    now = [100.0]
+    trained, scored = [], []
+
+    def run(cfg, d, resume):   # one run's training takes 10 s of the clock
+        trained.append(d.name)
+        now[0] += 10
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").write_text("{}")
+
+    def after(g, d):
+        scored.append(d.name)
+        (d / cl.COMPLETE).write_text("{}")
+
+    cl.run_campaign(small, tmp_path, run=run, after=after, start_before=105.0, clock=lambda: now[0])
+    assert trained == ["s0"] and scored == ["s0"]      # started at 100, finished at 110: the others wait
+    cl.run_campaign(small, tmp_path, run=run, after=after, start_before=105.0, clock=lambda: now[0])
+    assert trained == ["s0"] and scored == ["s0", "s0"]   # past the time: only the complete run is read back
+    cl.run_campaign(small, tmp_path, run=run, after=after, start_before=None, clock=lambda: now[0])
+    assert trained == ["s0", "s1", "s2"]                 # no limit: the rest
+
+
+def test_start_before_is_parsed_as_a_next_clock_time_or_an_iso_date_time():
+    from datetime import datetime
+
+    now = datetime(2026, 12, 2, 16, 30)
+    assert cl.parse_start_before("17:50", now) == datetime(2026, 12, 2, 17, 50).timestamp()
+    assert cl.parse_start_before("09:05", now) == datetime(2026, 12, 3, 9, 5).timestamp()   # passed today: tomorrow
+    assert cl.parse_start_before("2026-12-02T18:00", now) == datetime(2026, 12, 2, 18, 0).timestamp()
+    assert cl.parse_start_before(None, now) is None
+    for bad in ("25:00", "17:60", "soon", "", "17h50"):
+        with pytest.raises(cl.UserError, match="--start-before"):
+            cl.parse_start_before(bad, now)
+
+
+def test_start_before_without_run_or_malformed_is_one_line_exit_2(tmp_path, capsys):
+    from opd_bench.cli import main
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text("tasks: ocr\nbudget: 8:images\nseeds: 1\ngroups: {opd: {method: opd}}\n")
+    base = ["claims", "--spec", str(spec), "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    for argv, needle in ((base + ["--start-before", "17:50"], "add --run"),
+                         (base + ["--run", "--start-before", "later"], "--start-before")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
 def test_shards_split_the_campaign_and_its_evaluations_without_overlap(tmp_path, monkeypatch):
     """n processes with --shard i/n train every missing run exactly once between them and score every finished
     run's final checkpoint and every reference exactly once; each shard takes every n-th from the i-th."""
@@ -673,12 +725,10 @@ def test_the_campaign_script_restores_complete_runs_only(tmp_path):
     (arch / "sweeps" / "opd" / "trial_0").mkdir(parents=True)
     for n in ("summary.json", "config.yaml"):
         (arch / "sweeps" / "opd" / "trial_0" / n).write_text("{}")
-    (arch / "recipes").mkdir()
-    (arch / "recipes" / "opd.yaml").write_text("method: opd\n")
     r = subprocess.run(["bash", str(tmp_path / "scripts" / "claims_campaign.sh"), "--restore-only"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "runs" / "claims" / "opd" / "s0" / cl.COMPLETE).is_file()
     assert not (tmp_path / "runs" / "claims" / "opd" / "s1").exists()
     assert (tmp_path / "runs" / "sweeps" / "sweep_opd" / "trial_0" / "summary.json").is_file()
-    assert (tmp_path / "configs" / "recipes" / "opd.yaml").read_text() == "method: opd\n"
+    assert not (tmp_path / "configs").exists()   # the recipes are tracked in configs/recipes/: nothing to restore
