@@ -5,7 +5,7 @@ threads), against the 3-hour target with ``--jobs 2``. The campaign's analyses (
 claims-only work and are left out. The runs ran across sessions on machines whose speed differed, so the
 per-run lines matter more than the total; ``eval_time.py`` projects the same from one run's measured rates.
 
-    python benchmarks/campaign_time.py [--groups opd,multi-reward,cascade] [--jobs 2]
+    python benchmarks/campaign_time.py [--runs DIR ...] [--groups opd,multi-reward,cascade] [--jobs 2]
 """
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def run_seconds(d: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", default=str(ROOT / "experiments" / "claims_campaign" / "runs"))
+    ap.add_argument("--runs", nargs="+", default=[str(ROOT / "experiments" / "claims_campaign" / "runs")],
+                    help="archived campaign run folders (<group>/s<seed>/), searched in order")
     ap.add_argument("--groups", default="opd,multi-reward,cascade")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     total, n = 0.0, 0
     for g in args.groups.split(","):
-        for d in sorted(Path(args.runs, g).glob("s*")):
+        for d in sorted(d for r in args.runs for d in Path(r, g).glob("s*")):
             if not (d / "claims_complete.json").is_file():
                 continue
             s = run_seconds(d)

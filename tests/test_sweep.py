@@ -135,6 +135,25 @@ def test_the_reference_trial_is_selected_on_val_like_any_trial(tmp_path):
         load_spec(spec, "nft")
 
 
+def test_the_sweep_selects_on_the_gold_scorer_first_like_the_report(tmp_path):
+    """A trial that hacks a task's learned proxy (high proxy, low gold) loses to one that is better on the gold
+    scorer: the selection reads each task as the report's headline does (gold first), and the table shows it."""
+    def fake_run(cfg, run_dir, resume=False):   # lr 3e-4 hacks the aesthetic proxy; lr 1e-4 is better on gold
+        hacks = cfg.train.lr > 2e-4
+        return {"final": {"scores": {"aesthetic": 0.7 if hacks else 0.4, "ocr": 0.2},
+                          "metrics": {"aesthetic": {"score": 0.7 if hacks else 0.4, "gold": 0.3 if hacks else 0.45},
+                                      "ocr": {"score": 0.2}}}}
+
+    spec = write_spec(tmp_path / "s.yaml", trials=2, budget="16:images", seed=0, grid={"train.lr": [1e-4, 3e-4]})
+    res = run_sweep("grpo", "aesthetic,ocr", load_spec(spec, "grpo"), None, [], tmp_path / "runs", tmp_path / "rec",
+                    fake_run)
+    chosen = next(r for r in res["table"] if r["chosen"])
+    assert chosen["params"]["train.lr"] == 1e-4 and chosen["scores"] == {"aesthetic": 0.45, "ocr": 0.2}
+    assert chosen["mean"] == pytest.approx(0.325)
+    text = (tmp_path / "rec" / "grpo.yaml").read_text()
+    assert "gold scorer first" in text and load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == 1e-4
+
+
 def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
     world = make_tiny_world(tmp_path / "world")
     spec = write_spec(tmp_path / "s.yaml", trials=2, budget="4:images", seed=0, grid={"train.lr": [1e-4, 1e-3]})
