@@ -467,6 +467,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(env, case_id, argv, nee
 
 def test_unreadable_config_is_one_line_exit_2(env, capsys, monkeypatch):
     """Root reads any file, so an unreadable config is simulated for root by denying the read."""
+    monkeypatch.chdir(env["cwd"])   # not the checkout: its runs/ may hold the main job's folder
     path = env["bad"] / "unreadable.yaml"
     if os.geteuid() == 0:
         real = Path.read_text
