@@ -249,8 +249,8 @@ def claims(
                         after=lambda g, d: cl.complete_run(g, d, tasks, protocol, analysis), start_before=deadline)
         st = cl.status(camp, runs_dir)
         if deadline is not None and time.time() >= deadline:
-            left = sum(not (d / cl.COMPLETE).is_file() for k, (g, s) in enumerate(camp.runs())
-                       if cl.in_shard(k, part) for d in [cl.run_dir(runs_dir, g, s)])
+            mine = [cl.run_dir(runs_dir, g, s) for k, (g, s) in enumerate(camp.runs()) if cl.in_shard(k, part)]
+            left = sum(not (d / cl.COMPLETE).is_file() for d in mine)
             console.print(f"--start-before {start_before} reached: {left} run(s){f' of shard {shard}' if shard else ''} "
                           "not complete, nothing more started; rerun the same command to continue", markup=False,
                           highlight=False)
