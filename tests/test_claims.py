@@ -385,6 +385,10 @@ def test_start_before_without_run_or_malformed_is_one_line_exit_2(tmp_path, caps
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+    # a time already past: nothing is trained or scored and no report written; it says so and exits 0
+    assert main(base + ["--run", "--start-before", "2000-01-01T00:00"]) == 0
+    assert "--start-before 2000-01-01T00:00 reached: 1 run(s) not complete" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "runs" / "opd").exists() and not (tmp_path / "out" / "claims.json").exists()
 
 
 def test_shards_split_the_campaign_and_its_evaluations_without_overlap(tmp_path, monkeypatch):
