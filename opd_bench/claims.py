@@ -613,31 +613,38 @@ def warm_evaluations(camp: Campaign, runs_dir: Path, references: Dict[str, Dict[
     return len(mine)
 
 
-def cpu_hours(runs_dir: Path, sweeps_dir: Optional[Path] = None, recipes: Sequence[str] = ()) -> Dict[str, float]:
+def cpu_hours(runs_dir: Path, sweeps_dir: Optional[Path] = None, recipes: Sequence[str] = (),
+              superseded_dir: Optional[Path] = None) -> Dict[str, float]:
     """The campaign's recorded CPU hours (wall seconds x threads x processes), by part: ``runs``, every campaign
     run's ledger (training and its in-run evaluations, all phases); ``final_evaluations``, the full-protocol
     evaluations :func:`final_results` recorded in the run folders; ``analyses``, the interference and variance
     measurements cached there (:func:`run_analyses`); ``sweeps``, the equal-tuning trials of
     ``recipes`` under ``sweeps_dir`` (sweep_<recipe>/trial_*/summary.json, whose ledger the sweep keeps), with
-    ``sweep_trials`` their count; ``total``. A ledger or record without threads counts one; what no file records
-    (a file written before it recorded its cost, a trial whose folder is gone) is not counted."""
+    ``sweep_trials`` their count; ``superseded``, all three of the runs under ``superseded_dir/<reason>/`` (runs
+    whose group's recipe changed after they ran: spent, no longer reported); ``total``. A ledger or record without
+    threads counts one; what no file records (a file written before it recorded its cost, a trial whose folder is
+    gone) is not counted."""
     def hours(ledger: dict) -> float:
         secs = sum(float(p.get("seconds", 0.0)) for p in (ledger.get("spent") or {}).values())
         return secs * int(ledger.get("threads", 1)) * int(ledger.get("processes", 1)) / 3600.0
 
-    out = {"runs": 0.0, "final_evaluations": 0.0, "analyses": 0.0, "sweeps": 0.0, "sweep_trials": 0}
-    for led in Path(runs_dir).glob("*/s*/ledger.json"):
-        out["runs"] += hours(json.loads(led.read_text()))
-    for rec in Path(runs_dir).glob(f"*/s*/{RECORD}"):
-        out["final_evaluations"] += cost_hours(json.loads(rec.read_text()))
-    for name in ANALYSIS_FILES:
-        for f in Path(runs_dir).glob(f"*/s*/{name}"):
-            out["analyses"] += cost_hours(json.loads(f.read_text()).get("_cost") or {})
+    def run_parts(folder: Path) -> Tuple[float, float, float]:
+        runs = sum(hours(json.loads(led.read_text())) for led in folder.glob("*/s*/ledger.json"))
+        evals = sum(cost_hours(json.loads(rec.read_text())) for rec in folder.glob(f"*/s*/{RECORD}"))
+        analyses = sum(cost_hours(json.loads(f.read_text()).get("_cost") or {})
+                       for name in ANALYSIS_FILES for f in folder.glob(f"*/s*/{name}"))
+        return runs, evals, analyses
+
+    out = {"sweeps": 0.0, "sweep_trials": 0}
+    out["runs"], out["final_evaluations"], out["analyses"] = run_parts(Path(runs_dir))
     for name in (recipes if sweeps_dir is not None else ()):
         for summ in Path(sweeps_dir).glob(f"sweep_{name}/trial_*/summary.json"):
             out["sweeps"] += hours(json.loads(summ.read_text()).get("ledger") or {})
             out["sweep_trials"] += 1
-    out["total"] = out["runs"] + out["final_evaluations"] + out["analyses"] + out["sweeps"]
+    reasons = [d for d in Path(superseded_dir).iterdir() if d.is_dir()] if superseded_dir and \
+        Path(superseded_dir).is_dir() else []
+    out["superseded"] = sum(sum(run_parts(d)) for d in reasons)
+    out["total"] = out["runs"] + out["final_evaluations"] + out["analyses"] + out["sweeps"] + out["superseded"]
     return out
 
 
@@ -1010,8 +1017,9 @@ def hours_text(doc: dict) -> str:
         return f"{h['total']:.1f} CPU hours recorded"
     return (f"{h['total']:.1f} CPU hours recorded: {h['runs']:.1f} training the runs (with their in-run evaluations), "
             f"{h['final_evaluations']:.1f} in their full-protocol final evaluations, {h['analyses']:.1f} in "
-            f"the analyses, {h['sweeps']:.1f} in {h['sweep_trials']} equal-tuning sweep trials (the shipped base and "
-            "teacher evaluations not counted)")
+            f"the analyses, {h['sweeps']:.1f} in {h['sweep_trials']} equal-tuning sweep trials"
+            + (f", {h['superseded']:.1f} in runs superseded by a recipe change" if h.get("superseded") else "")
+            + " (the shipped base and teacher evaluations not counted)")
 
 
 def render_markdown(doc: dict) -> str:

@@ -209,6 +209,9 @@ def claims(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: with --run, train and score only every N-th "
                                         "run and reference from the I-th (N processes side by side, e.g. 0/2 and "
                                         "1/2 with OMP_NUM_THREADS=1 each); no report. Then run without --shard"),
+    superseded_dir: Path = typer.Option(Path("experiments/claims_campaign/superseded"), "--superseded-dir",
+                                        help="Where runs superseded by a recipe change are kept "
+                                        "(<reason>/<group>/s<seed>/): their CPU hours count in the total"),
     start_before: Optional[str] = typer.Option(None, "--start-before", help="HH:MM (its next occurrence) or an ISO "
                                                "date-time: with --run, start no run, scoring or report from then "
                                                "on; the run in progress finishes (rerun to continue)"),
@@ -272,7 +275,7 @@ def claims(
     halves = cl.seed_halves(camp, runs_dir, base_ck, teachers, protocol, extra) if protocol_name == "full" else None
     command = f"opd-bench claims --spec {spec} --runs-dir {runs_dir} --out {out} --run --protocol {protocol_name}"
     recipes = sorted({r.stem for r in map(cl.recipe_of, camp.groups) if r is not None})
-    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir, sweeps_dir, recipes), command, halves)
+    doc = cl.write_claims(ev, out, st, cl.cpu_hours(runs_dir, sweeps_dir, recipes, superseded_dir), command, halves)
     for row in cl.summary_table(doc):
         console.print(f"{row[1]:<18} {row[0]}", markup=False, highlight=False)
     console.print(f"wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'claims.json'}", markup=False,

@@ -651,6 +651,16 @@ def test_cpu_hours_count_runs_final_evaluations_and_the_groups_sweeps(tmp_path):
     assert h["sweeps"] == pytest.approx(3 * 0.5) and h["sweep_trials"] == 3
     assert h["total"] == pytest.approx(6.0 + 2.0 + 0.5 + 1.5)
     assert cl.cpu_hours(runs)["sweeps"] == 0.0
+    # runs superseded by a recipe change were spent too: counted, by part, from superseded/<reason>/
+    old = tmp_path / "superseded" / "proxy-selected" / "mr" / "s0"
+    old.mkdir(parents=True)
+    (old / "ledger.json").write_text(json.dumps(led))
+    (old / cl.RECORD).write_text(json.dumps({"results": {}, "seconds": 1800.0, "threads": 2}))
+    with_old = cl.cpu_hours(runs, sweeps, ["opd", "mt-nft"], tmp_path / "superseded")
+    assert with_old["superseded"] == pytest.approx(3.0 + 1.0) and with_old["total"] == pytest.approx(h["total"] + 4.0)
+    assert cl.cpu_hours(runs, superseded_dir=tmp_path / "missing")["superseded"] == 0.0
+    assert "4.0 in runs superseded by a recipe change" in cl.hours_text({"cpu_hours_by_part": with_old})
+    assert "superseded" not in cl.hours_text({"cpu_hours_by_part": h})
     doc = cl.write_claims(planted_evidence(), tmp_path / "out", {"done": [], "partial": [], "missing": []}, h, "cmd")
     assert doc["cpu_hours"] == pytest.approx(10.0)
     md = (tmp_path / "out" / "report.md").read_text()
