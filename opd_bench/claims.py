@@ -641,9 +641,9 @@ def cpu_hours(runs_dir: Path, sweeps_dir: Optional[Path] = None, recipes: Sequen
         for summ in Path(sweeps_dir).glob(f"sweep_{name}/trial_*/summary.json"):
             out["sweeps"] += hours(json.loads(summ.read_text()).get("ledger") or {})
             out["sweep_trials"] += 1
-    reasons = [d for d in Path(superseded_dir).iterdir() if d.is_dir()] if superseded_dir and \
-        Path(superseded_dir).is_dir() else []
-    out["superseded"] = sum(sum(run_parts(d)) for d in reasons)
+    sup = Path(superseded_dir) if superseded_dir is not None else None
+    out["superseded"] = sum(sum(run_parts(d)) for d in (sup.iterdir() if sup is not None and sup.is_dir() else ())
+                            if d.is_dir())
     out["total"] = out["runs"] + out["final_evaluations"] + out["analyses"] + out["sweeps"] + out["superseded"]
     return out
 
