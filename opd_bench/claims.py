@@ -26,7 +26,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -513,15 +513,15 @@ def in_shard(position: int, shard: Tuple[int, int]) -> bool:
 
 
 def parse_start_before(text: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
-    """``--start-before`` -> a POSIX time: ``HH:MM`` is that time's next occurrence (local clock), else an ISO
-    date-time (``2026-12-02T17:50``); None -> None (no limit)."""
+    """``--start-before`` -> a POSIX time: ``HH:MM`` is that time today (local clock; already past: nothing starts,
+    so every process of one campaign, whenever it starts, reads the same time), else an ISO date-time
+    (``2026-12-02T17:50``, e.g. past midnight); None -> None (no limit)."""
     if text is None:
         return None
     now = now or datetime.now()
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
     if m and int(m[1]) < 24 and int(m[2]) < 60:
-        at = now.replace(hour=int(m[1]), minute=int(m[2]), second=0, microsecond=0)
-        return (at + timedelta(days=1) if at <= now else at).timestamp()
+        return now.replace(hour=int(m[1]), minute=int(m[2]), second=0, microsecond=0).timestamp()
     if not m:
         try:
             return datetime.fromisoformat(text.strip()).timestamp()

@@ -212,7 +212,7 @@ def claims(
     superseded_dir: Path = typer.Option(Path("experiments/claims_campaign/superseded"), "--superseded-dir",
                                         help="Where runs superseded by a recipe change are kept "
                                         "(<reason>/<group>/s<seed>/): their CPU hours count in the total"),
-    start_before: Optional[str] = typer.Option(None, "--start-before", help="HH:MM (its next occurrence) or an ISO "
+    start_before: Optional[str] = typer.Option(None, "--start-before", help="HH:MM (today) or an ISO "
                                                "date-time: with --run, start no run, scoring or report from then "
                                                "on; the run in progress finishes (rerun to continue)"),
 ):

@@ -360,12 +360,13 @@ def test_nothing_starts_after_start_before_and_the_run_in_progress_finishes(tmp_
     assert trained == ["s0", "s1", "s2"]                 # no limit: the rest
 
 
-def test_start_before_is_parsed_as_a_next_clock_time_or_an_iso_date_time():
+def test_start_before_is_parsed_as_a_clock_time_today_or_an_iso_date_time():
     from datetime import datetime
 
     now = datetime(2026, 12, 2, 16, 30)
     assert cl.parse_start_before("17:50", now) == datetime(2026, 12, 2, 17, 50).timestamp()
-    assert cl.parse_start_before("09:05", now) == datetime(2026, 12, 3, 9, 5).timestamp()   # passed today: tomorrow
+    # already past today: past (a campaign's later process, e.g. its report step, must not read it as tomorrow)
+    assert cl.parse_start_before("09:05", now) == datetime(2026, 12, 2, 9, 5).timestamp()
     assert cl.parse_start_before("2026-12-02T18:00", now) == datetime(2026, 12, 2, 18, 0).timestamp()
     assert cl.parse_start_before(None, now) is None
     for bad in ("25:00", "17:60", "soon", "", "17h50"):
