@@ -142,13 +142,18 @@ def recorded(path: Path, compute: Callable[[], dict]) -> dict:
 
 def recorded_final(d: Path, tasks: Sequence[str], protocol: EvalProtocol) -> Optional[dict]:
     """Run ``d``'s :data:`RECORD` when it holds ``tasks`` under ``protocol`` (whichever weights it was of), else None."""
+    rec = _read_record(Path(d) / RECORD)
+    return rec if rec is not None and rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"]) \
+        else None
+
+
+def _read_record(path: Path) -> Optional[dict]:
+    """The :data:`RECORD`-shaped mapping at ``path`` (a dict whose ``results`` is a dict), else None."""
     try:
-        rec = json.loads((Path(d) / RECORD).read_text())
+        rec = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    if not (isinstance(rec, dict) and isinstance(rec.get("results"), dict)):
-        return None
-    return rec if rec.get("protocol") == protocol.to_dict() and set(tasks) <= set(rec["results"]) else None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("results"), dict) else None
 
 
 def _seeded(digest: str, protocol: dict) -> Path:
@@ -215,10 +220,5 @@ def final_results(d: Path, tasks: Sequence[str], protocol: EvalProtocol, device=
 
 def _record_of(path: Path, digest: str, protocol: dict) -> Optional[dict]:
     """The :data:`RECORD` at ``path`` when it is one of weights ``digest`` under ``protocol`` (any tasks), else None."""
-    try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(rec, dict) and rec.get("digest") == digest and rec.get("protocol") == protocol \
-        and isinstance(rec.get("results"), dict)
-    return rec if ok else None
+    rec = _read_record(path)
+    return rec if rec is not None and rec.get("digest") == digest and rec.get("protocol") == protocol else None
