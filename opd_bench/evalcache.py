@@ -166,12 +166,9 @@ def seed_from_record(path: Path) -> bool:
     its folder was lost, only its small files archived -- takes it (its cost included) instead of scoring again;
     a record of some of the tasks (a scoring killed part way) spares those.
     False for a file that is not a record."""
-    try:
-        rec = json.loads(Path(path).read_text())
-        ok = isinstance(rec["digest"], str) and isinstance(rec["protocol"], dict) and isinstance(rec["results"], dict)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if ok:
+    rec = _read_record(path)
+    ok = rec is not None and isinstance(rec.get("digest"), str) and isinstance(rec.get("protocol"), dict)
+    if ok:   # the cache key needs the digest and the protocol, which a record read with its weights may lack
         atomic_write_json(_seeded(rec["digest"], rec["protocol"]), rec)
     return ok
 

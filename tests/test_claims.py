@@ -561,6 +561,10 @@ def test_claims_command_end_to_end_on_tiny_runs(tmp_path, capsys, monkeypatch):
     archived = tmp_path / "archived_record.json"
     archived.write_text(json.dumps({**rec, "seconds": 1234.5, "results": {"rpt_glow": {"marker": 1}, "clm_dim": {}}}))
     assert not ec.seed_from_record(tmp_path / "missing.json") and not ec.seed_from_record(spec)
+    odd = tmp_path / "odd.json"
+    for bad in ([rec], {k: v for k, v in rec.items() if k != "digest"}, {**rec, "protocol": "full"}):
+        odd.write_text(json.dumps(bad))   # a list; no digest; a protocol that is not a mapping
+        assert not ec.seed_from_record(odd)
     (d / cl.RECORD).unlink()
     assert ec.seed_from_record(archived)
     assert cl.final_results(d, ["rpt_glow"], two) == {"rpt_glow": {"marker": 1}}
