@@ -142,11 +142,11 @@ def run(
     if name is not None:
         validate.run_name(name)
     validate.seed(first_seed + seeds - 1, "--first-seed + --seeds - 1")
+    overrides = list(set_) + ([f"device={device}"] if device else [])
+    validate.run_overrides(overrides)   # the arguments first, then the folders
     _refuse_existing_runs(methods, tasks, seeds, first_seed, name, runs_dir)
     from .train import run_many
 
-    overrides = list(set_) + ([f"device={device}"] if device else [])
-    validate.run_overrides(overrides)
     if dry_run:
         from .plan import describe
         from .train import build_configs, run_dir_for

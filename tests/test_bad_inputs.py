@@ -264,6 +264,8 @@ def _cases():
         ("name-space", run("--name", " x"), "not a single folder name"),
         ("name-file", run("--name", "afile"), "exists and is not a folder"),
         ("name-existing", run("--name", "existing"), "already exists"),
+        # a wrong argument is named before the existing folder (fixing the folder first would only meet it next)
+        ("name-existing-set-seed", run("--name", "existing", "--set", "seed=3"), "seed is set by --first-seed"),
         ("runs-dir-devnull", run("--runs-dir", "/dev/null"), "--runs-dir"),
         ("runs-dir-under-file", run("--runs-dir", "/dev/null/runs"), "--runs-dir"),
         ("runs-dir-file", run("--runs-dir", lambda e: I(e, "a_file")), "--runs-dir"),
