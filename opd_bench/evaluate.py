@@ -44,6 +44,7 @@ def eval_row(results: Dict[str, dict], label: str, protocol: EvalProtocol) -> di
             "scores": {t: v["mean"] for t, v in results.items()},
             "ci": {t: [v["ci_low"], v["ci_high"]] for t, v in results.items()},
             "metrics": {t: v.get("metrics") or {} for t, v in results.items()},
+            "metric_ci": {t: v["metric_ci"] for t, v in results.items() if "metric_ci" in v},
             "categories": {t: {c: x["mean"] for c, x in v.get("categories", {}).items()} for t, v in results.items()}}
 
 
@@ -77,7 +78,10 @@ def summarize_task(task, records: List[dict], per_sample: Dict[str, np.ndarray],
     """Task summary: primary score mean + 95% CI; per-category breakdown where the task has categories
     (then the overall score is the mean of the category means, as GenEval reports it)."""
     score = per_sample[task.primary_metric]
-    out = {"n": len(records), "metrics": {k: float(np.mean(v)) for k, v in per_sample.items()}}
+    out = {"n": len(records), "metrics": {k: float(np.mean(v)) for k, v in per_sample.items()},
+           # every metric's plain mean (``metrics``) with its 95% interval: a gold scorer's, for one, is the
+           # headline's interval (report.references.headline_ci)
+           "metric_ci": {k: list(bootstrap_ci(v, n_boot, seed)) for k, v in per_sample.items()}}
     cat_key = getattr(task, "category_key", None)
     if cat_key:
         cats: Dict[str, list] = {}

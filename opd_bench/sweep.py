@@ -34,7 +34,7 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -138,8 +138,14 @@ def recipe_text(method: str, base: Optional[str], chosen: Dict[str, Any], table:
     if all("halfwidth" in r for r in table):
         tied = not_resolved_from_chosen(table)
         half = next(r["halfwidth"] for r in table if r["chosen"])
+        older = [r for r in table if r.get("proxy_interval")]
         head.append(f"# Resolution: the chosen trial's mean has a 95% half-width of {half:.4f} (from each task's "
-                    "recorded interval, the proxy's for a gold-scored task, whose gold score records none); "
+                    "recorded interval of the score it is selected on"
+                    + (f"; {'trials' if len(older) > 1 else 'trial'} {', '.join(str(r['trial']) for r in older)} "
+                       f"{'were' if len(older) > 1 else 'was'} scored before a gold score's interval was recorded, "
+                       f"so {'theirs take' if len(older) > 1 else 'its takes'} the proxy's for "
+                       f"{', '.join(sorted({t for r in older for t in r['proxy_interval']}))}" if older else "")
+                    + "); "
                     + (f"trials {', '.join(map(str, tied))} lie within the interval of their difference to it, so "
                        "the choice among them is below resolution." if tied else
                        "every other trial lies outside the interval of its difference to it."))
@@ -152,6 +158,23 @@ def mean_halfwidth(ci: Dict[str, Any], tasks: Sequence[str]) -> float:
     the tasks' evaluations being independent: sqrt(sum h_t^2) / T; nan when a task has no interval."""
     h = [(ci[t][1] - ci[t][0]) / 2 if t in ci else float("nan") for t in tasks]
     return float(np.sqrt(np.sum(np.square(h))) / len(h))
+
+
+def headline_intervals(row: dict, tasks: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
+    """Each task's recorded 95% interval of the score the selection reads (report.references.headline_ci), and
+    the gold-scored tasks whose row, recorded before a gold score's interval was kept, gives only the proxy's
+    (taken in its place; the recipe's header says so)."""
+    from .report.references import headline_ci
+
+    cis, proxy = {}, []
+    for t in tasks:
+        ci = headline_ci(row, t)
+        if ci is None and t in (row.get("ci") or {}):
+            ci = row["ci"][t]
+            proxy.append(t)
+        if ci is not None:
+            cis[t] = ci
+    return cis, proxy
 
 
 def not_resolved_from_chosen(table: List[dict]) -> List[Any]:
@@ -219,9 +242,10 @@ def run_sweep(method: str, tasks_spec: str, spec: SweepSpec, config: Optional[st
         cfg.name = f"sweep_{label}_trial{k}"
         summary = _trial(run, cfg, out / f"trial_{k}")
         scores = {t: headline_value(summary["final"], t) for t in tasks}
+        cis, proxy = headline_intervals(summary["final"], tasks)
         table.append({"trial": k, "params": trial_params(spec, cfg), "scores": scores,
                       "mean": float(np.mean([scores[x] for x in tasks])),
-                      "halfwidth": mean_halfwidth(summary["final"].get("ci") or {}, tasks)})
+                      "halfwidth": mean_halfwidth(cis, tasks), "proxy_interval": proxy})
     best = max(range(len(table)), key=lambda i: table[i]["mean"])
     for i, row in enumerate(table):
         row["chosen"] = i == best

@@ -140,9 +140,13 @@ def test_the_sweep_selects_on_the_gold_scorer_first_like_the_report(tmp_path):
     scorer: the selection reads each task as the report's headline does (gold first), and the table shows it."""
     def fake_run(cfg, run_dir, resume=False):   # lr 3e-4 hacks the aesthetic proxy; lr 1e-4 is better on gold
         hacks = cfg.train.lr > 2e-4
-        return {"final": {"scores": {"aesthetic": 0.7 if hacks else 0.4, "ocr": 0.2},
-                          "metrics": {"aesthetic": {"score": 0.7 if hacks else 0.4, "gold": 0.3 if hacks else 0.45},
-                                      "ocr": {"score": 0.2}}}}
+        final = {"scores": {"aesthetic": 0.7 if hacks else 0.4, "ocr": 0.2},
+                 "metrics": {"aesthetic": {"score": 0.7 if hacks else 0.4, "gold": 0.3 if hacks else 0.45},
+                             "ocr": {"score": 0.2}},
+                 "ci": {"aesthetic": [0.65, 0.75] if hacks else [0.38, 0.42], "ocr": [0.1, 0.3]}}
+        if hacks:   # recorded with the gold score's interval; the other trial, as archived before it, without
+            final["metric_ci"] = {"aesthetic": {"score": [0.65, 0.75], "gold": [0.2, 0.4]}, "ocr": {"score": [0.1, 0.3]}}
+        return {"final": final}
 
     spec = write_spec(tmp_path / "s.yaml", trials=2, budget="16:images", seed=0, grid={"train.lr": [1e-4, 3e-4]})
     res = run_sweep("grpo", "aesthetic,ocr", load_spec(spec, "grpo"), None, [], tmp_path / "runs", tmp_path / "rec",
@@ -152,6 +156,13 @@ def test_the_sweep_selects_on_the_gold_scorer_first_like_the_report(tmp_path):
     assert chosen["mean"] == pytest.approx(0.325)
     text = (tmp_path / "rec" / "grpo.yaml").read_text()
     assert "gold scorer first" in text and load_config(str(tmp_path / "rec" / "grpo.yaml")).train.lr == 1e-4
+    # the resolution reads the interval of the score selected on: the gold one where recorded (half-widths 0.1 and
+    # 0.1 -> sqrt(0.02) / 2), else the proxy's in its place (0.02 and 0.1), and the header names those trials
+    other = next(r for r in res["table"] if not r["chosen"])
+    assert other["halfwidth"] == pytest.approx(0.02 ** 0.5 / 2) and other["proxy_interval"] == []
+    assert chosen["halfwidth"] == pytest.approx(0.0104 ** 0.5 / 2) and chosen["proxy_interval"] == ["aesthetic"]
+    assert (f"trial {chosen['trial']} was scored before a gold score's interval was recorded, so its takes "
+            "the proxy's for aesthetic") in " ".join(line.lstrip("# ") for line in text.splitlines())
 
 
 def test_sweep_end_to_end_on_the_tiny_world_writes_the_recipe(tmp_path):
@@ -252,3 +263,26 @@ def test_the_sweep_says_which_trials_its_choice_does_not_resolve():
              {"trial": 2, "mean": 0.34, "halfwidth": 0.04, "chosen": False},     # 0.06 > 0.05: resolved
              {"trial": "ref", "mean": 0.30, "halfwidth": float("nan"), "chosen": False}]
     assert not_resolved_from_chosen(table) == [1]
+
+
+def test_an_eval_row_records_the_gold_scores_interval_the_sweep_reads():
+    """summarize_task keeps every metric's interval (of its plain mean); eval_row passes it on, and the headline's
+    interval of a gold-scored task is the gold metric's, of any other task the primary score's."""
+    from opd_bench.evaluate import eval_row, summarize_task
+    from opd_bench.protocol import EvalProtocol
+    from opd_bench.report.references import headline_ci, headline_value
+    from opd_bench.stats import bootstrap_ci
+    from opd_bench.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    proxy, gold = rng.uniform(0.3, 0.9, 40), rng.uniform(0.1, 0.5, 40)
+    res = {"aesthetic": summarize_task(get_task("aesthetic"), [{}] * 40, {"score": proxy, "gold": gold}, 200, 3),
+           "ocr": summarize_task(get_task("ocr"), [{}] * 40, {"score": proxy, "exact": gold}, 200, 3)}
+    row = eval_row(res, "final", EvalProtocol())
+    assert headline_value(row, "aesthetic") == pytest.approx(gold.mean())
+    assert headline_ci(row, "aesthetic") == pytest.approx(bootstrap_ci(gold, 200, 3))
+    assert headline_ci(row, "ocr") == pytest.approx(bootstrap_ci(proxy, 200, 3))
+    assert list(headline_ci(row, "ocr")) == row["ci"]["ocr"]
+    assert headline_ci(row, "aesthetic")[1] < 0.5 < row["ci"]["aesthetic"][0]   # not the proxy's
+    del row["metric_ci"]   # a row recorded before the intervals were kept: no gold interval, not the proxy's
+    assert headline_ci(row, "aesthetic") is None and headline_ci(row, "ocr") is not None

@@ -26,6 +26,17 @@ def headline_value(row: dict, task: str) -> Optional[float]:
     return None if v is None else float(v)
 
 
+def headline_ci(row: dict, task: str) -> Optional[Tuple[float, float]]:
+    """The 95% interval of :func:`headline_value` from an eval-history row: the gold scorer's where the task has
+    one (None when the row, recorded before such intervals were kept, has none), else the primary score's."""
+    m = row.get("metrics", {}).get(task, {})
+    if GOLD in m and m[GOLD] is not None:
+        ci = row.get("metric_ci", {}).get(task, {}).get(GOLD)
+    else:
+        ci = row.get("ci", {}).get(task)
+    return None if ci is None else (float(ci[0]), float(ci[1]))
+
+
 def proxy_value(row: dict, task: str) -> Optional[float]:
     """The learned proxy (the primary score) of a task that also has a gold score; None otherwise."""
     if GOLD not in row.get("metrics", {}).get(task, {}):
